@@ -1,0 +1,1 @@
+"""data_prep: prepare Kinetics (annotations -> download -> trim/resize -> manifest -> verify), resumably."""

@@ -1,0 +1,5 @@
+import sys
+
+from videonorm.cli import main
+
+sys.exit(main())
