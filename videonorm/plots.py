@@ -1,0 +1,157 @@
+"""The comparison figures (matplotlib, Agg backend: no display needed).
+
+``plot_val_error_curves``: validation error vs epoch, one line per grid cell, in the style of the paper's
+Fig. 7 (BN dashed, GN solid, one color per batch size). ``plot_top1_vs_batch``: top-1 vs clips per device,
+one line per norm, the paper's points hollow and dotted (its batch-sensitivity figure).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; must precede pyplot
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+_PALETTE = plt.get_cmap("tab10").colors
+
+
+@dataclass
+class Curve:
+    """One line of the error-curve plot: a grid cell, possibly several seeds.
+
+    Attributes:
+        label: legend text.
+        linestyle: matplotlib line style (the norm's).
+        color: matplotlib color (the batch size's; see ``batch_colors``).
+        runs: per run, (epoch, error %) points in order.
+    """
+
+    label: str
+    linestyle: Any
+    color: Any
+    runs: list[list[tuple[float, float]]]
+
+
+@dataclass
+class Point:
+    """One point of the batch-size plot.
+
+    Attributes:
+        series: legend text of the line it belongs to.
+        key: lines with the same key share a color (ours and the paper's for the same norm and frames).
+        batch_size: clips per device (x).
+        top1: top-1 % (y).
+        std: seed std (error bar), None if n == 1.
+        n: number of runs.
+    """
+
+    series: str
+    key: str
+    batch_size: int
+    top1: float
+    std: float | None = None
+    n: int = 1
+
+
+def batch_colors(columns: Sequence[Any]) -> dict[Any, Any]:
+    """A distinct color per batch size (or per any hashable column key, e.g. (batch size, frames)), in order.
+
+    Args:
+        columns: batch sizes or column keys, e.g. sorted large batch first.
+    """
+    return {b: _PALETTE[i % len(_PALETTE)] for i, b in enumerate(columns)}
+
+
+def _save(fig: Any, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    os.replace(tmp, path)  # a reader never sees a half-written PNG
+    return path
+
+
+def plot_val_error_curves(curves: Sequence[Curve], path: str | Path) -> Path:
+    """Validation error (%) vs epoch; seeds of a cell drawn as their mean with a +-std band.
+
+    Args:
+        curves: one per grid cell.
+        path: PNG to write.
+    """
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for curve in curves:
+        by_epoch: dict[float, list[float]] = defaultdict(list)
+        for run in curve.runs:
+            for epoch, err in run:
+                by_epoch[epoch].append(err)
+        epochs = np.array(sorted(by_epoch))
+        mean = np.array([np.mean(by_epoch[e]) for e in epochs])
+        ax.plot(epochs, mean, linestyle=curve.linestyle, color=curve.color, marker="." if len(epochs) < 30 else None,
+                linewidth=1.8, label=curve.label)
+        if len(curve.runs) > 1:
+            std = np.array([np.std(by_epoch[e], ddof=1) if len(by_epoch[e]) > 1 else 0.0 for e in epochs])
+            ax.fill_between(epochs, mean - std, mean + std, color=curve.color, alpha=0.15, linewidth=0)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("epochs trained")
+    ax.set_ylabel("validation error (%), single center clip")
+    ax.set_title("Validation error vs epoch (BN dashed, GN solid; color = clips per device, frames)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.02, 0.5))  # outside: never hides a line
+    return _save(fig, path)
+
+
+def plot_top1_vs_batch(
+    points: Sequence[Point], paper_points: Sequence[Point], path: str | Path, ylabel: str = "top-1 (%)"
+) -> Path:
+    """Top-1 vs clips per device, one line per series; ours filled with error bars, the paper's hollow and dotted.
+
+    Args:
+        points: our cells.
+        paper_points: the paper's cells to show next to them (same ``key`` -> same color).
+        path: PNG to write.
+        ylabel: y axis text (which metric).
+    """
+    keys = list(dict.fromkeys(p.key for p in [*points, *paper_points]))
+    color = {k: _PALETTE[i % len(_PALETTE)] for i, k in enumerate(keys)}
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for hollow, group in ((False, points), (True, paper_points)):
+        series: dict[str, list[Point]] = defaultdict(list)
+        for p in group:
+            series[p.series].append(p)
+        for label, pts in series.items():
+            pts = sorted(pts, key=lambda p: -p.batch_size)
+            c = color[pts[0].key]
+            x = [p.batch_size for p in pts]
+            y = [p.top1 for p in pts]
+            yerr = [p.std or 0.0 for p in pts]
+            ax.errorbar(x, y, yerr=None if hollow or not any(yerr) else yerr, color=c, marker="o", markersize=7,
+                        linestyle=":" if hollow else "-", markerfacecolor="none" if hollow else c, capsize=3,
+                        label=label)
+            for p in pts:
+                if p.n > 1:
+                    ax.annotate(f"n={p.n}", (p.batch_size, p.top1), textcoords="offset points", xytext=(6, 4),
+                                fontsize="x-small", color=c)
+    batch_sizes = sorted({p.batch_size for p in [*points, *paper_points]}, reverse=True)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(batch_sizes, [str(b) for b in batch_sizes])
+    ax.minorticks_off()
+    if len(batch_sizes) > 1:
+        ax.set_xlim(batch_sizes[0] * 1.3, batch_sizes[-1] / 1.3)  # large batch left, as in the paper
+    else:
+        ax.invert_xaxis()
+    ax.set_xlabel("clips per device (batch size)")
+    ax.set_ylabel(ylabel)
+    ax.set_title("Top-1 vs batch size (ours filled, paper hollow/dotted)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.02, 0.5))  # outside: never hides a line
+    return _save(fig, path)
