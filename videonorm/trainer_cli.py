@@ -1,0 +1,219 @@
+"""``videonorm fit|validate|test|predict``: Lightning's CLI over ``VideoClassifier`` and ``KineticsDataModule``.
+
+Configs extend a base with a top-level ``base:`` key (jsonargparse has no include; its nested ``config:`` key
+replaces whole sections instead of merging them). Before parsing, ``--config exp.yaml`` whose file says
+``base: base.yaml`` becomes ``--config <dir of exp.yaml>/base.yaml --config exp.yaml``; bases may chain.
+The parser knows ``base`` as a plain string, so ``--print_config`` shows which base a run extends, followed
+by the fully merged config.
+
+Besides the trainer, model and data sections, every subcommand has:
+    checkpoint: ModelCheckpoint (last.ckpt + best.ckpt by val/top1) in <run dir>/checkpoints
+    precise_bn: PreciseBN (200 batches; a no-op for models without trainable BN)
+The run directory and W&B run id are set here from the config (see ``videonorm.wandb_setup``), so
+``--ckpt_path last`` resumes an interrupted fit into the same directory and W&B run, and ``validate``/``test``
+with ``--ckpt_path last|best`` find the trained run's checkpoints and log into its W&B run.
+"""
+
+from __future__ import annotations
+
+import importlib
+import warnings
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jsonargparse import Namespace
+from pytorch_lightning import LightningModule, Trainer
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from pytorch_lightning.loggers import WandbLogger
+
+from videonorm import wandb_setup
+from videonorm.callbacks import PreciseBN
+from videonorm.module import VideoClassifier
+
+
+def _config_chain(path: str, seen: tuple[Path, ...] = ()) -> list[str]:
+    """``[base_of_base, ..., base, path]`` for a config file with ``base:`` keys (paths relative to the file)."""
+    file = Path(path)
+    if not file.is_file():
+        return [path]  # not a file (e.g. an inline YAML string): jsonargparse reports what is wrong with it
+    try:
+        data = yaml.safe_load(file.read_text())
+    except yaml.YAMLError as err:
+        raise SystemExit(f"error: {file}: not valid YAML: {err}") from None
+    base = data.get("base") if isinstance(data, dict) else None
+    if not base:
+        return [path]
+    base_file = (file.parent / str(base)).resolve()
+    if not base_file.is_file():
+        raise SystemExit(f"error: {file}: base: {base} does not exist (looked for {base_file})")
+    if base_file in seen or base_file == file.resolve():
+        raise SystemExit(f"error: {file}: base: {base} makes a cycle")
+    return _config_chain(str(base_file), (*seen, file.resolve())) + [path]
+
+
+def expand_base_configs(argv: list[str]) -> list[str]:
+    """Replace each ``--config FILE`` whose file has a ``base:`` key by the chain of ``--config``s it extends.
+
+    Args:
+        argv: Lightning CLI arguments (subcommand first), e.g. ``["fit", "--config", "exp.yaml"]``.
+    """
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in ("--config", "-c") and i + 1 < len(argv):
+            path, i = argv[i + 1], i + 2
+        elif arg.startswith("--config="):
+            path, i = arg.split("=", 1)[1], i + 1
+        else:
+            out.append(arg)
+            i += 1
+            continue
+        for file in _config_chain(path):
+            out += ["--config", file]
+    return out
+
+
+class RunConfigCallback(SaveConfigCallback):
+    """Save the merged config into the run directory and send it, flattened, to W&B.
+
+    ``config.yaml`` for ``fit``, ``config_<stage>.yaml`` for the other subcommands (so testing a run does
+    not overwrite how it was trained). The W&B run config is ``wandb_setup.run_config``: every CLI key
+    flattened, world size, effective batch size and the datamodule's dataset fingerprint.
+    """
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        self.config_filename = "config.yaml" if stage == "fit" else f"config_{stage}.yaml"
+        super().setup(trainer, pl_module, stage)
+
+    def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if not any(isinstance(logger, WandbLogger) for logger in trainer.loggers):
+            return
+        config = yaml.safe_load(self.parser.dump(self.config, skip_none=False, skip_link_targets=False))
+        config["model"]["num_classes"] = pl_module.hparams.get("num_classes")  # linked at instantiation
+        datamodule = trainer.datamodule
+        fingerprint = datamodule.fingerprint() if hasattr(datamodule, "fingerprint") else None
+        params = wandb_setup.run_config(config, trainer.world_size, fingerprint)
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.log_hyperparams(params)
+
+
+class VideonormCLI(LightningCLI):
+    """LightningCLI with the data -> model ``num_classes`` link, checkpointing, precise BN and run dirs."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_argument(
+            "--base",
+            type=str | None,
+            default=None,
+            help="Base config this experiment file extends, relative to the file (expanded before parsing).",
+        )
+        parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults(
+            {
+                "checkpoint.monitor": "val/top1",
+                "checkpoint.mode": "max",
+                "checkpoint.save_last": True,
+                "checkpoint.save_top_k": 1,
+                "checkpoint.filename": "best",  # one best.ckpt, replaced when val/top1 improves
+            }
+        )
+        parser.add_lightning_class_args(PreciseBN, "precise_bn")
+
+    def before_instantiate_classes(self) -> None:
+        """Fill in the run name, run directory, W&B run id and checkpoint directory from the config."""
+        subcommand = self.subcommand
+        cfg = self.config[subcommand] if subcommand else self.config
+        if cfg.trainer.get("sync_batchnorm"):
+            raise ValueError(
+                "trainer.sync_batchnorm would silently turn every BN into SyncBN; choose the norm with model.norm "
+                "(BN statistics are per device unless the model's norm says otherwise)"
+            )
+        name = wandb_setup.run_name(
+            arch=cfg.model.arch,
+            depth=cfg.model.depth,
+            norm=cfg.model.norm,
+            norm_groups=cfg.model.norm_groups,
+            width=cfg.model.width,
+            batch_size=cfg.data.batch_size,
+            num_frames=cfg.data.num_frames,
+            sampling_rate=cfg.data.sampling_rate,
+            seed=cfg.get("seed_everything"),
+        )
+        loggers = _wandb_logger_configs(cfg.trainer.get("logger"))
+        group = next((_logger_arg(lg, "group") for lg in loggers if _logger_arg(lg, "group")), None)
+        name = next((_logger_arg(lg, "name") for lg in loggers if _logger_arg(lg, "name")), name)
+        directory = wandb_setup.run_dir(cfg.trainer.get("default_root_dir") or "runs", group, name)
+        ckpt_dir = Path(cfg.checkpoint.get("dirpath") or directory / wandb_setup.CHECKPOINT_DIR)
+        cfg.checkpoint.dirpath = str(ckpt_dir)
+        ckpt_path = cfg.get("ckpt_path")
+        if subcommand != "fit" and ckpt_path in ("best", "last"):
+            found = sorted(ckpt_dir.glob(f"{ckpt_path}*.ckpt"), key=lambda p: p.stat().st_mtime)
+            if not found:
+                raise SystemExit(f"error: --ckpt_path {ckpt_path}: no {ckpt_path}*.ckpt in {ckpt_dir}")
+            cfg.ckpt_path = str(found[-1])
+        if loggers:
+            reuse = subcommand != "fit" or ckpt_path is not None
+            run_id = wandb_setup.resolve_run_id(directory, reuse=reuse)
+            for logger in loggers:
+                init = logger.init_args
+                init.name = init.get("name") or name
+                if init.get("save_dir") in (None, "."):
+                    init.save_dir = str(directory)
+                if init.get("id") is None and init.get("version") is None:
+                    init.id = run_id
+        cfg.base = None  # the saved config.yaml is complete; a relative base would not resolve from there
+        self.run_dir = directory
+
+
+def _wandb_logger_configs(logger: Any) -> list[Namespace]:
+    """The W&B logger entries (class_path/init_args namespaces) of ``trainer.logger``."""
+    entries = logger if isinstance(logger, list) else [logger]
+    out = []
+    for entry in entries:
+        if isinstance(entry, Namespace) and "class_path" in entry:
+            module, _, cls = entry.class_path.rpartition(".")
+            klass = getattr(importlib.import_module(module), cls)
+            if issubclass(klass, WandbLogger):
+                if entry.get("init_args") is None:
+                    entry.init_args = Namespace()
+                out.append(entry)
+    return out
+
+
+def _logger_arg(entry: Namespace, key: str) -> Any:
+    value = entry.init_args.get(key)
+    if value is None and entry.get("dict_kwargs"):
+        value = entry.dict_kwargs.get(key)
+    return value
+
+
+def run_lightning_cli(argv: list[str], run: bool = True) -> VideonormCLI:
+    """Run ``fit``/``validate``/``test``/``predict`` (``argv`` starts with the subcommand).
+
+    Args:
+        argv: Arguments after the program name, e.g. ``["fit", "--config", "configs/demo/bn_b8.yaml"]``.
+        run: ``False`` parses and instantiates without running (``argv`` then has no subcommand).
+
+    Returns:
+        The CLI object (``.trainer``, ``.model``, ``.datamodule``, ``.config``, ``.run_dir``).
+    """
+    from videonorm.data import KineticsDataModule  # imported here: ``videonorm --help`` stays fast
+
+    with warnings.catch_warnings():
+        # we pass args explicitly (expanded configs); Lightning warns whenever sys.argv also has arguments
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+        return VideonormCLI(
+            VideoClassifier,
+            KineticsDataModule,
+            save_config_callback=RunConfigCallback,
+            save_config_kwargs={"overwrite": True},
+            seed_everything_default=0,
+            auto_configure_optimizers=False,  # the module owns its optimizer and epoch-based schedule
+            args=expand_base_configs(list(argv)),
+            run=run,
+        )
