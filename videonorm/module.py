@@ -283,7 +283,8 @@ class VideoClassifier(pl.LightningModule):
 
     def _steps_per_epoch(self) -> int:
         trainer = self.trainer
-        _ = trainer.estimated_stepping_batches  # makes Lightning load the train dataloader if it has not yet
+        if trainer.train_dataloader is None:
+            trainer.fit_loop.setup_data()  # what trainer.estimated_stepping_batches does to count batches
         batches = trainer.num_training_batches
         if not math.isfinite(batches):
             raise ValueError("the epoch-based lr schedule needs a train dataloader with a length")

@@ -169,6 +169,11 @@ class VideonormCLI(LightningCLI):
         cfg.base = None  # the saved config.yaml is complete; a relative base would not resolve from there
         self.run_dir = directory
 
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        # The trainer's own files (SLURM requeue's hpc_ckpt_*.ckpt, profiler output) go into the run directory,
+        # never into a root shared by concurrent runs; the config keeps the user's root.
+        return super().instantiate_trainer(default_root_dir=str(self.run_dir), **kwargs)
+
 
 def _wandb_logger_configs(logger: Any) -> list[Namespace]:
     """The W&B logger entries (class_path/init_args namespaces) of ``trainer.logger``."""
