@@ -198,17 +198,11 @@ def _history_value(item: Any) -> Any:
 
 
 def _apply_config(config: dict[str, Any], rec: Any) -> None:
+    """Apply a config update to ``config`` (top-level keys as W&B stores them; flattened at the end)."""
     for item in rec.update:
         key = _item_key(item)
-        if key.startswith("_"):  # wandb's own bookkeeping (_wandb)
-            continue
-        value = json.loads(item.value_json)
-        if isinstance(value, dict):
-            for k in [k for k in config if k.startswith(key + ".")]:
-                del config[k]
-            config.update(flatten(value, key + "."))
-        else:
-            config[key] = value
+        if not key.startswith("_"):  # wandb's own bookkeeping (_wandb)
+            config[key] = json.loads(item.value_json)
     for item in rec.remove:
         config.pop(_item_key(item), None)
 
@@ -232,6 +226,7 @@ def read_offline_run(path: str | Path) -> RunData:
             raise RunReadError(f"{path}: expected one run-*.wandb file, found {len(files)}")
         path = files[0]
     run = RunData(source=str(path))
+    raw_config: dict[str, Any] = {}
     try:
         for rec in iter_records(path):
             kind = rec.WhichOneof("record_type")
@@ -239,9 +234,9 @@ def read_offline_run(path: str | Path) -> RunData:
                 r = rec.run
                 run.run_id, run.name, run.group = r.run_id, r.display_name, r.run_group
                 run.tags = list(r.tags)
-                _apply_config(run.config, r.config)
+                _apply_config(raw_config, r.config)
             elif kind == "config":
-                _apply_config(run.config, rec.config)
+                _apply_config(raw_config, rec.config)
             elif kind == "history":
                 run.history.append({_item_key(i): _history_value(i) for i in rec.history.item})
             elif kind == "summary":
@@ -255,6 +250,7 @@ def read_offline_run(path: str | Path) -> RunData:
         if not run.run_id:  # nothing usable before the cut: not even the run record
             raise RunReadError(str(e)) from e
         run.problems.append(str(e))
+    run.config = flatten(raw_config)
     if not run.complete:
         run.problems.append(f"{path}: no exit record: the run is still running or was killed")
     elif run.exit_code:

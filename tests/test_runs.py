@@ -1,0 +1,185 @@
+"""videonorm.runs: reading real offline W&B runs (written here by wandb itself) without network."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from videonorm.runs import (
+    RunReadError,
+    find_offline_runs,
+    flatten,
+    iter_records,
+    load_runs,
+    parse_wandb_path,
+    project_filters,
+    read_offline_run,
+)
+
+
+def write_offline_run(
+    root: Path, name: str, config: dict, rows: list[dict], group: str = "demo", tags: tuple[str, ...] = ("demo",)
+) -> Path:
+    """Write a real offline W&B run (``wandb.init(mode="offline")``) under ``root/name``; return its ``.wandb`` file.
+
+    Args:
+        root: parent directory.
+        name: run name (also its directory).
+        config: run config (flat keys, as ``videonorm fit`` logs them).
+        rows: ``wandb.log`` calls, in order.
+        group: W&B group.
+        tags: W&B tags.
+    """
+    import wandb
+
+    run_dir = root / name
+    run_dir.mkdir(parents=True)
+    run = wandb.init(mode="offline", dir=run_dir, project="videonorm", name=name, group=group, tags=list(tags),
+                     config=config)
+    for row in rows:
+        run.log(row)
+    run.finish()
+    (path,) = run_dir.glob("wandb/offline-run-*/run-*.wandb")
+    return path
+
+
+@pytest.fixture(scope="module", autouse=True)
+def offline_wandb(tmp_path_factory):
+    """No network, no output, W&B's files in a temp dir."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("WANDB_MODE", "offline")
+        mp.setenv("WANDB_SILENT", "true")
+        mp.setenv("WANDB_DIR", str(tmp_path_factory.mktemp("wandb_dir")))
+        yield
+
+
+CONFIG = {"model.norm": "gn", "model.norm_groups": 4, "data.batch_size": 4, "data.num_frames": 8,
+          "dataset.hash": "abc123", "model": {"nested": {"key": 3}}}
+ROWS = [
+    {"train/loss": 2.5, "epoch": 0, "trainer/global_step": 3},
+    {"val/top1": 0.25, "val/top5": 0.75, "epoch": 0, "trainer/global_step": 3},
+    {"train/loss": 1.5, "epoch": 1, "trainer/global_step": 7},
+    {"val/top1": 0.5, "val/top5": 1.0, "epoch": 1, "trainer/global_step": 7, "data/skipped_videos": 0},
+    {"test/top1": 0.375, "test/top5": 0.875, "note": "text", "missing": None},
+]
+
+
+@pytest.fixture(scope="module")
+def run_file(tmp_path_factory) -> Path:
+    return write_offline_run(tmp_path_factory.mktemp("runs"), "i3d_r50-gn-g4-w8-b4-8x2", CONFIG, ROWS,
+                             tags=("demo", "t2"))
+
+
+def _user_keys(row: dict) -> dict:
+    return {k: v for k, v in row.items() if not k.startswith("_")}
+
+
+def test_reads_what_was_logged(run_file):
+    run = read_offline_run(run_file)
+    assert run.name == "i3d_r50-gn-g4-w8-b4-8x2" and run.group == "demo" and run.tags == ["demo", "t2"]
+    assert run.run_id and run_file.name == f"run-{run.run_id}.wandb"
+    expected_config = {k: v for k, v in CONFIG.items() if k != "model"} | {"model.nested.key": 3}
+    assert run.config == expected_config
+    assert [_user_keys(r) for r in run.history] == ROWS
+    assert [r["_step"] for r in run.history] == list(range(len(ROWS)))
+    assert run.summary["val/top1"] == 0.5 and run.summary["test/top5"] == 0.875 and run.summary["epoch"] == 1
+    assert run.complete and run.exit_code == 0 and run.problems == []
+
+
+def test_run_directory_and_trees_are_found(run_file):
+    run_dir = run_file.parent
+    assert read_offline_run(run_dir).run_id == read_offline_run(run_file).run_id
+    tree = run_dir.parents[2]  # root/<name>/wandb/offline-run-*/: wandb/latest-run links to the same run
+    assert (run_dir.parent / "latest-run").is_symlink()
+    assert find_offline_runs(tree) == [run_file]
+    assert find_offline_runs(run_dir.parent) == [run_file]
+    assert find_offline_runs(run_file) == [run_file]
+
+
+def test_agrees_with_wandb_leet_inspect(tmp_path):
+    """Our framing reader against wandb's own (Go) reader, on a run whose records span several 32 KiB blocks."""
+    big = "x" * 70_000  # one config record split FIRST/MIDDLE/LAST over three blocks
+    rows = [{"val/top1": i / 400, "epoch": i, "pad": "y" * (i % 50)} for i in range(400)]
+    path = write_offline_run(tmp_path, "big", {"model.norm": "bn", "blob": big}, rows)
+    assert path.stat().st_size > 3 * 32768
+    ours = [(r.num, r.WhichOneof("record_type")) for r in iter_records(path)]
+    wandb_bin = Path(sys.executable).with_name("wandb")
+    out = subprocess.run([str(wandb_bin), "leet", "inspect", "--json", str(path)], capture_output=True, text=True,
+                         check=True, env={**os.environ, "WANDB_MODE": "offline"}).stdout
+    theirs = [json.loads(line) for line in out.splitlines() if line.strip()]
+    assert ours == [(r["num"], r["type"]) for r in theirs]
+    their_history = [r["history"]["item"] for r in theirs if r["type"] == "history"]
+    run = read_offline_run(path)
+    assert [_user_keys(h) for h in run.history] == [_user_keys(h) for h in their_history] == rows
+    assert run.config["blob"] == big
+
+
+def _copy(src: Path, dst_dir: Path) -> Path:
+    dst_dir.mkdir(parents=True, exist_ok=True)
+    return Path(shutil.copy(src, dst_dir / src.name))
+
+
+def test_truncated_file_gives_what_was_written_and_says_so(run_file, tmp_path):
+    data = run_file.read_bytes()
+    full = read_offline_run(run_file)
+    # cut inside the record of the third logged row: rows 1-2 are complete, the exit record is gone
+    third = data.index(b"trainer/global_step", data.index(b"1.5"))
+    path = _copy(run_file, tmp_path)
+    path.write_bytes(data[:third])
+    run = read_offline_run(path)
+    assert [_user_keys(r) for r in run.history] == [_user_keys(r) for r in full.history[:2]]
+    assert not run.complete
+    assert any(str(path) in p and "truncated at byte" in p for p in run.problems)
+    assert any("no exit record" in p for p in run.problems)
+
+
+def test_truncated_before_the_run_record_is_an_error(run_file, tmp_path):
+    path = _copy(run_file, tmp_path)
+    path.write_bytes(run_file.read_bytes()[:40])
+    with pytest.raises(RunReadError, match=f"{path}.*truncated"):
+        read_offline_run(path)
+
+
+def test_corrupted_file_is_an_error_naming_file_and_offset(run_file, tmp_path):
+    data = bytearray(run_file.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path = _copy(run_file, tmp_path)
+    path.write_bytes(bytes(data))
+    with pytest.raises(RunReadError, match=rf"{path}: corrupted at byte \d+: checksum mismatch"):
+        read_offline_run(path)
+
+
+def test_not_a_wandb_file(tmp_path):
+    path = tmp_path / "run-x.wandb"
+    path.write_bytes(b"hello, this is not a transaction log")
+    with pytest.raises(RunReadError, match="not a W&B transaction log"):
+        read_offline_run(path)
+
+
+def test_load_runs_keeps_good_runs_and_reports_bad_ones(run_file, tmp_path):
+    bad = _copy(run_file, tmp_path / "bad" / "offline-run-x")
+    bad.write_bytes(b":W&B" + b"\x00" * 20)
+    runs, errors = load_runs([str(run_file.parents[2]), str(tmp_path / "bad"), str(tmp_path / "nope")])
+    assert [r.source for r in runs] == [str(run_file)]
+    assert len(errors) == 2
+    assert str(bad) in errors[0] and "not a W&B transaction log" in errors[0]
+    assert "nope: no such file or directory, and not a W&B path" in errors[1]
+    assert load_runs([str(run_file)], group="other")[0] == []
+    assert load_runs([str(run_file)], tag="t2")[0][0].name == "i3d_r50-gn-g4-w8-b4-8x2"
+
+
+def test_wandb_paths_and_filters():
+    assert parse_wandb_path("team/videonorm") == ("team", "videonorm", None)
+    assert parse_wandb_path("team/videonorm/abc123") == ("team", "videonorm", "abc123")
+    assert parse_wandb_path("team/videonorm/runs/abc123") == ("team", "videonorm", "abc123")
+    assert parse_wandb_path("https://wandb.ai/team/videonorm/runs/abc123") == ("team", "videonorm", "abc123")
+    assert parse_wandb_path("just-a-name") is None
+    assert project_filters("kinetics400", "paper") == {"group": "kinetics400", "tags": {"$in": ["paper"]}}
+    assert project_filters(None, None) == {}
+    assert flatten({"a": {"b": 1, "c": {"d": 2}}, "e": {}}) == {"a.b": 1, "a.c.d": 2, "e": {}}
