@@ -1,0 +1,273 @@
+"""videonorm.models: I3D ResNet layout, every norm, init, pytorchvideo compatibility, 2D->3D inflation."""
+
+import functools
+
+import pytest
+import torch
+import torch.nn as nn
+import torchvision
+from pytorchvideo.models.resnet import BottleneckBlock
+from torch.utils.flop_counter import FlopCounterMode
+
+from videonorm.models import i3d_resnet, inflate_2d, init_weights, num_parameters
+from videonorm.norm import NORM_NAMES, FrozenBatchNorm3d, is_norm
+
+TINY = dict(width=8, norm_groups=4, num_classes=5)  # every channel count is a multiple of 8
+EXPECTED_TYPE = {
+    "bn": nn.BatchNorm3d,
+    "syncbn": nn.SyncBatchNorm,
+    "frozenbn": FrozenBatchNorm3d,
+    "gn": nn.GroupNorm,
+    "ln": nn.GroupNorm,
+    "in": nn.GroupNorm,
+}
+R50_NORM_LAYERS = 1 + 16 * 3 + 4  # stem + three per bottleneck + one per stage shortcut
+
+
+def _clip(t: int = 8, size: int = 64, n: int = 2, seed: int = 0) -> torch.Tensor:
+    return torch.randn(n, 3, t, size, size, generator=torch.Generator().manual_seed(seed))  # (N, 3, T, H, W)
+
+
+@pytest.fixture(scope="module")
+def r50_bn():
+    return i3d_resnet(depth=50, norm="bn", num_classes=400)
+
+
+# ---------------------------------------------------------------- every norm, tiny model
+
+
+@pytest.mark.parametrize("norm", NORM_NAMES)
+def test_forward_backward_every_norm(norm):
+    torch.manual_seed(0)
+    model = i3d_resnet(norm=norm, zero_init_residual=False, **TINY).train()
+    logits = model(_clip())
+    assert logits.shape == (2, 5)
+    assert torch.isfinite(logits).all()
+    nn.functional.cross_entropy(logits, torch.tensor([0, 3])).backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None, name
+        assert torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("norm", NORM_NAMES)
+def test_norm_layers_are_the_requested_type_and_groups(norm):
+    model = i3d_resnet(norm=norm, **TINY)
+    layers = [m for m in model.modules() if is_norm(m)]
+    assert len(layers) == R50_NORM_LAYERS
+    assert all(type(m) is EXPECTED_TYPE[norm] for m in layers)
+    if norm in ("gn", "ln", "in"):
+        expected = {"gn": lambda c: 4, "ln": lambda c: 1, "in": lambda c: c}[norm]
+        assert all(m.num_groups == expected(m.num_channels) for m in layers)
+        assert {m.num_channels for m in layers} == {8, 16, 32, 64, 128, 256}
+
+
+def test_parameter_counts_equal_across_norms():
+    """All norms have 2C affine values per layer: parameters for most, buffers for frozen BN."""
+    counts = {norm: num_parameters(i3d_resnet(norm=norm, **TINY)) for norm in NORM_NAMES}
+    frozen = i3d_resnet(norm="frozenbn", **TINY)
+    affine_buffers = sum(m.weight.numel() + m.bias.numel() for m in frozen.modules() if is_norm(m))
+    counts["frozenbn"] += affine_buffers
+    assert len(set(counts.values())) == 1, counts
+
+
+def test_frozen_bn_model_keeps_its_buffers_in_training():
+    model = i3d_resnet(norm="frozenbn", **TINY).train()
+    before = {k: v.clone() for k, v in model.state_dict().items() if "norm" in k}
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    nn.functional.cross_entropy(model(_clip()), torch.tensor([1, 2])).backward()
+    opt.step()
+    after = model.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in before.items())
+
+
+# ---------------------------------------------------------------- layout
+
+
+def test_r50_has_28_0m_parameters_like_pytorchvideo(r50_bn):
+    from pytorchvideo.models.hub import i3d_r50
+
+    reference = i3d_r50(pretrained=False)  # same weights layout, no download
+    assert round(num_parameters(r50_bn) / 1e6, 1) == 28.0
+    assert num_parameters(r50_bn) == num_parameters(reference)
+    r50_bn.load_state_dict(reference.state_dict(), strict=True)
+    # The BN checkpoint also loads into the frozen-BN model (BN*), key for key.
+    i3d_resnet(norm="frozenbn").load_state_dict(reference.state_dict(), strict=True)
+
+
+def test_temporal_kernel_layout():
+    r50 = i3d_resnet(**TINY)
+    conv_a_t = [[b.branch2.conv_a.kernel_size[0] for b in r50.blocks[i].res_blocks] for i in (1, 3, 4, 5)]
+    assert conv_a_t == [[3, 3, 3], [3, 1, 3, 1], [3, 1, 3, 1, 3, 1], [1, 3, 1]]
+    assert r50.blocks[0].conv.kernel_size == (5, 7, 7)
+    r101 = i3d_resnet(depth=101, **TINY)
+    assert [len(r101.blocks[i].res_blocks) for i in (1, 3, 4, 5)] == [3, 4, 23, 3]
+    assert [b.branch2.conv_a.kernel_size[0] for b in r101.blocks[4].res_blocks] == [3, 1] * 11 + [3]
+    c2d = i3d_resnet(arch="c2d", **TINY)
+    assert all(m.kernel_size[0] == 1 for m in c2d.modules() if isinstance(m, nn.Conv3d))
+
+
+def test_32_frames_reach_res5_as_4_positions():
+    model = i3d_resnet(**TINY).eval()  # temporal strides do not depend on width
+    shapes = {}
+    for name, idx in (("res2", 1), ("res5", 5)):
+        model.blocks[idx].register_forward_hook(lambda m, i, o, name=name: shapes.__setitem__(name, o.shape))
+    with torch.no_grad():
+        assert model(_clip(t=32, n=1)).shape == (1, 5)
+    assert shapes["res2"][2] == 8 and shapes["res5"][2] == 4
+    assert shapes["res5"][1] == 4 * 8 * 8  # 4 * width * 2**3 channels
+
+
+def test_r50_multiply_adds_per_32x224x224_clip():
+    with torch.device("meta"):  # shapes only: counts FLOPs without computing
+        model = i3d_resnet()
+        clip = torch.empty(1, 3, 32, 224, 224)
+    with FlopCounterMode(display=False) as counter:
+        model(clip)
+    macs = counter.get_total_flops() / 2
+    assert 32e9 < macs < 35e9  # 33.1 G; without the stem's temporal stride it would double
+
+
+# ---------------------------------------------------------------- init
+
+
+@pytest.mark.parametrize("norm", NORM_NAMES)
+@pytest.mark.parametrize("zero_init", [True, False])
+def test_init(norm, zero_init):
+    model = i3d_resnet(norm=norm, zero_init_residual=zero_init, head_init_std=0.02, **TINY)
+    last = {id(m.norm_c) for m in model.modules() if isinstance(m, BottleneckBlock)}
+    assert len(last) == 16
+    for m in model.modules():
+        if is_norm(m):
+            zeroed = zero_init and id(m) in last and norm != "frozenbn"  # frozen gamma = 0 would stay 0
+            assert torch.all(m.weight == (0.0 if zeroed else 1.0))
+            assert torch.all(m.bias == 0)
+            if hasattr(m, "running_var"):
+                assert torch.all(m.running_mean == 0) and torch.all(m.running_var == 1)
+    head = model.blocks[6].proj
+    assert head.weight.std().item() == pytest.approx(0.02, rel=0.15) and torch.all(head.bias == 0)
+    conv = model.blocks[4].res_blocks[0].branch2.conv_b  # (32, 32, 1, 3, 3)
+    fan_out = conv.out_channels * 9
+    assert conv.weight.std().item() == pytest.approx((2 / fan_out) ** 0.5, rel=0.15)
+
+
+def test_init_weights_resets_a_trained_model():
+    model = i3d_resnet(norm="gn", **TINY)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    init_weights(model, zero_init_residual=True)
+    assert all(torch.all(m.bias == 0) for m in model.modules() if is_norm(m))
+    assert torch.all(model.blocks[1].res_blocks[0].branch2.norm_c.weight == 0)
+
+
+# ---------------------------------------------------------------- bad arguments
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(norm="batchnorm"), "unknown norm 'batchnorm'"),
+        (dict(norm="gn", norm_groups=16), "16 groups do not divide 8 channels"),
+        (dict(depth=34), r"unsupported depth 34; supported: \[50, 101\]"),
+        (dict(arch="slowfast"), "unknown arch 'slowfast'"),
+    ],
+)
+def test_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        i3d_resnet(**{**TINY, **kwargs})
+
+
+# ---------------------------------------------------------------- inflation
+
+
+def _randomized_2d_resnet50(norm: str = "bn") -> nn.Module:
+    """torchvision ResNet-50 in float64 with non-trivial norm parameters and statistics."""
+    torch.manual_seed(0)
+    norm_layer = functools.partial(nn.GroupNorm, 32) if norm == "gn" else nn.BatchNorm2d
+    model = torchvision.models.resnet50(weights=None, norm_layer=norm_layer).double()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.normal_(0, 0.1)
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+    return model.eval()
+
+
+def _features_2d(model2d: nn.Module, frame: torch.Tensor) -> torch.Tensor:
+    return nn.Sequential(*list(model2d.children())[:-2])(frame)  # layer4 output (N, 2048, h, w)
+
+
+def test_inflate_maps_every_tensor(r50_bn):
+    model2d = torchvision.models.resnet50(weights=None)
+    head_before = r50_bn.blocks[6].proj.weight.detach().clone()
+    inflate_2d(r50_bn, model2d.state_dict())
+    w2d = model2d.layer1[0].conv1.weight  # (64, 64, 1, 1) -> conv_a (64, 64, 3, 1, 1)
+    w3d = r50_bn.blocks[1].res_blocks[0].branch2.conv_a.weight
+    torch.testing.assert_close(w3d, w2d.unsqueeze(2).expand_as(w3d) / 3)
+    torch.testing.assert_close(w3d.sum(2), w2d)
+    stem = r50_bn.blocks[0].conv.weight  # (64, 3, 5, 7, 7)
+    torch.testing.assert_close(stem.sum(2), model2d.conv1.weight)
+    norm3d = r50_bn.blocks[5].res_blocks[0].branch1_norm
+    torch.testing.assert_close(norm3d.running_var, model2d.layer4[0].downsample[1].running_var)
+    assert torch.equal(r50_bn.blocks[6].proj.weight, head_before)  # classifier skipped by default
+
+
+@pytest.mark.parametrize("norm", ["bn", "frozenbn", "gn"])
+def test_inflated_c2d_equals_2d_network_on_a_still_video(norm):
+    model2d = _randomized_2d_resnet50("gn" if norm == "gn" else "bn")
+    model3d = i3d_resnet(norm=norm, num_classes=1000, arch="c2d").double()
+    inflate_2d(model3d, model2d.state_dict(), skip_classifier=False)
+    model3d.eval()
+    frame = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+    with torch.no_grad():
+        logits3d = model3d(frame.unsqueeze(2).expand(2, 3, 3, 32, 32))  # 3 identical frames
+        torch.testing.assert_close(logits3d, model2d(frame), rtol=1e-9, atol=1e-9)
+
+
+def test_inflated_i3d_equals_2d_network_where_the_clip_border_is_out_of_reach():
+    """A res5 position of the I3D sees 131 frames: input frames 8q-62 .. 8q+68 for position q.
+
+    With 136 identical frames (17 res5 positions) only q = 8 sees no temporal zero padding, so it alone
+    must equal the 2D network's features; its neighbours reach the padding by 8 frames and differ.
+    """
+    model2d = _randomized_2d_resnet50()
+    model3d = inflate_2d(i3d_resnet(num_classes=1000).double(), model2d.state_dict()).eval()
+    res5 = {}
+    model3d.blocks[5].register_forward_hook(lambda m, i, o: res5.__setitem__("out", o))
+    frame = torch.randn(1, 3, 32, 32, dtype=torch.float64)
+    with torch.no_grad():
+        model3d(frame.unsqueeze(2).expand(1, 3, 136, 32, 32))
+        expected = _features_2d(model2d, frame)  # (1, 2048, 1, 1)
+    out = res5["out"]  # (1, 2048, 17, 1, 1)
+    assert out.shape[2] == 17
+    error = (out - expected.unsqueeze(2)).abs().amax(dim=(0, 1, 3, 4))  # per temporal position
+    assert error[8] < 1e-9
+    assert error[7] > 1e-6 and error[9] > 1e-6
+    assert error[0] > 1.0
+
+
+def test_inflate_reports_every_problem():
+    model3d = i3d_resnet(width=32, num_classes=10)
+    with pytest.raises(ValueError) as info:
+        inflate_2d(model3d, torchvision.models.resnet50(weights=None).state_dict())
+    message = str(info.value)
+    assert "shape mismatch: conv1.weight (64, 3, 5, 7, 7) -> blocks.0.conv.weight (32, 3, 5, 7, 7)" in message
+    assert "layer4.2.conv3.weight" in message  # the last one is listed too, not just the first
+
+    gn3d = i3d_resnet(norm="gn", **TINY)
+    with pytest.raises(ValueError, match=r"unmapped 2D key: bn1.running_mean -> blocks.0.norm.running_mean"):
+        inflate_2d(gn3d, torchvision.models.resnet50(weights=None).state_dict())
+
+
+def test_inflate_strict_flags_missing_and_unknown_keys(r50_bn):
+    state = torchvision.models.resnet50(weights=None).state_dict()
+    del state["layer3.1.conv2.weight"]
+    state["layer9.0.conv1.weight"] = torch.zeros(1)
+    with pytest.raises(ValueError) as info:
+        inflate_2d(r50_bn, state)
+    assert "missing 3D key: blocks.4.res_blocks.1.branch2.conv_b.weight" in str(info.value)
+    assert "unmapped 2D key: layer9.0.conv1.weight" in str(info.value)
+    inflate_2d(r50_bn, state, strict=False)  # tolerated when not strict
