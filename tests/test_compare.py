@@ -1,0 +1,234 @@
+"""videonorm compare: table, CSV, plots and the runs it leaves out, on real offline W&B runs.
+
+Two sets of runs: (1) runs written here with ``wandb.init(mode="offline")`` following the logging contract of
+``videonorm fit`` (exact known values: the table must show them); (2) runs from tiny real ``videonorm fit``
+runs (BN and GN, two batch sizes) on real tiny videos: the table must show what those runs logged.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import shutil
+import statistics
+from pathlib import Path
+
+import matplotlib.image
+import pytest
+
+from test_runs import offline_wandb, write_offline_run  # noqa: F401 - offline_wandb: autouse fixture
+from videonorm import compare, paper
+from videonorm.runs import RunData, read_offline_run
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def kinetics_config(norm: str, batch: int, frames: int, rate: int, seed: int = 0, data: str = "k400-a") -> dict:
+    """The config ``videonorm fit`` logs for a paper-setting run (flattened keys, see the W&B contract)."""
+    return {
+        "model.arch": "i3d_resnet", "model.depth": 50, "model.width": 64, "model.norm": norm,
+        "model.norm_groups": 32, "model.lr": 0.01 * batch / 8, "data.batch_size": batch, "data.num_frames": frames,
+        "data.sampling_rate": rate, "trainer.devices": 8, "trainer.num_nodes": 1, "seed_everything": seed,
+        "effective_batch_size": 8 * batch, "dataset.hash": data, "dataset.val.txt.clips": 19881,
+    }
+
+
+def history(val: list[tuple[float, float]], test: tuple[float, float] | None) -> list[dict]:
+    """``wandb.log`` rows as Lightning writes them: train + val per epoch, then test."""
+    rows = []
+    for epoch, (top1, top5) in enumerate(val):
+        rows.append({"train/loss": 3.0 - epoch, "train/top1": top1 / 2, "epoch": epoch, "trainer/global_step": 10 * epoch + 9})
+        rows.append({"val/loss": 2.0 - epoch / 10, "val/top1": top1, "val/top5": top5, "epoch": epoch,
+                     "trainer/global_step": 10 * epoch + 9})
+    if test is not None:
+        rows.append({"test/top1": test[0], "test/top5": test[1], "epoch": len(val) - 1})
+    return rows
+
+
+# (norm, batch, frames, rate, seed) -> (val per epoch, test). The best val epoch is not the last one.
+GRID = {
+    ("bn", 8, 32, 2, 0): ([(0.50, 0.80), (0.70, 0.88), (0.65, 0.90)], (0.733, 0.906)),
+    ("bn", 4, 32, 2, 0): ([(0.40, 0.70), (0.60, 0.85), (0.62, 0.86)], (0.700, 0.890)),
+    ("bn", 4, 64, 1, 0): ([(0.45, 0.75), (0.66, 0.87), (0.64, 0.89)], (0.730, 0.910)),
+    ("gn", 8, 32, 2, 0): ([(0.52, 0.81), (0.69, 0.89), (0.68, 0.90)], (0.731, 0.907)),
+    ("gn", 4, 32, 2, 0): ([(0.50, 0.80), (0.68, 0.88), (0.66, 0.90)], (0.728, 0.905)),
+    ("gn", 4, 32, 2, 1): ([(0.51, 0.80), (0.69, 0.88), (0.67, 0.90)], (0.734, 0.903)),
+    ("gn", 4, 32, 2, 2): ([(0.49, 0.80), (0.67, 0.88), (0.65, 0.90)], (0.722, 0.910)),
+    ("gn", 4, 64, 1, 0): ([(0.55, 0.82), (0.70, 0.90), (0.71, 0.91)], (0.745, 0.917)),
+}
+
+
+def run_name(norm: str, batch: int, frames: int, rate: int, seed: int) -> str:
+    return f"i3d_r50-{norm}-b{batch}-{frames}x{rate}" + (f"-s{seed}" if seed else "")
+
+
+@pytest.fixture(scope="module")
+def grid_runs(tmp_path_factory) -> Path:
+    """The paper's grid (GN b4 32f with 3 seeds) + a run on another dataset copy + one without metrics."""
+    root = tmp_path_factory.mktemp("k400_runs")
+    for (norm, b, f, r, seed), (val, test) in GRID.items():
+        write_offline_run(root, run_name(norm, b, f, r, seed), kinetics_config(norm, b, f, r, seed), history(val, test),
+                          group="kinetics400", tags=("kinetics400",))
+    write_offline_run(root, "other-copy", kinetics_config("bn", 8, 32, 2, seed=7, data="k400-b"),
+                      history([(0.9, 0.99)], (0.9, 0.99)), group="kinetics400")
+    write_offline_run(root, "crashed-early", kinetics_config("gn", 8, 32, 2, seed=9),
+                      [{"train/loss": 3.0, "epoch": 0}], group="kinetics400")
+    return root
+
+
+def read_csv(path: Path) -> dict[tuple, dict]:
+    with path.open() as f:
+        rows = list(csv.DictReader(f))
+    return {(r["norm"], int(r["batch_size"]), int(r["num_frames"])): r for r in rows}
+
+
+def assert_valid_png(path: Path, min_bytes: int = 10_000) -> None:
+    data = path.read_bytes()
+    assert data[:8] == PNG_SIGNATURE, path
+    assert len(data) > min_bytes, (path, len(data))
+    image = matplotlib.image.imread(path)  # decodes the whole image
+    assert image.ndim == 3 and image.shape[0] > 200 and image.shape[1] > 300
+    assert image[..., :3].std() > 0.05  # not a blank canvas
+
+
+def test_table_matches_logged_test_metrics(grid_runs, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert compare.main([str(grid_runs), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    rows = read_csv(out / "compare.csv")
+    assert set(rows) == {(n, b, f) for n, b, f, _, _ in GRID}
+    for (norm, b, f, rate, seed), (_, test) in GRID.items():
+        row = rows[(norm, b, f)]
+        assert row["metric"] == "test" and row["dataset_hash"] == "k400-a"
+        if (norm, b, f) == ("gn", 4, 32):
+            continue  # the seeds, below
+        assert int(row["n"]) == 1 and row["top1_std"] == ""
+        assert float(row["top1"]) == pytest.approx(100 * test[0]) and float(row["top5"]) == pytest.approx(100 * test[1])
+        ref = paper.paper_result(norm, 32, b, f, rate)
+        assert float(row["paper_top1"]) == ref.top1 and float(row["paper_top5"]) == ref.top5
+        assert float(row["diff_top1"]) == pytest.approx(100 * test[0] - ref.top1)
+    seeds = [GRID[("gn", 4, 32, 2, s)][1] for s in range(3)]
+    row = rows[("gn", 4, 32)]
+    assert int(row["n"]) == 3
+    assert float(row["top1"]) == pytest.approx(statistics.fmean(100 * t[0] for t in seeds))
+    assert float(row["top1_std"]) == pytest.approx(statistics.stdev(100 * t[0] for t in seeds))
+    assert float(row["top5_std"]) == pytest.approx(statistics.stdev(100 * t[1] for t in seeds))
+    assert row["runs"].count("i3d_r50-gn-b4-32x2") == 3
+
+    md = (out / "compare.md").read_text()
+    assert md.strip() in printed
+    # rows = norm, columns = clips per device (frames) with the paper and the difference beside ours
+    assert "| norm | 8 (32f) | 8 (32f) paper | 8 (32f) Δ | 4 (32f) | 4 (32f) paper | 4 (32f) Δ | 4 (64f) |" in md
+    assert "| BN | 73.3 / 90.6 | 73.3 / 90.7 | +0.0 / -0.1 | 70.0 / 89.0 | 72.1 / 90.0 | -2.1 / -1.0 |" in md
+    gn_mean = statistics.fmean(100 * t[0] for t in seeds)
+    assert f"| GN (G=32) | 73.1 / 90.7 | 73.0 / 90.6 | +0.1 / +0.1 | {gn_mean:.1f}±" in md and "(n=3)" in md
+    assert "comparable only for runs trained and tested on the real Kinetics-400" in md
+    assert "dataset fingerprint (dataset.hash): k400-a" in md and "runs compared: 8 in 6 cells" in md
+    # left out, with reasons
+    assert "dataset fingerprint k400-b differs from the majority k400-a" in md
+    assert "crashed-early" in md and "no test/top1 logged" in md
+    for name in ("compare.md", "compare.csv", "val_error_curves.png", "top1_vs_batch.png"):
+        assert str(out / name) in printed
+    assert_valid_png(out / "val_error_curves.png")
+    assert_valid_png(out / "top1_vs_batch.png")
+
+
+def test_val_metric_is_the_best_epoch(grid_runs, tmp_path):
+    out = tmp_path / "out"
+    assert compare.main([str(grid_runs), "--out", str(out), "--metric", "val"]) == 0
+    rows = read_csv(out / "compare.csv")
+    for (norm, b, f, _, seed), (val, _) in GRID.items():
+        if seed == 0 and (norm, b, f) != ("gn", 4, 32):
+            best = max(val)  # highest top-1, its top-5 from the same epoch
+            assert float(rows[(norm, b, f)]["top1"]) == pytest.approx(100 * best[0])
+            assert float(rows[(norm, b, f)]["top5"]) == pytest.approx(100 * best[1])
+    assert "best validation epoch, single center clip" in (out / "compare.md").read_text()
+
+
+def test_dataset_option_picks_the_other_copy(grid_runs, tmp_path):
+    out = tmp_path / "out"
+    assert compare.main([str(grid_runs), "--out", str(out), "--dataset", "k400-b"]) == 0
+    rows = read_csv(out / "compare.csv")
+    assert list(rows) == [("bn", 8, 32)] and float(rows[("bn", 8, 32)]["top1"]) == pytest.approx(90.0)
+    assert "differs from the chosen k400-b" in (out / "compare.md").read_text()
+
+
+def test_corrupted_and_truncated_runs(grid_runs, tmp_path, capsys):
+    tree = tmp_path / "runs"
+    shutil.copytree(grid_runs, tree, symlinks=True)
+    files = {p.parents[2].name: p for p in tree.rglob("run-*.wandb")}
+    corrupted = files[run_name("bn", 8, 32, 2, 0)]
+    data = bytearray(corrupted.read_bytes())
+    data[len(data) // 2] ^= 0x55
+    corrupted.write_bytes(bytes(data))
+    truncated = files[run_name("gn", 4, 64, 1, 0)]
+    cut = truncated.read_bytes()
+    truncated.write_bytes(cut[: cut.index(b"test/top1") - 20])  # killed before its test: val rows survive
+
+    assert compare.main([str(tree), "--out", str(tmp_path / "out"), "--metric", "val"]) == 0
+    md = (tmp_path / "out" / "compare.md").read_text()
+    assert f"unreadable: {corrupted}: corrupted at byte" in md
+    assert f"{truncated}: truncated at byte" in md and f"{truncated}: no exit record" in md
+    rows = read_csv(tmp_path / "out" / "compare.csv")
+    assert ("bn", 8, 32) not in rows  # the corrupted run is not in the table ...
+    assert len(rows) == 5  # ... the others are
+    best = max(GRID[("gn", 4, 64, 1, 0)][0])
+    assert float(rows[("gn", 4, 64)]["top1"]) == pytest.approx(100 * best[0])  # what the truncated run wrote
+    assert "†" in md  # and its cell is marked
+    # with --metric test the truncated run lacks its test and is listed as such
+    assert compare.main([str(tree), "--out", str(tmp_path / "out2"), "--metric", "test"]) == 0
+    assert "i3d_r50-gn-b4-64x1" in (tmp_path / "out2" / "compare.md").read_text().split("## Not compared")[1]
+
+
+def test_nothing_to_compare(tmp_path, capsys):
+    assert compare.main([str(tmp_path), "--out", str(tmp_path / "out")]) == 1
+    assert "no W&B run files (run-*.wandb) found below it" in capsys.readouterr().out
+
+
+def _run(name: str, config: dict, val: list[tuple[float, float]], test=None) -> RunData:
+    return RunData(source=f"/x/{name}", run_id=name, name=name, group="g", config=config, history=history(val, test),
+                   complete=True, exit_code=0)
+
+
+def test_seed_cells_report_other_config_differences_and_no_paper_for_tiny_models():
+    tiny = {"model.depth": 50, "model.width": 8, "data.sampling_rate": 2, "dataset.hash": "d"}
+    a = _run("a", {**tiny, "model.norm": "bn", "data.batch_size": 4, "data.num_frames": 8, "seed_everything": 0,
+                   "model.lr": 0.1}, [(0.5, 0.9)])
+    b = _run("b", {**tiny, "model.norm": "bn", "data.batch_size": 4, "data.num_frames": 8, "seed_everything": 1,
+                   "model.lr": 0.2}, [(0.25, 0.8)])
+    comp = compare.build_comparison([a, b], metric="val")
+    (cell,) = comp.cells
+    assert cell.n == 2 and cell.top1[0] == pytest.approx(37.5) and cell.top1[1] == pytest.approx(math.sqrt(0.5) * 25)
+    assert cell.paper is None  # width 8 is not the paper's ResNet-50
+    assert any("model.lr (0.1, 0.2)" in w for w in comp.warnings)
+    assert not any("seed_everything" in w for w in comp.warnings)
+    md = compare.report_markdown(comp)
+    assert "| BN | 37.5±17.7 / 85.0±7.1 (n=2) |" in md
+    assert "no cell matches the paper's setting" in md and "| GN (G=32) | 73.0 / 90.6 |" in md
+
+
+def test_runs_that_cannot_be_placed_are_listed():
+    good = _run("good", {"model.norm": "gn", "model.norm_groups": 4, "model.width": 8, "data.batch_size": 2,
+                         "data.num_frames": 8, "dataset.hash": "d"}, [(0.5, 0.9)])
+    no_norm = _run("no-norm", {"data.batch_size": 2, "dataset.hash": "d"}, [(0.5, 0.9)])
+    percent = _run("percent", {**good.config, "data.batch_size": 4}, [(55.0, 90.0)])
+    no_hash = _run("no-hash", {k: v for k, v in good.config.items() if k != "dataset.hash"}, [(0.5, 0.9)])
+    twice = _run("good", good.config, [(0.5, 0.9)])
+    comp = compare.build_comparison([good, no_norm, percent, no_hash, twice])
+    assert [c.setting.batch_size for c in comp.cells] == [2]
+    assert compare.row_label(comp.cells[0].setting) == "GN (G=4)"
+    text = "\n".join(comp.excluded)
+    assert "no-norm" in text and "config lacks model.norm, data.num_frames" in text
+    assert "val/top1 = 55.0 is not a fraction" in text
+    assert "no-hash" in text and "no dataset fingerprint" in text
+    assert "same run id as /x/good; counted once" in text
+
+
+def test_paper_table_is_the_papers():
+    assert {(r.norm, r.batch_size, r.num_frames): (r.top1, r.top5) for r in paper.KINETICS_RESULTS} == {
+        ("bn", 8, 32): (73.3, 90.7), ("bn", 4, 32): (72.1, 90.0), ("bn", 4, 64): (73.3, 90.8),
+        ("gn", 8, 32): (73.0, 90.6), ("gn", 4, 32): (72.8, 90.6), ("gn", 4, 64): (74.5, 91.7),
+    }
+    assert paper.paper_result("gn", 32, 4, 64, 1).top1 == 74.5
+    assert paper.paper_result("gn", 16, 4, 64, 1) is None  # other group count
+    assert paper.paper_result("bn", None, 4, 32, 2, width=8) is None
