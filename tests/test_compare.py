@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 import shutil
 import statistics
+import subprocess
 from pathlib import Path
 
 import matplotlib.image
 import pytest
+import yaml
 
 from test_runs import offline_wandb, write_offline_run  # noqa: F401 - offline_wandb: autouse fixture
 from videonorm import compare, paper
@@ -232,3 +235,73 @@ def test_paper_table_is_the_papers():
     assert paper.paper_result("gn", 32, 4, 64, 1).top1 == 74.5
     assert paper.paper_result("gn", 16, 4, 64, 1) is None  # other group count
     assert paper.paper_result("bn", None, 4, 32, 2, width=8) is None
+
+
+# ---------------------------------------------------------------- sweeps and the plain-shell grid
+
+REPO = Path(__file__).resolve().parents[1]
+SWEEPS = sorted((REPO / "configs" / "sweeps").glob("*.yaml"))
+
+
+def experiment_cell(path: Path) -> tuple:
+    """(norm, clips per device, frames, stride) an experiment file sets (its own keys, not its base's)."""
+    cfg = yaml.safe_load(path.read_text())
+    return cfg["model"]["norm"], cfg["data"]["batch_size"], cfg["data"]["num_frames"], cfg["data"]["sampling_rate"]
+
+
+def agent_argv(sweep: dict, params: dict) -> list[str]:
+    """The command W&B's agent runs for one grid point (its own helpers; the macro loop as in wandb_agent.py)."""
+    from wandb.sdk.launch.sweeps.utils import create_sweep_command, create_sweep_command_args
+
+    macros = create_sweep_command_args({"args": {k: {"value": v} for k, v in params.items()}})
+    macros |= {"env": ["/usr/bin/env"], "program": [sweep["program"]], "interpreter": ["python"]}
+    argv = []
+    for token in map(str, create_sweep_command(list(sweep["command"]))):
+        argv += macros.get(token[2:-1], []) if token.startswith("${") and token.endswith("}") else [token]
+    return argv
+
+
+@pytest.mark.parametrize("sweep_file", SWEEPS, ids=lambda p: p.name)
+def test_sweep_is_a_grid_of_videonorm_fit_over_the_experiment_files(sweep_file, monkeypatch):
+    from videonorm.trainer_cli import expand_base_configs
+
+    monkeypatch.setenv("DATA_ROOT", "/data/x")
+    monkeypatch.chdir(REPO)  # sweep paths are relative to the repository root, where the agent runs
+    sweep = yaml.safe_load(sweep_file.read_text())
+    assert sweep["method"] == "grid" and sweep["program"] == "videonorm"
+    assert sweep["metric"] == {"name": "val/top1", "goal": "maximize"}
+    assert list(sweep["parameters"]) == ["config"]
+    values = sweep["parameters"]["config"]["values"]
+    for value in values:
+        argv = agent_argv(sweep, {"config": value})
+        assert argv[:3] == ["/usr/bin/env", "videonorm", "fit"] and f"--config={value}" in argv
+        assert argv[argv.index("--data.root") + 1] == "/data/x"
+        chain = expand_base_configs(argv[2:])  # the base: chain resolves from the repository root
+        assert chain.count("--config") == 2 and chain[chain.index("--config") + 1].endswith("base.yaml")
+    grid_dir = REPO / Path(values[0]).parent
+    assert grid_dir.name == sweep_file.stem
+    # the sweep covers exactly the experiment files of its grid (what scripts/grid.sh runs), each once
+    assert sorted(values) == sorted(str(p.relative_to(REPO)) for p in grid_dir.glob("*.yaml") if p.name != "base.yaml")
+    cells = [experiment_cell(REPO / v) for v in values]
+    assert len(set(cells)) == len(cells)
+    assert {c[0] for c in cells} == {"bn", "gn"} and len({c[1] for c in cells}) == 2
+    if sweep_file.stem == "kinetics400":
+        assert set(cells) == {(r.norm, r.batch_size, r.num_frames, r.sampling_rate) for r in paper.KINETICS_RESULTS}
+
+
+def test_grid_script_runs_every_cell_then_compares(tmp_path):
+    env = {**os.environ, "DRY_RUN": "1", "GRID": "kinetics400", "DATA_ROOT": "/data/k400", "SEEDS": "0 1",
+           "RUNS": str(tmp_path / "runs")}
+    result = subprocess.run(["bash", str(REPO / "scripts" / "grid.sh"), "--trainer.devices", "4"], env=env,
+                            capture_output=True, text=True, check=True)
+    lines = [line[2:].split() for line in result.stdout.splitlines() if line.startswith("+ ")]
+    fits = [line for line in lines if line[1] == "fit"]
+    tests = [line for line in lines if line[1] == "test"]
+    assert len(fits) == len(tests) == 2 * len(paper.KINETICS_RESULTS)
+    cells = {(experiment_cell(Path(f[f.index("--config") + 1])), f[f.index("--seed_everything") + 1]) for f in fits}
+    paper_cells = {(r.norm, r.batch_size, r.num_frames, r.sampling_rate) for r in paper.KINETICS_RESULTS}
+    assert cells == {(c, s) for c in paper_cells for s in ("0", "1")}
+    assert all(f[-2:] == ["--trainer.devices", "4"] and "--ckpt_path" in f for f in fits)
+    assert all(t[t.index("--ckpt_path") + 1] == "best" for t in tests)
+    assert lines[-1] == ["videonorm", "compare", str(tmp_path / "runs" / "kinetics400"), "--group", "kinetics400",
+                         "--out", "compare_out/kinetics400"]
