@@ -183,3 +183,18 @@ def test_wandb_paths_and_filters():
     assert project_filters("kinetics400", "paper") == {"group": "kinetics400", "tags": {"$in": ["paper"]}}
     assert project_filters(None, None) == {}
     assert flatten({"a": {"b": 1, "c": {"d": 2}}, "e": {}}) == {"a.b": 1, "a.c.d": 2, "e": {}}
+
+
+def test_online_path_without_credentials_is_a_clear_error(tmp_path, monkeypatch):
+    """The W&B API path fails cleanly (no prompt, no hang) when there are no credentials; nothing leaves the box."""
+    for var in ("WANDB_API_KEY", "WANDB_IDENTITY_TOKEN_FILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # should anything try to connect: refused at once
+    runs, errors = load_runs(["my-team/videonorm/abc123", "my-team/videonorm"], group="kinetics400")
+    assert runs == []
+    assert len(errors) == 2
+    assert errors[0].startswith("my-team/videonorm/abc123: W&B API failed:")
+    assert errors[1].startswith("my-team/videonorm: W&B API failed:")
