@@ -1,0 +1,247 @@
+"""Real small test videos, written with PyAV + libx264, whose frames encode their own index.
+
+Every frame is a 4 x 4 grid of cells; cell ``k`` (row-major) is bright when bit ``k`` of the frame index is set
+and dark otherwise. The cells are large (a quarter of the width and height) and the encoder runs at high
+quality, so :func:`frame_index` recovers the index exactly after lossy H.264 coding. That lets a test check
+that a decoder returned *exactly* the frames it was asked for. 16 bits: up to 65535 frames.
+
+Public API (other test modules import these; keep it small and stable)::
+
+    write_video(path, num_frames=30, width=64, height=48, fps=25, gop=None, pattern="index", color=None) -> Path
+    write_truncated_video(path, num_frames=40, keep_fraction=0.5, **write_video_kwargs) -> Path
+    write_not_a_video(path) -> Path
+    frame_index(frame) -> int            # one decoded frame, (3, H, W) or (H, W, 3), uint8
+    frame_indices(frames) -> list[int]   # (T, 3, H, W) or (T, H, W, 3)
+    make_dataset(root, num_classes=2, per_class=3, ...) -> dict   # videos + manifests + classes.txt
+
+Sizes must be even (yuv420p). Keep them tiny in tests (64x48, 20-60 frames): each file takes milliseconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+
+GRID = 4  # cells per side: GRID * GRID bits of frame index
+DARK = 16  # video-range black
+# Bright cell colours per class: every channel >= 128 so a cell's channel mean is far from DARK after coding.
+CLASS_COLORS = [
+    (235, 235, 235),
+    (235, 128, 128),
+    (128, 235, 128),
+    (128, 128, 235),
+    (235, 235, 128),
+    (235, 128, 235),
+    (128, 235, 235),
+    (200, 170, 140),
+]
+THRESHOLD = 72  # channel mean between DARK and the dimmest bright colour (~164)
+
+
+def index_frame(index: int, width: int, height: int, color: Sequence[int] | None = None) -> np.ndarray:
+    """The RGB frame (H, W, 3) uint8 whose cells spell ``index`` in binary.
+
+    Args:
+        index: Frame index, 0 <= index < 2**16.
+        width: Frame width (even).
+        height: Frame height (even).
+        color: RGB of the bright cells (default white).
+    """
+    if not 0 <= index < 2 ** (GRID * GRID):
+        raise ValueError(f"frame index {index} does not fit in {GRID * GRID} bits")
+    bright = np.array(color or CLASS_COLORS[0], dtype=np.uint8)
+    frame = np.full((height, width, 3), DARK, dtype=np.uint8)
+    for k in range(GRID * GRID):
+        if index >> k & 1:
+            r, c = divmod(k, GRID)
+            frame[_cell(r, height), _cell(c, width)] = bright
+    return frame
+
+
+def _cell(i: int, extent: int) -> slice:
+    return slice(i * extent // GRID, (i + 1) * extent // GRID)
+
+
+def frame_index(frame: torch.Tensor | np.ndarray) -> int:
+    """Read back the index spelled by a decoded frame.
+
+    Only the central half of each cell is read, so codec ringing at cell edges does not matter.
+
+    Args:
+        frame: One frame, uint8, channel-first (3, H, W) or channel-last (H, W, 3).
+    """
+    f = torch.as_tensor(np.asarray(frame))
+    if f.ndim != 3:
+        raise ValueError(f"expected one frame (3, H, W) or (H, W, 3), got shape {tuple(f.shape)}")
+    if f.shape[0] == 3 and f.shape[-1] != 3:
+        f = f.permute(1, 2, 0)
+    f = f.float().mean(dim=2)  # (H, W)
+    height, width = f.shape
+    index = 0
+    for k in range(GRID * GRID):
+        r, c = divmod(k, GRID)
+        rows, cols = _cell(r, height), _cell(c, width)
+        h, w = rows.stop - rows.start, cols.stop - cols.start
+        centre = f[rows.start + h // 4 : rows.stop - h // 4, cols.start + w // 4 : cols.stop - w // 4]
+        if centre.mean() > THRESHOLD:
+            index |= 1 << k
+    return index
+
+
+def frame_indices(frames: torch.Tensor | np.ndarray) -> list[int]:
+    """:func:`frame_index` of each frame of a clip (T, 3, H, W) or (T, H, W, 3)."""
+    return [frame_index(f) for f in frames]
+
+
+def write_video(
+    path: str | Path,
+    num_frames: int = 30,
+    width: int = 64,
+    height: int = 48,
+    fps: int | float | Fraction = 25,
+    gop: int | None = None,
+    pattern: str = "index",
+    color: Sequence[int] | None = None,
+    faststart: bool = False,
+    bframes: int = 2,
+) -> Path:
+    """Write an H.264 mp4 whose frame ``i`` spells ``i`` (see module docstring).
+
+    Args:
+        path: Output file (parent folders are created).
+        num_frames: Number of frames.
+        width: Width in pixels (even).
+        height: Height in pixels (even).
+        fps: Frame rate (constant).
+        gop: Keyframe interval in frames (default: libx264's, 250), small values make seeking matter.
+        pattern: ``"index"`` (frames spell their index) or ``"noise"`` (index cells plus seeded noise in
+            the dark cells: a harder, more realistic stream for timing; indices still readable).
+        color: RGB of the bright cells (e.g. ``CLASS_COLORS[label]``), default white.
+        faststart: Put the index (moov atom) before the data, as streaming-ready files do.
+        bframes: Max consecutive B-frames (reordering makes pts != decode order, as in real files).
+
+    Returns:
+        ``path`` as a Path.
+    """
+    if pattern not in ("index", "noise"):
+        raise ValueError(f"unknown pattern {pattern!r}: use 'index' or 'noise'")
+    if width % 2 or height % 2:
+        raise ValueError(f"width and height must be even for yuv420p, got {width}x{height}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(num_frames)
+    options = {"crf": "12", "preset": "ultrafast" if pattern == "index" else "veryfast", "bf": str(bframes)}
+    if gop is not None:
+        options.update(g=str(gop), keyint_min=str(gop), sc_threshold="0")
+    container_options = {"movflags": "+faststart"} if faststart else {}
+    with av.open(str(path), mode="w", options=container_options) as container:
+        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = options
+        for i in range(num_frames):
+            frame = index_frame(i, width, height, color)
+            if pattern == "noise":
+                dark = frame.max(axis=2, keepdims=True) <= DARK
+                noise = rng.integers(0, 40, size=frame.shape, dtype=np.uint8)
+                frame = np.where(dark, noise, frame).astype(np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def write_truncated_video(
+    path: str | Path, num_frames: int = 40, keep_fraction: float = 0.5, **kwargs
+) -> Path:
+    """Write a video, then cut its file mid-stream: the header still announces ``num_frames`` frames.
+
+    The index is written first (faststart), so the file opens and its header lies about its length, which
+    is the hard case for a decoder (a cut file without its index does not even open).
+
+    Args:
+        path: Output file.
+        num_frames: Frames announced by the header.
+        keep_fraction: Fraction of the file's bytes kept.
+        **kwargs: Passed to :func:`write_video` (width, height, fps, gop, ...).
+    """
+    path = write_video(path, num_frames, faststart=True, **kwargs)
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep_fraction)])
+    return path
+
+
+def write_not_a_video(path: str | Path) -> Path:
+    """Write a file with a video's name whose bytes are not a video (text and random bytes)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    junk = np.random.default_rng(0).integers(0, 256, size=2048, dtype=np.uint8).tobytes()
+    path.write_bytes(b"this is not a video\n" + junk)
+    return path
+
+
+def make_dataset(
+    root: str | Path,
+    num_classes: int = 2,
+    per_class: int = 3,
+    num_frames: int = 24,
+    width: int = 64,
+    height: int = 48,
+    fps: int = 25,
+    splits: Sequence[str] = ("train", "val"),
+    broken: Sequence[str] = (),
+    missing: int = 0,
+) -> dict:
+    """Write a tiny Kinetics-like dataset: ``videos/<split>/<class>/*.mp4``, ``<split>.txt``, ``classes.txt``.
+
+    Class ``c``'s videos use bright colour ``CLASS_COLORS[c]``, so a model can learn the labels.
+
+    Args:
+        root: Dataset root (created).
+        num_classes: Number of classes (<= len(CLASS_COLORS)).
+        per_class: Videos per class and split.
+        num_frames: Frames per video.
+        width: Frame width.
+        height: Frame height.
+        fps: Frame rate.
+        splits: Manifests to write, e.g. ``("train", "val", "test")``.
+        broken: Extra broken entries appended to every split's manifest (label 0): any of ``"truncated"``,
+            ``"not_a_video"``.
+        missing: Number of manifest entries (label 0) whose files do not exist.
+
+    Returns:
+        ``{"root": Path, "classes": [...], "manifests": {split: Path}, "videos": {split: [(relpath, label)]}}``.
+    """
+    if num_classes > len(CLASS_COLORS):
+        raise ValueError(f"at most {len(CLASS_COLORS)} classes")
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    classes = [f"class_{c}" for c in range(num_classes)]
+    (root / "classes.txt").write_text("".join(f"{name}\n" for name in classes))
+    manifests, videos = {}, {}
+    for split in splits:
+        entries = []
+        for c in range(num_classes):
+            for k in range(per_class):
+                rel = f"videos/{split}/{classes[c]}/{k:03d}.mp4"
+                write_video(root / rel, num_frames, width, height, fps, color=CLASS_COLORS[c])
+                entries.append((rel, c))
+        for kind in broken:
+            rel = f"videos/{split}/broken_{kind}.mp4"
+            if kind == "truncated":
+                write_truncated_video(root / rel, num_frames, width=width, height=height, fps=fps)
+            elif kind == "not_a_video":
+                write_not_a_video(root / rel)
+            else:
+                raise ValueError(f"unknown broken kind {kind!r}")
+            entries.append((rel, 0))
+        entries += [(f"videos/{split}/missing_{k}.mp4", 0) for k in range(missing)]
+        manifests[split] = root / f"{split}.txt"
+        manifests[split].write_text("".join(f"{rel} {label}\n" for rel, label in entries))
+        videos[split] = entries
+    return {"root": root, "classes": classes, "manifests": manifests, "videos": videos}

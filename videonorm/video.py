@@ -1,0 +1,298 @@
+"""Video decoding: the frames at given indices of a file, as one uint8 tensor, whatever the backend.
+
+Frame ``i`` is the ``i``-th frame in presentation order, counted from 0; ``num_frames`` is the number of frames
+the container announces (decord's ``len``, PyAV's ``stream.frames``, estimated from the duration when absent).
+Every backend returns the same frames for the same indices: both convert the decoded picture to RGB with
+FFmpeg's swscale, so on the same H.264 stream they agree bit for bit (tests/test_video.py checks this against a
+full sequential decode).
+
+Backends:
+  * ``"decord"`` (default): ``VideoReader.get_batch`` on the unique sorted indices. If decord fails on a file
+    (or is not installed) the same request goes to ``"pyav"``; only when both fail is
+    :class:`VideoDecodeError` raised, with both reasons.
+  * ``"pyav"``: seek to the keyframe at or before the first wanted frame, decode forward only as far as the
+    last one. Frames are identified by ``pts`` (index = round((pts - start) * time_base * average_rate)). If
+    the pts do not step by exactly one frame (variable frame rate, dropped frames) or the seek lands after
+    the first wanted frame, it decodes again from the start and counts frames instead, which is always right.
+
+(torchcodec is not offered: its wheels need a system FFmpeg, which this project does not require.)
+
+Nothing here can hang on a file whose header lies about its length: every decode loop stops at the last
+wanted frame or at the end of the data, and asking for a frame past the end of the data raises
+:class:`VideoDecodeError`. A cut (truncated) file therefore fails when a wanted frame lies in the missing part.
+
+Output layout: ``(T, 3, H, W)`` uint8, channel-first per frame, so torchvision v2 transforms apply to it
+directly (wrap it in ``tv_tensors.Video``). It is a channels-last *view* of a ``(T, H, W, 3)`` buffer, the
+layout torchvision's fast uint8 resize prefers; call ``.contiguous()`` if you need dense strides.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from fractions import Fraction
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("decord", "pyav")
+
+
+class VideoDecodeError(RuntimeError):
+    """A video file that cannot be decoded (missing, not a video, truncated, corrupt).
+
+    Args:
+        path: The file.
+        reason: What went wrong, for the log.
+    """
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        # args = (path, reason) so the exception pickles across DataLoader worker processes
+        super().__init__(str(path), str(reason))
+        self.path = str(path)
+        self.reason = str(reason)
+
+    def __str__(self) -> str:
+        return f"cannot decode {self.path}: {self.reason}"
+
+
+class _SeekMiss(Exception):
+    """PyAV's seek did not land where pts arithmetic said it would: decode from the start instead."""
+
+
+class _DecordReader:
+    def __init__(self, path: str, threads: int):
+        import decord
+
+        self._reader = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=threads)
+        self.num_frames = len(self._reader)
+        self.fps = float(self._reader.get_avg_fps())
+
+    def get(self, wanted: list[int]) -> torch.Tensor:
+        return torch.from_numpy(self._reader.get_batch(wanted).asnumpy())  # (U, H, W, 3)
+
+    def close(self) -> None:
+        del self._reader
+
+
+class _PyAVReader:
+    def __init__(self, path: str, threads: int):
+        import av
+
+        self._path, self._threads = path, threads
+        self._container = self._open(av)
+        stream = self._container.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        if not rate:
+            raise ValueError("video stream has no frame rate")
+        self._rate = Fraction(rate)
+        self.fps = float(self._rate)
+        self._time_base = Fraction(stream.time_base)
+        self._start = stream.start_time or 0
+        self.num_frames = int(stream.frames or 0)
+        if self.num_frames <= 0:  # e.g. webm/mkv: no frame count in the header, estimate from the duration
+            if stream.duration:
+                seconds = stream.duration * self._time_base
+            elif self._container.duration:
+                seconds = Fraction(self._container.duration, 1_000_000)
+            else:
+                raise ValueError("video stream has neither a frame count nor a duration")
+            self.num_frames = int(round(seconds * self._rate))
+        self._stream = stream
+
+    def _open(self, av):
+        container = av.open(self._path)
+        if not container.streams.video:
+            container.close()
+            raise ValueError("no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO" if self._threads > 1 else "SLICE"
+        stream.codec_context.thread_count = self._threads
+        return container
+
+    def _index(self, pts: int) -> int:
+        return int(round((pts - self._start) * self._time_base * self._rate))
+
+    def get(self, wanted: list[int]) -> torch.Tensor:
+        try:
+            frames = self._get_seeking(wanted)
+        except _SeekMiss as miss:
+            log.debug("%s: %s; decoding from the start", self._path, miss)
+            import av
+
+            self._container.close()
+            self._container = self._open(av)
+            self._stream = self._container.streams.video[0]
+            frames = self._get_sequential(wanted)
+        return torch.from_numpy(np.stack(frames))  # (U, H, W, 3)
+
+    def _get_seeking(self, wanted: list[int]) -> list[np.ndarray]:
+        first, last = wanted[0], wanted[-1]
+        if first > 0:
+            target = self._start + int(Fraction(first) / self._rate / self._time_base)
+            self._container.seek(target, stream=self._stream, backward=True, any_frame=False)
+        want = set(wanted)
+        out, previous = [], None
+        for frame in self._container.decode(self._stream):
+            if frame.pts is None:
+                raise _SeekMiss("frame without pts")
+            index = self._index(frame.pts)
+            if index < first:  # before the window (or a leading B-frame of the keyframe we landed on)
+                continue
+            if previous is None and index != first:
+                raise _SeekMiss(f"first frame after seek is {index}, wanted {first}")
+            if previous is not None and index != previous + 1:
+                raise _SeekMiss(f"pts jump from frame {previous} to {index} (variable frame rate?)")
+            previous = index
+            if index in want:
+                out.append(frame.to_ndarray(format="rgb24"))
+            if index >= last:
+                return out
+        raise VideoDecodeError(self._path, f"stream ended after frame {previous}, frame {last} was asked for")
+
+    def _get_sequential(self, wanted: list[int]) -> list[np.ndarray]:
+        want, last = set(wanted), wanted[-1]
+        out, index = [], -1
+        for index, frame in enumerate(self._container.decode(self._stream)):
+            if index in want:
+                out.append(frame.to_ndarray(format="rgb24"))
+            if index >= last:
+                return out
+        raise VideoDecodeError(self._path, f"stream has {index + 1} frames, frame {last} was asked for")
+
+    def close(self) -> None:
+        self._container.close()
+
+
+_READERS = {"decord": _DecordReader, "pyav": _PyAVReader}
+
+
+def _chain(backend: str) -> list[str]:
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown video backend {backend!r}; available: {', '.join(BACKENDS)}")
+    return ["decord", "pyav"] if backend == "decord" else [backend]
+
+
+def read_clip(
+    path: str | os.PathLike,
+    choose: Callable[[int], Sequence[int] | torch.Tensor],
+    backend: str = "decord",
+    threads: int = 1,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Open a video once, choose frame indices from its frame count, and decode them.
+
+    This is what the dataset uses: sampling needs the frame count, and opening the file once saves a demux.
+
+    Args:
+        path: Video file.
+        choose: ``choose(num_frames) -> indices`` (1-D ints in ``[0, num_frames)``, any order, repeats allowed).
+            Called again with the fallback backend's frame count if the first backend fails.
+        backend: ``"decord"`` (falls back to ``"pyav"``) or ``"pyav"``.
+        threads: Decoder threads.
+
+    Returns:
+        ``(frames, indices)``: frames (T, 3, H, W) uint8 (channels-last view), ``indices`` (T,) int64 as chosen.
+
+    Raises:
+        VideoDecodeError: Missing file, not a video, or a wanted frame could not be decoded by any backend.
+        IndexError: ``choose`` returned an index outside ``[0, num_frames)``.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise VideoDecodeError(path, "no such file")
+    errors = []
+    for name in _chain(backend):
+        try:
+            reader = _READERS[name](path, threads)
+        except Exception as error:  # decord/PyAV raise many types (DECORDError, av.error.*, RuntimeError, ...)
+            errors.append(f"{name}: {_reason(error)}")
+            continue
+        try:
+            indices = torch.as_tensor(choose(reader.num_frames), dtype=torch.long).reshape(-1)
+            if len(indices) and (indices.min() < 0 or indices.max() >= reader.num_frames):
+                raise IndexError(
+                    f"{path}: frame indices must lie in [0, {reader.num_frames}), got "
+                    f"[{int(indices.min())}, {int(indices.max())}]"
+                )
+            if len(indices) == 0:
+                raise IndexError(f"{path}: no frame indices asked for")
+            unique, inverse = torch.unique(indices, sorted=True, return_inverse=True)
+            try:
+                frames = reader.get(unique.tolist())  # (U, H, W, 3)
+            except Exception as error:
+                errors.append(f"{name}: {_reason(error)}")
+                continue
+            if len(frames) != len(unique):
+                errors.append(f"{name}: returned {len(frames)} frames for {len(unique)} indices")
+                continue
+            if len(unique) != len(indices) or not torch.equal(unique, indices):
+                frames = frames[inverse]  # (T, H, W, 3): back to the asked order, repeats included
+            return frames.permute(0, 3, 1, 2), indices  # (T, 3, H, W), channels-last view
+        finally:
+            reader.close()
+    raise VideoDecodeError(path, "; ".join(errors))
+
+
+def _reason(error: Exception) -> str:
+    if isinstance(error, VideoDecodeError):
+        return error.reason
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[-1] if text else ''}"[:300]
+
+
+def read_frames(
+    path: str | os.PathLike, indices: Sequence[int] | torch.Tensor, backend: str = "decord", threads: int = 1
+) -> torch.Tensor:
+    """Decode exactly the frames at ``indices``.
+
+    Args:
+        path: Video file.
+        indices: Frame indices (0-based, presentation order); any order, repeats allowed.
+        backend: ``"decord"`` (default; falls back to ``"pyav"`` when decord fails on the file) or ``"pyav"``.
+        threads: Decoder threads.
+
+    Returns:
+        (T, 3, H, W) uint8 tensor, frame ``t`` = frame ``indices[t]`` of the video. Channel-first per frame
+        (ready for ``tv_tensors.Video``); a channels-last view, see the module docstring.
+
+    Raises:
+        VideoDecodeError: The file is missing, not a video, or a wanted frame cannot be decoded.
+        IndexError: An index is outside the video.
+    """
+    fixed = torch.as_tensor(indices, dtype=torch.long)
+    frames, _ = read_clip(path, lambda num_frames: fixed, backend, threads)
+    return frames
+
+
+def video_info(path: str | os.PathLike, backend: str = "decord") -> tuple[int, float]:
+    """Frame count and average frame rate, from the container (no frame is decoded).
+
+    The count is the container's (decord's ``len``, PyAV's ``stream.frames`` or duration x rate). A cut file
+    may announce more frames than its data holds: :func:`read_frames` then raises when asked for them.
+
+    Args:
+        path: Video file.
+        backend: ``"decord"`` (falls back to ``"pyav"``) or ``"pyav"``.
+
+    Returns:
+        ``(num_frames, fps)``.
+
+    Raises:
+        VideoDecodeError: The file is missing or cannot be opened by any backend.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise VideoDecodeError(path, "no such file")
+    errors = []
+    for name in _chain(backend):
+        try:
+            reader = _READERS[name](path, 1)
+        except Exception as error:
+            errors.append(f"{name}: {_reason(error)}")
+            continue
+        reader.close()
+        return reader.num_frames, reader.fps
+    raise VideoDecodeError(path, "; ".join(errors))
