@@ -1,0 +1,235 @@
+"""Write the manifest (``relative/path.mp4 <label>`` lines) and class list for one annotation CSV.
+
+Usage::
+
+    kinetics-prep manifest ANNOTATIONS.csv --videos VIDEOS_DIR --out MANIFEST \\
+        [--root ROOT] [--classes CLASSES.txt] [--split NAME]
+
+- One line per annotated segment whose video ``VIDEOS_DIR/{youtube_id}_{start:06d}_{end:06d}.mp4``
+  exists, in CSV order: its path relative to ``ROOT`` (default: the manifest's folder, the dataset root
+  that videonorm's data module takes) and its class index. ``VIDEOS_DIR`` must lie under ``ROOT``.
+- Classes: without ``--classes``, the sorted labels of the CSV (all rows, present or not, so indices do
+  not depend on what downloaded) are written to ``classes.txt`` next to the manifest; an existing
+  ``classes.txt`` with different content is an error (use ``--classes`` to reuse it). With
+  ``--classes FILE`` that list is used as is (train and val agree) and a label not in it is an error
+  naming the label, file and line.
+- Annotated segments without a video go to ``MANIFEST.missing.csv`` with the reason recorded by
+  ``trim``/``resize`` when there is one.
+- Unchanged outputs are not rewritten.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from data_prep.annotations import SEGMENT_COLUMNS, Segment, read_annotations
+from data_prep.errors import InputError
+from data_prep.io import remove_stale_partials, write_text_atomic
+from data_prep.report import DONE, FAILED, Outcome, Summary, read_report, report_path
+
+CLASSES_FILE = "classes.txt"
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    """One manifest line: a video path relative to the dataset root and its class index."""
+
+    path: str
+    label: int
+    line: int = 0
+
+
+def read_manifest(path: Path) -> list[ManifestEntry]:
+    """Parse ``relative/path.mp4 <int label>`` lines (blank lines ignored).
+
+    Raises:
+        InputError: missing file or malformed lines (all listed, each with file and line).
+    """
+    if not path.is_file():
+        raise InputError(f"{path}: manifest not found")
+    entries, errors = [], []
+    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not raw.strip():
+            continue
+        parts = raw.rsplit(maxsplit=1)  # the label is the last field; paths may contain spaces
+        if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
+            errors.append(f"{path}:{number}: expected 'relative/path.mp4 <int label>', got {raw!r}")
+            continue
+        entries.append(ManifestEntry(parts[0], int(parts[1]), number))
+    if errors:
+        raise InputError(f"{len(errors)} bad line(s) in {path}:\n  " + "\n  ".join(errors[:50]))
+    return entries
+
+
+def manifest_text(entries: Iterable[ManifestEntry]) -> str:
+    """The manifest file contents for ``entries``."""
+    return "".join(f"{e.path} {e.label}\n" for e in entries)
+
+
+def read_classes(path: Path) -> list[str]:
+    """Class names, one per line (line i = label i).
+
+    Raises:
+        InputError: missing file, empty name or a name listed twice (with file and line).
+    """
+    if not path.is_file():
+        raise InputError(f"{path}: class list not found")
+    classes: list[str] = []
+    seen: dict[str, int] = {}
+    errors = []
+    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        name = raw.strip()
+        if not name:
+            errors.append(f"{path}:{number}: empty class name")
+        elif name in seen:
+            errors.append(f"{path}:{number}: class {name!r} already on line {seen[name]}")
+        else:
+            seen[name] = number
+            classes.append(name)
+    if errors:
+        raise InputError("bad class list:\n  " + "\n  ".join(errors))
+    return classes
+
+
+def write_classes(path: Path, classes: Sequence[str]) -> None:
+    """Write ``classes.txt``; refuses to replace a different existing list (labels would silently shift).
+
+    Raises:
+        InputError: ``path`` exists with other classes.
+    """
+    text = "".join(f"{c}\n" for c in classes)
+    if path.is_file() and path.read_text(encoding="utf-8") != text:
+        raise InputError(f"{path} exists with a different class list; pass it with --classes to reuse it, "
+                         "or delete it to start over")
+    write_text_atomic(path, text)
+
+
+def check_labels(segments: Iterable[Segment], classes: Sequence[str], source: Path | str) -> None:
+    """Every labelled segment's label must be in ``classes``.
+
+    Raises:
+        InputError: listing each unknown label with file and line; also for unlabelled rows.
+    """
+    known = set(classes)
+    errors = []
+    for seg in segments:
+        if not seg.label:
+            errors.append(f"{source}:{seg.line}: no label ({seg.split} row); a manifest needs labels")
+        elif seg.label not in known:
+            errors.append(f"{source}:{seg.line}: label {seg.label!r} is not in the class list")
+    if errors:
+        more = f"\n  ... and {len(errors) - 50} more" if len(errors) > 50 else ""
+        raise InputError(f"{len(errors)} row(s) of {source} cannot be labelled:\n  " + "\n  ".join(errors[:50]) + more)
+
+
+def _known_failures(videos_dir: Path) -> dict[str, str]:
+    """name -> 'reason: message' from the trim/resize reports next to ``videos_dir``."""
+    reasons: dict[str, str] = {}
+    for step in ("trim", "resize"):
+        for name, row in read_report(report_path(videos_dir, step)).items():
+            if row.get("status") == FAILED:
+                reasons[name] = f"{row.get('reason', '')}: {row.get('message', '')}"
+    return reasons
+
+
+def build_manifest(segments: Sequence[Segment], videos_dir: Path, root: Path, classes: Sequence[str],
+                   summary: Summary) -> list[ManifestEntry]:
+    """Manifest entries for the segments whose video exists; the others are recorded in ``summary``.
+
+    Args:
+        segments: annotated segments (labels already checked with :func:`check_labels`).
+        videos_dir: folder of trimmed videos.
+        root: dataset root the paths are relative to; must contain ``videos_dir``.
+        classes: class list (index = label).
+        summary: receives ``done`` per entry and ``failed``/``missing`` per absent video.
+
+    Raises:
+        InputError: ``videos_dir`` is not under ``root``.
+    """
+    videos_dir, root = videos_dir.resolve(), root.resolve()
+    if not videos_dir.is_relative_to(root):
+        raise InputError(f"{videos_dir} is not inside the dataset root {root}; pass --root")
+    prefix = Path(os.path.relpath(videos_dir, root)).as_posix()
+    index = {name: i for i, name in enumerate(classes)}
+    present = {p.name for p in videos_dir.iterdir()} if videos_dir.is_dir() else set()
+    failures = _known_failures(videos_dir)
+    entries = []
+    for seg in segments:
+        if seg.name in present:
+            path = seg.name if prefix == "." else f"{prefix}/{seg.name}"
+            entries.append(ManifestEntry(path, index[seg.label], seg.line))
+            summary.add(Outcome(seg.name, DONE, fields=seg.fields()))
+        else:
+            summary.add(Outcome(seg.name, FAILED, "missing", failures.get(seg.name, "no video file"), seg.fields()))
+    return entries
+
+
+def write_manifest(annotations: Path | str, videos_dir: Path | str, out: Path | str, *,
+                   root: Path | str | None = None, classes_file: Path | str | None = None,
+                   split: str | None = None, skip_bad_rows: bool = False) -> Summary:
+    """Write ``out`` (manifest), ``out.missing.csv`` and, without ``classes_file``, ``classes.txt``.
+
+    Args:
+        annotations: Kinetics annotation CSV.
+        videos_dir: folder of trimmed videos.
+        out: manifest path.
+        root: dataset root for relative paths (default: the manifest's folder).
+        classes_file: fixed class list to use (default: sorted CSV labels, written to classes.txt).
+        split: only rows of this split.
+        skip_bad_rows: skip malformed CSV rows instead of stopping.
+
+    Returns:
+        The summary: ``done`` = lines written, ``failed`` = segments without video.
+    """
+    out = Path(out)
+    ann = read_annotations(annotations, skip_bad_rows=skip_bad_rows)
+    segments = [s for s in ann.segments if split is None or s.split == split]
+    if classes_file is not None:
+        classes = read_classes(Path(classes_file))
+    else:
+        classes = sorted({s.label for s in segments if s.label})
+    check_labels(segments, classes, ann.path)
+    root = Path(root) if root is not None else out.parent
+    remove_stale_partials(out.parent)
+    summary = Summary("manifest", out.with_name(out.name + ".missing.csv"), SEGMENT_COLUMNS)
+    entries = build_manifest(segments, Path(videos_dir), root, classes, summary)
+    if classes_file is None:
+        write_classes(out.parent / CLASSES_FILE, classes)
+    write_text_atomic(out, manifest_text(entries))
+    summary.write()
+    return summary
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add ``manifest``'s arguments to ``parser``."""
+    parser.add_argument("annotations", type=Path, help="Kinetics annotation CSV")
+    parser.add_argument("--videos", type=Path, required=True, help="folder of trimmed videos")
+    parser.add_argument("--out", type=Path, required=True, help="manifest file to write, e.g. DATASET/train.txt")
+    parser.add_argument("--root", type=Path, help="dataset root the paths are relative to (default: the manifest's folder)")
+    parser.add_argument("--classes", type=Path, help="fixed class list to reuse (default: sorted labels -> classes.txt)")
+    parser.add_argument("--split", choices=("train", "validate", "test"), help="only rows of this split")
+    parser.add_argument("--skip-bad-rows", action="store_true", help="skip malformed CSV rows (listed) instead of stopping")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``manifest`` from parsed arguments; prints the summary line."""
+    summary = write_manifest(args.annotations, args.videos, args.out, root=args.root, classes_file=args.classes,
+                             split=args.split, skip_bad_rows=args.skip_bad_rows)
+    print(summary.line(done=f"lines in {args.out}", failed="missing", skipped=False))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m data_prep.manifest``: same as ``kinetics-prep manifest``."""
+    from data_prep.cli import run_step
+
+    return run_step("manifest", argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

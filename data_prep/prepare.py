@@ -1,0 +1,189 @@
+"""The whole chain for each split: (download) -> trim (or resize) -> manifest -> verify, dropping bad videos.
+
+Usage::
+
+    # official CSVs + your own YouTube copies (add --download to fetch missing sources first)
+    kinetics-prep prepare ANNOTATIONS_DIR --raw RAW_DIR --out DATASET_DIR \\
+        [--splits train,validate] [--short-side 256] [--gop 16] [--jobs N] [--download]
+    # CVDF mirror: pre-trimmed {youtube_id}_{start:06d}_{end:06d}.mp4 in TRIMMED_DIR/{train,val,test}/
+    kinetics-prep prepare ANNOTATIONS_DIR --trimmed TRIMMED_DIR --out DATASET_DIR
+
+``ANNOTATIONS_DIR`` holds the release's ``train.csv``, ``validate.csv`` (or ``val.csv``), ``test.csv``.
+Result, which videonorm's data module reads with ``root=DATASET_DIR``, ``train_manifest="train.txt"``,
+``val_manifest="val.txt"``, ``classes_file="classes.txt"``::
+
+    DATASET_DIR/classes.txt                   sorted train labels (or --classes), line i = label i
+    DATASET_DIR/videos/{train,val,test}/*.mp4
+    DATASET_DIR/{train,val,test}.txt          videos/<split>/<name>.mp4 <label>, verified videos only
+    DATASET_DIR/{split}.txt.missing.csv       annotated segments without a video, with the reason
+    DATASET_DIR/{split}.txt.bad.csv           videos that failed verification (left out of the manifest)
+    DATASET_DIR/videos/{split}.trim-failures.csv (or .resize-failures.csv): failures and short segments
+
+All CSVs are read and every label is checked against the class list before any video work starts.
+Every step is resumable and a rerun of a finished ``prepare`` rewrites nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from data_prep.annotations import SEGMENT_COLUMNS, SPLITS, Segment, find_split_csv, read_annotations
+from data_prep.download import DownloadSettings, download
+from data_prep.encode import EncodeSettings
+from data_prep.errors import InputError
+from data_prep.io import remove_stale_partials, write_text_atomic
+from data_prep.manifest import CLASSES_FILE, build_manifest, check_labels, manifest_text, read_classes, write_classes
+from data_prep.report import FAILED, FLAGGED, Summary
+from data_prep.resize import resize
+from data_prep.trim import add_encode_arguments, settings_from, trim
+from data_prep.verify import check_entries
+
+# Split -> name of its video folder and manifest (videonorm reads train.txt and val.txt).
+SPLIT_NAMES = {"train": "train", "validate": "val", "test": "test"}
+_WORDS = {"manifest": {"done": "listed", "failed": "missing", "skipped": False},
+          "verify": {"done": "ok", "failed": "bad", "skipped": False}}
+
+
+def _trimmed_split_dir(trimmed_dir: Path, split: str) -> Path:
+    for name in dict.fromkeys((split, SPLIT_NAMES[split])):
+        if (trimmed_dir / name).is_dir():
+            return trimmed_dir / name
+    raise InputError(f"{trimmed_dir}: no folder {SPLIT_NAMES[split]}/ (or {split}/) of trimmed videos")
+
+
+def _class_list(out_dir: Path, segments: dict[str, list[Segment]], classes_file: Path | None) -> list[str]:
+    if classes_file is not None:
+        return read_classes(classes_file)
+    if "train" in segments:
+        return sorted({s.label for s in segments["train"] if s.label})
+    if (out_dir / CLASSES_FILE).is_file():
+        return read_classes(out_dir / CLASSES_FILE)
+    raise InputError("without the train split, pass --classes (or run prepare with train first)")
+
+
+def prepare(annotations_dir: Path | str, out_dir: Path | str, *, raw_dir: Path | str | None = None,
+            trimmed_dir: Path | str | None = None, splits: Sequence[str] = ("train", "validate"),
+            settings: EncodeSettings = EncodeSettings(), min_duration: float = 2.0, jobs: int = 1,
+            download_settings: DownloadSettings | None = None, download_jobs: int = 4,
+            classes_file: Path | str | None = None, skip_bad_rows: bool = False) -> dict[str, dict[str, Summary]]:
+    """Prepare a dataset folder from official annotations (see the module docstring).
+
+    Args:
+        annotations_dir: folder with the release's CSVs.
+        out_dir: dataset folder to fill.
+        raw_dir: full source videos ``{youtube_id}.{ext}`` (trim route).
+        trimmed_dir: pre-trimmed videos in ``{train,val,test}/`` (CVDF route); exclusive with ``raw_dir``.
+        splits: splits to prepare, among ``train``, ``validate``, ``test``.
+        settings: encoder settings.
+        min_duration: flag videos shorter than this (seconds).
+        jobs: worker processes for encoding and verification.
+        download_settings: download missing sources first with these yt-dlp settings (trim route only).
+        download_jobs: parallel downloads.
+        classes_file: fixed class list (default: sorted train labels).
+        skip_bad_rows: skip malformed CSV rows instead of stopping.
+
+    Returns:
+        split -> step name -> summary.
+    """
+    annotations_dir, out_dir = Path(annotations_dir), Path(out_dir)
+    if (raw_dir is None) == (trimmed_dir is None):
+        raise InputError("pass exactly one of --raw (trim full sources) or --trimmed (resize CVDF files)")
+    if download_settings is not None and raw_dir is None:
+        raise InputError("--download needs --raw (where the sources go)")
+    unknown = [s for s in splits if s not in SPLITS]
+    if unknown or not splits:
+        raise InputError(f"unknown split(s) {unknown} (choose from {', '.join(SPLITS)})")
+    csvs = {split: find_split_csv(annotations_dir, split) for split in splits}
+    segments = {split: [s for s in read_annotations(csv, skip_bad_rows=skip_bad_rows).segments if s.split == split]
+                for split, csv in csvs.items()}
+    classes = _class_list(out_dir, segments, Path(classes_file) if classes_file else None)
+    for split in splits:  # fail before hours of encoding, not after
+        check_labels(segments[split], classes, csvs[split])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_partials(out_dir)
+    write_classes(out_dir / CLASSES_FILE, classes)
+    results: dict[str, dict[str, Summary]] = {}
+    for split in splits:
+        name = SPLIT_NAMES[split]
+        videos = out_dir / "videos" / name
+        steps: dict[str, Summary] = {}
+        if download_settings is not None:
+            steps["download"] = download(csvs[split], raw_dir, download_settings, jobs=download_jobs, split=split,
+                                         skip_bad_rows=skip_bad_rows)
+        if raw_dir is not None:
+            steps["trim"] = trim(csvs[split], raw_dir, videos, settings, min_duration=min_duration, jobs=jobs,
+                                 split=split, skip_bad_rows=skip_bad_rows)
+        else:
+            steps["resize"] = resize(_trimmed_split_dir(Path(trimmed_dir), split), videos, settings,
+                                     min_duration=min_duration, jobs=jobs, names={s.name for s in segments[split]})
+        manifest = out_dir / f"{name}.txt"
+        steps["manifest"] = Summary("manifest", manifest.with_name(manifest.name + ".missing.csv"), SEGMENT_COLUMNS)
+        entries = build_manifest(segments[split], videos, out_dir, classes, steps["manifest"])
+        steps["manifest"].write()
+        steps["verify"] = check_entries(entries, out_dir, manifest.with_name(manifest.name + ".bad.csv"), jobs)
+        bad = {o.key for o in steps["verify"].outcomes if o.status == FAILED}
+        write_text_atomic(manifest, manifest_text(e for e in entries if e.path not in bad))
+        for step, summary in steps.items():
+            print(f"[{split}] " + summary.line(**_WORDS.get(step, {})), file=sys.stderr)
+        results[split] = steps
+    return results
+
+
+def table(results: dict[str, dict[str, Summary]], out_dir: Path) -> str:
+    """Final per-split table: annotated segments, videos in the manifest, missing, bad, flagged."""
+    lines = [f"prepare: {out_dir}", f"  {'split':<9}{'annotated':>10}{'in manifest':>12}{'missing':>9}{'bad':>6}"
+             f"{'flagged':>9}  manifest"]
+    for split, steps in results.items():
+        missing, bad = steps["manifest"].count(FAILED), steps["verify"].count(FAILED)
+        annotated = len(steps["manifest"].outcomes)
+        encode = steps.get("trim") or steps["resize"]
+        flagged = encode.listed(FLAGGED)
+        lines.append(f"  {split:<9}{annotated:>10}{annotated - missing - bad:>12}{missing:>9}{bad:>6}{flagged:>9}"
+                     f"  {SPLIT_NAMES[split]}.txt")
+    return "\n".join(lines)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add ``prepare``'s arguments to ``parser``."""
+    parser.add_argument("annotations", type=Path, help="folder with train.csv, validate.csv (or val.csv), test.csv")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--raw", type=Path, help="folder of full sources {youtube_id}.{mp4,webm,mkv} (trim route)")
+    source.add_argument("--trimmed", type=Path, help="CVDF pre-trimmed videos in {train,val,test}/ (resize route)")
+    parser.add_argument("--out", type=Path, required=True, help="dataset folder to fill")
+    parser.add_argument("--splits", default="train,validate", help="comma-separated splits (train,validate,test)")
+    parser.add_argument("--classes", type=Path, help="fixed class list (default: sorted train labels)")
+    parser.add_argument("--skip-bad-rows", action="store_true", help="skip malformed CSV rows (listed) instead of stopping")
+    add_encode_arguments(parser)
+    group = parser.add_argument_group("download (trim route)")
+    group.add_argument("--download", action="store_true", help="download missing sources with yt-dlp first")
+    group.add_argument("--download-jobs", type=int, default=4, help="parallel downloads")
+    group.add_argument("--yt-dlp", dest="yt_dlp", default="yt-dlp", help="yt-dlp executable")
+    group.add_argument("--retries", type=int, default=3, help="download retries after rate limits")
+    group.add_argument("--backoff", type=float, default=30.0, help="first retry pause (s)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``prepare`` from parsed arguments; prints the final table."""
+    download_settings = (DownloadSettings(executable=args.yt_dlp, retries=args.retries, backoff=args.backoff)
+                         if args.download else None)
+    splits = [s.strip() for s in args.splits.split(",") if s.strip()]
+    results = prepare(args.annotations, args.out, raw_dir=args.raw, trimmed_dir=args.trimmed, splits=splits,
+                      settings=settings_from(args), min_duration=args.min_duration, jobs=args.jobs,
+                      download_settings=download_settings, download_jobs=args.download_jobs,
+                      classes_file=args.classes, skip_bad_rows=args.skip_bad_rows)
+    print(table(results, args.out))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m data_prep.prepare``: same as ``kinetics-prep prepare``."""
+    from data_prep.cli import run_step
+
+    return run_step("prepare", argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

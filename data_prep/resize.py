@@ -1,0 +1,96 @@
+"""Resize and re-encode videos that are already trimmed (the CVDF mirror's files), keeping their names.
+
+Usage::
+
+    kinetics-prep resize VIDEOS_DIR --out OUT_DIR [--short-side 256] [--gop 16] [--crf 23] [--jobs N]
+
+Every ``*.mp4``/``*.webm``/``*.mkv`` directly in ``VIDEOS_DIR`` becomes ``OUT_DIR/{stem}.mp4``, encoded
+exactly like ``trim``'s outputs (see :mod:`data_prep.encode`). Same safety as ``trim``: existing outputs
+are skipped, partial files of an interrupted run are deleted, failures and flags (shorter than
+``--min-duration``) go to ``OUT_DIR.resize-failures.csv``. ``OUT_DIR`` must differ from ``VIDEOS_DIR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Collection
+from pathlib import Path
+
+from data_prep.encode import EncodeJob, EncodeSettings
+from data_prep.errors import InputError
+from data_prep.io import PARTIAL_TAG, remove_stale_partials
+from data_prep.raw import SOURCE_EXTS
+from data_prep.report import SKIPPED, Outcome, Summary, report_path
+from data_prep.trim import add_encode_arguments, encode_all, settings_from
+
+
+def resize(videos_dir: Path | str, out_dir: Path | str, settings: EncodeSettings = EncodeSettings(), *,
+           min_duration: float = 2.0, jobs: int = 1, names: Collection[str] | None = None) -> Summary:
+    """Re-encode every video of ``videos_dir`` into ``out_dir`` under the same name (``.mp4``).
+
+    Args:
+        videos_dir: folder of trimmed videos.
+        out_dir: output folder (created; must not be ``videos_dir``).
+        settings: encoder settings.
+        min_duration: flag outputs shorter than this (seconds).
+        jobs: worker processes.
+        names: only these output names (e.g. the segments of an annotation CSV); None: all files.
+
+    Returns:
+        The summary (report written to ``out_dir.resize-failures.csv``).
+    """
+    videos_dir, out_dir = Path(videos_dir), Path(out_dir)
+    if not videos_dir.is_dir():
+        raise InputError(f"{videos_dir}: video folder not found")
+    if out_dir.resolve() == videos_dir.resolve():
+        raise InputError(f"{out_dir}: resize writes to a different folder than it reads")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    removed = remove_stale_partials(out_dir)
+    if removed:
+        print(f"resize: removed {len(removed)} partial file(s) left by an interrupted run", file=sys.stderr)
+    sources = sorted(p for p in videos_dir.iterdir()
+                     if p.suffix in SOURCE_EXTS and PARTIAL_TAG not in p.name and p.is_file())
+    summary = Summary("resize", report_path(out_dir, "resize"), ("name", "source"))
+    todo = []
+    for src in sources:
+        name = f"{src.stem}.mp4"
+        if names is not None and name not in names:
+            continue
+        dst = out_dir / name
+        fields = {"source": str(src)}
+        if dst.exists():
+            summary.add(Outcome(name, SKIPPED, fields=fields))
+            summary.keep_previous(name)
+        else:
+            todo.append(EncodeJob(name, src, dst, settings, min_duration=min_duration, fields=fields))
+    try:
+        encode_all(summary, todo, jobs, "resize")
+    finally:
+        summary.write()
+    return summary
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add ``resize``'s arguments to ``parser``."""
+    parser.add_argument("videos", type=Path, help="folder of trimmed videos")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    add_encode_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``resize`` from parsed arguments; prints the summary line."""
+    summary = resize(args.videos, args.out, settings_from(args), min_duration=args.min_duration, jobs=args.jobs)
+    print(summary.line())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m data_prep.resize``: same as ``kinetics-prep resize``."""
+    from data_prep.cli import run_step
+
+    return run_step("resize", argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
