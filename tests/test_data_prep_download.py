@@ -1,0 +1,164 @@
+"""download: yt-dlp bookkeeping (skip, classify, retry with backoff, resume) against a local fake yt-dlp."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+
+from data_prep import cli
+from data_prep.download import DownloadSettings, classify, download, resolve_executable
+from data_prep.errors import InputError
+from data_prep.io import PARTIAL_TAG
+from data_prep.synth import render, write_video
+
+# A stand-in for yt-dlp: same command line, behaviour chosen per id in $FAKE_YTDLP_DIR/behaviour.json,
+# every call logged (id and time) to calls.jsonl.
+FAKE = r'''#!{python}
+import json, os, shutil, sys, time
+from pathlib import Path
+state = Path(os.environ["FAKE_YTDLP_DIR"])
+args = sys.argv[1:]
+template = args[args.index("-o") + 1]
+assert args[args.index("--") + 1].startswith("https://www.youtube.com/watch?v=")
+youtube_id = args[-1].split("v=", 1)[1]
+with (state / "calls.jsonl").open("a") as f:
+    f.write(json.dumps({{"id": youtube_id, "t": time.monotonic(), "args": args}}) + "\n")
+calls = sum(json.loads(line)["id"] == youtube_id for line in (state / "calls.jsonl").read_text().splitlines())
+behaviour = json.loads((state / "behaviour.json").read_text()).get(youtube_id, "ok")
+errors = {{
+    "removed": "ERROR: [youtube] {{id}}: Video unavailable. This video has been removed by the uploader",
+    "private": "ERROR: [youtube] {{id}}: Private video. Sign in if you've been granted access to this video",
+    "unavailable": "ERROR: [youtube] {{id}}: Video unavailable. The uploader has not made this video available in your country",
+    "rate_limited": "ERROR: [youtube] {{id}}: HTTP Error 429: Too Many Requests",
+    "other": "ERROR: unable to download video data: <urlopen error [Errno 104] Connection reset by peer>",
+}}
+if behaviour.startswith("once_"):  # fail the first time only
+    behaviour = behaviour[5:] if calls == 1 else "ok"
+if behaviour in errors:
+    Path(template.replace("%(ext)s", "mp4.part")).write_bytes(b"half")  # yt-dlp leaves .part files
+    print("WARNING: something harmless", file=sys.stderr)
+    print(errors[behaviour].format(id=youtube_id), file=sys.stderr)
+    sys.exit(1)
+ext = "webm" if behaviour == "webm" else "mp4"
+shutil.copy(state / "video.mp4", template.replace("%(ext)s", ext))
+'''
+
+
+@pytest.fixture
+def fake(tmp_path, monkeypatch) -> dict:
+    state = tmp_path / "fake_state"
+    state.mkdir()
+    write_video(state / "video.mp4", render("move_left", 10, 10, 32, 24, 0), 10)
+    exe = tmp_path / "fake-yt-dlp"
+    exe.write_text(FAKE.format(python=sys.executable))
+    exe.chmod(exe.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("FAKE_YTDLP_DIR", str(state))
+
+    def configure(behaviour: dict[str, str]) -> None:
+        (state / "behaviour.json").write_text(json.dumps(behaviour))
+
+    def calls() -> list[dict]:
+        log = state / "calls.jsonl"
+        return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+    return {"exe": str(exe), "configure": configure, "calls": calls}
+
+
+def annotations(path: Path, ids: list[str]) -> Path:
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["label", "youtube_id", "time_start", "time_end", "split"])
+        for i, youtube_id in enumerate(ids):
+            writer.writerow(["x", youtube_id, i, i + 10, "train"])
+    return path
+
+
+IDS = ["okAAAAAAAAA", "-webmAAAAAA", "removedAAAA", "privateAAAA", "unavailAAAA", "rateOnceAAA", "rateAlwaysA",
+       "flakyAAAAAA", "brokenAAAAA"]
+BEHAVIOUR = {"-webmAAAAAA": "webm", "removedAAAA": "removed", "privateAAAA": "private", "unavailAAAA": "unavailable",
+             "rateOnceAAA": "once_rate_limited", "rateAlwaysA": "rate_limited", "flakyAAAAAA": "once_other",
+             "brokenAAAAA": "other"}
+
+
+def test_download_classifies_retries_and_resumes(fake, tmp_path):
+    fake["configure"](BEHAVIOUR)
+    csv_path = annotations(tmp_path / "train.csv", IDS + ["okAAAAAAAAA"])  # a second segment of one video
+    raw = tmp_path / "raw"
+    settings = DownloadSettings(executable=fake["exe"], retries=2, backoff=0.02)
+    summary = download(csv_path, raw, settings, jobs=3)
+    assert sorted(p.name for p in raw.iterdir()) == ["-webmAAAAAA.webm", "flakyAAAAAA.mp4", "okAAAAAAAAA.mp4",
+                                                     "rateOnceAAA.mp4"]
+    assert not list(tmp_path.rglob(f"*{PARTIAL_TAG}*"))  # temporary folders and yt-dlp's .part files gone
+    assert summary.count("done") == 4
+    assert dict(summary.reasons("failed")) == {"removed": 1, "private": 1, "unavailable": 1, "rate_limited": 1,
+                                               "other": 1}
+    calls = fake["calls"]()
+    per_id = {i: [c for c in calls if c["id"] == i] for i in IDS}
+    assert {i: len(c) for i, c in per_id.items()} == {
+        "okAAAAAAAAA": 1, "-webmAAAAAA": 1, "removedAAAA": 1, "privateAAAA": 1, "unavailAAAA": 1,  # permanent: once
+        "rateOnceAAA": 2, "rateAlwaysA": 3, "flakyAAAAAA": 2, "brokenAAAAA": 3}  # retried up to 2 more times
+    times = [c["t"] for c in per_id["rateAlwaysA"]]
+    assert times[1] - times[0] >= 0.02 and times[2] - times[1] >= 0.04  # exponential backoff
+    with (tmp_path / "raw.download-failures.csv").open() as f:
+        report = {r["youtube_id"]: r for r in csv.DictReader(f)}
+    assert report["removedAAAA"]["reason"] == "removed" and "removed by the uploader" in report["removedAAAA"]["message"]
+    assert report["rateAlwaysA"]["reason"] == "rate_limited" and "429" in report["rateAlwaysA"]["message"]
+
+    # rerun: done ones skipped, known-dead ones not asked again, the rest retried; report rewritten only if changed
+    fake["configure"]({**BEHAVIOUR, "rateAlwaysA": "ok", "brokenAAAAA": "ok"})
+    again = download(csv_path, raw, settings, jobs=3)
+    new_calls = fake["calls"]()[len(calls):]
+    assert sorted(c["id"] for c in new_calls) == ["brokenAAAAA", "rateAlwaysA"]
+    assert again.count("skipped") == 4 and again.count("done") == 2 and len(again.kept) == 3
+    before = (tmp_path / "raw.download-failures.csv").stat().st_mtime_ns
+    download(csv_path, raw, settings)
+    assert len(fake["calls"]()) == len(calls) + 2  # nothing left to ask
+    assert (tmp_path / "raw.download-failures.csv").stat().st_mtime_ns == before
+
+    # --retry-failed asks the known-dead ones again
+    assert cli.main(["download", str(csv_path), "--out", str(raw), "--yt-dlp", fake["exe"], "--retries", "0",
+                     "--retry-failed"]) == 0
+    assert sorted(c["id"] for c in fake["calls"]()[len(calls) + 2:]) == ["privateAAAA", "removedAAAA", "unavailAAAA"]
+
+
+def test_stale_partial_downloads_are_removed(fake, tmp_path):
+    fake["configure"]({})
+    raw = tmp_path / "raw"
+    stale = raw / f"okAAAAAAAAA{PARTIAL_TAG}999999999"
+    stale.mkdir(parents=True)
+    (stale / "okAAAAAAAAA.mp4.part").write_bytes(b"half")
+    summary = download(annotations(tmp_path / "a.csv", ["okAAAAAAAAA"]), raw,
+                       DownloadSettings(executable=fake["exe"]), jobs=1)
+    assert summary.count("done") == 1 and not stale.exists()
+    assert (raw / "okAAAAAAAAA.mp4").stat().st_size == (Path(os.environ["FAKE_YTDLP_DIR"]) / "video.mp4").stat().st_size
+
+
+@pytest.mark.parametrize(("stderr", "reason"), [
+    ("ERROR: [youtube] abc: Video unavailable. This video is no longer available because the YouTube account "
+     "associated with this video has been terminated.", "removed"),
+    ("ERROR: [youtube] abc: Video unavailable. This video has been removed for violating YouTube's Terms of Service",
+     "removed"),
+    ("ERROR: [youtube] abc: Private video. Sign in if you've been granted access to this video", "private"),
+    ("ERROR: [youtube] abc: Sign in to confirm your age. This video may be inappropriate for some users.",
+     "unavailable"),
+    ("ERROR: [youtube] abc: Video unavailable", "unavailable"),
+    ("ERROR: [youtube] abc: Sign in to confirm you’re not a bot. Use --cookies-from-browser", "rate_limited"),
+    ("WARNING: x\nERROR: unable to download video data: HTTP Error 429: Too Many Requests", "rate_limited"),
+    ("ERROR: [Errno 28] No space left on device", "other"),
+    ("", "other"),
+])
+def test_classify_real_yt_dlp_messages(stderr, reason):
+    got, message = classify(stderr)
+    assert got == reason
+    assert message == (stderr.splitlines()[-1] if stderr else "no error output")
+
+
+def test_missing_executable_is_a_clear_error(tmp_path):
+    with pytest.raises(InputError, match="not found"):
+        resolve_executable(str(tmp_path / "no-such-yt-dlp"))
