@@ -7,7 +7,8 @@ that a decoder returned *exactly* the frames it was asked for. 16 bits: up to 65
 
 Public API (other test modules import these; keep it small and stable)::
 
-    write_video(path, num_frames=30, width=64, height=48, fps=25, gop=None, pattern="index", color=None) -> Path
+    write_video(path, num_frames=30, width=64, height=48, fps=25, gop=None, pattern="index", color=None,
+                faststart=False, bframes=2, timestamps=None) -> Path
     write_truncated_video(path, num_frames=40, keep_fraction=0.5, **write_video_kwargs) -> Path
     write_not_a_video(path) -> Path
     frame_index(frame) -> int            # one decoded frame, (3, H, W) or (H, W, 3), uint8
@@ -109,6 +110,7 @@ def write_video(
     color: Sequence[int] | None = None,
     faststart: bool = False,
     bframes: int = 2,
+    timestamps: Sequence[float] | None = None,
 ) -> Path:
     """Write an H.264 mp4 whose frame ``i`` spells ``i`` (see module docstring).
 
@@ -124,12 +126,15 @@ def write_video(
         color: RGB of the bright cells (e.g. ``CLASS_COLORS[label]``), default white.
         faststart: Put the index (moov atom) before the data, as streaming-ready files do.
         bframes: Max consecutive B-frames (reordering makes pts != decode order, as in real files).
+        timestamps: Presentation time of each frame in seconds (variable frame rate); default ``i / fps``.
 
     Returns:
         ``path`` as a Path.
     """
     if pattern not in ("index", "noise"):
         raise ValueError(f"unknown pattern {pattern!r}: use 'index' or 'noise'")
+    if timestamps is not None and len(timestamps) != num_frames:
+        raise ValueError(f"{len(timestamps)} timestamps for {num_frames} frames")
     if width % 2 or height % 2:
         raise ValueError(f"width and height must be even for yuv420p, got {width}x{height}")
     path = Path(path)
@@ -143,13 +148,18 @@ def write_video(
         stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.options = options
+        if timestamps is not None:
+            stream.codec_context.time_base = Fraction(1, 1000)  # millisecond pts, any spacing
         for i in range(num_frames):
             frame = index_frame(i, width, height, color)
             if pattern == "noise":
                 dark = frame.max(axis=2, keepdims=True) <= DARK
                 noise = rng.integers(0, 40, size=frame.shape, dtype=np.uint8)
                 frame = np.where(dark, noise, frame).astype(np.uint8)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+            picture = av.VideoFrame.from_ndarray(frame, format="rgb24")
+            if timestamps is not None:
+                picture.pts, picture.time_base = round(timestamps[i] * 1000), Fraction(1, 1000)
+            for packet in stream.encode(picture):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)

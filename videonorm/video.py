@@ -1,7 +1,8 @@
 """Video decoding: the frames at given indices of a file, as one uint8 tensor, whatever the backend.
 
 Frame ``i`` is the ``i``-th frame in presentation order, counted from 0; ``num_frames`` is the number of frames
-the container announces (decord's ``len``, PyAV's ``stream.frames``, estimated from the duration when absent).
+in the container's index (decord's ``len``; PyAV counts the packets of the stream, and rejects a file whose
+data holds fewer frames than its header announces).
 Every backend returns the same frames for the same indices: both convert the decoded picture to RGB with
 FFmpeg's swscale, so on the same H.264 stream they agree bit for bit (tests/test_video.py checks this against a
 full sequential decode).
@@ -11,15 +12,16 @@ Backends:
     (or is not installed) the same request goes to ``"pyav"``; only when both fail is
     :class:`VideoDecodeError` raised, with both reasons.
   * ``"pyav"``: seek to the keyframe at or before the first wanted frame, decode forward only as far as the
-    last one. Frames are identified by ``pts`` (index = round((pts - start) * time_base * average_rate)). If
-    the pts do not step by exactly one frame (variable frame rate, dropped frames) or the seek lands after
-    the first wanted frame, it decodes again from the start and counts frames instead, which is always right.
+    last one. Frames are identified by their pts through a table built from one demux pass over the file
+    (frame ``i`` has the ``i``-th smallest pts, as in decord's index), so variable frame rates are exact. If
+    decoding after the seek meets an unknown pts or misses a wanted frame, it decodes again from the start
+    and counts frames.
 
 (torchcodec is not offered: its wheels need a system FFmpeg, which this project does not require.)
 
-Nothing here can hang on a file whose header lies about its length: every decode loop stops at the last
-wanted frame or at the end of the data, and asking for a frame past the end of the data raises
-:class:`VideoDecodeError`. A cut (truncated) file therefore fails when a wanted frame lies in the missing part.
+Nothing here can hang on a file whose header lies about its length: every loop stops at the last wanted frame
+or at the end of the data, and a frame that cannot be decoded raises :class:`VideoDecodeError`. Both backends
+reject a cut (truncated) file.
 
 Output layout: ``(T, 3, H, W)`` uint8, channel-first per frame, so torchvision v2 transforms apply to it
 directly (wrap it in ``tv_tensors.Video``). It is a channels-last *view* of a ``(T, H, W, 3)`` buffer, the
@@ -31,7 +33,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Sequence
-from fractions import Fraction
 
 import numpy as np
 import torch
@@ -79,31 +80,33 @@ class _DecordReader:
 
 
 class _PyAVReader:
-    def __init__(self, path: str, threads: int):
-        import av
+    """PyAV, frame index from an exact pts table.
 
+    Opening demuxes the whole stream once (packets only, no decoding: about as cheap as decord's own index)
+    to get every frame's pts; frame ``i`` is the ``i``-th smallest pts. That is exact for constant and
+    variable frame rates alike, and it is the real frame count: a file whose data ends before the frame count
+    in its header (a cut download) is rejected here, as decord rejects it.
+    """
+
+    def __init__(self, path: str, threads: int):
         self._path, self._threads = path, threads
-        self._container = self._open(av)
+        self._container = self._open()
         stream = self._container.streams.video[0]
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-        if not rate:
-            raise ValueError("video stream has no frame rate")
-        self._rate = Fraction(rate)
-        self.fps = float(self._rate)
-        self._time_base = Fraction(stream.time_base)
-        self._start = stream.start_time or 0
-        self.num_frames = int(stream.frames or 0)
-        if self.num_frames <= 0:  # e.g. webm/mkv: no frame count in the header, estimate from the duration
-            if stream.duration:
-                seconds = stream.duration * self._time_base
-            elif self._container.duration:
-                seconds = Fraction(self._container.duration, 1_000_000)
-            else:
-                raise ValueError("video stream has neither a frame count nor a duration")
-            self.num_frames = int(round(seconds * self._rate))
-        self._stream = stream
+        self.fps = float(rate) if rate else 0.0
+        announced = int(stream.frames or 0)
+        pts = [packet.pts for packet in self._container.demux(stream) if packet.size]
+        self.num_frames = len(pts)
+        if announced and self.num_frames < announced:
+            raise VideoDecodeError(path, f"truncated: header announces {announced} frames, data holds {len(pts)}")
+        # pts -> frame index; None when some packet has no pts (then frames are counted from the start)
+        self._index_of = None if None in pts else {p: i for i, p in enumerate(sorted(pts))}
+        self._sorted_pts = None if self._index_of is None else sorted(pts)
+        self._container.seek(0, stream=stream)  # back to the start after the demux pass
 
-    def _open(self, av):
+    def _open(self):
+        import av
+
         container = av.open(self._path)
         if not container.streams.video:
             container.close()
@@ -113,50 +116,41 @@ class _PyAVReader:
         stream.codec_context.thread_count = self._threads
         return container
 
-    def _index(self, pts: int) -> int:
-        return int(round((pts - self._start) * self._time_base * self._rate))
-
     def get(self, wanted: list[int]) -> torch.Tensor:
         try:
+            if self._index_of is None:
+                raise _SeekMiss("packets without pts")
             frames = self._get_seeking(wanted)
         except _SeekMiss as miss:
             log.debug("%s: %s; decoding from the start", self._path, miss)
-            import av
-
             self._container.close()
-            self._container = self._open(av)
-            self._stream = self._container.streams.video[0]
+            self._container = self._open()
             frames = self._get_sequential(wanted)
         return torch.from_numpy(np.stack(frames))  # (U, H, W, 3)
 
     def _get_seeking(self, wanted: list[int]) -> list[np.ndarray]:
+        stream = self._container.streams.video[0]
         first, last = wanted[0], wanted[-1]
-        if first > 0:
-            target = self._start + int(Fraction(first) / self._rate / self._time_base)
-            self._container.seek(target, stream=self._stream, backward=True, any_frame=False)
-        want = set(wanted)
-        out, previous = [], None
-        for frame in self._container.decode(self._stream):
-            if frame.pts is None:
-                raise _SeekMiss("frame without pts")
-            index = self._index(frame.pts)
-            if index < first:  # before the window (or a leading B-frame of the keyframe we landed on)
-                continue
-            if previous is None and index != first:
-                raise _SeekMiss(f"first frame after seek is {index}, wanted {first}")
-            if previous is not None and index != previous + 1:
-                raise _SeekMiss(f"pts jump from frame {previous} to {index} (variable frame rate?)")
-            previous = index
+        # the keyframe at or before the first wanted frame
+        self._container.seek(self._sorted_pts[first], stream=stream, backward=True, any_frame=False)
+        want, out = set(wanted), []
+        for frame in self._container.decode(stream):
+            index = self._index_of.get(frame.pts)
+            if index is None:
+                raise _SeekMiss(f"decoded a frame with unknown pts {frame.pts}")
             if index in want:
                 out.append(frame.to_ndarray(format="rgb24"))
+                want.discard(index)
             if index >= last:
-                return out
-        raise VideoDecodeError(self._path, f"stream ended after frame {previous}, frame {last} was asked for")
+                break
+        if want:
+            raise _SeekMiss(f"frames {sorted(want)[:5]} not met after seeking")
+        return out
 
     def _get_sequential(self, wanted: list[int]) -> list[np.ndarray]:
         want, last = set(wanted), wanted[-1]
         out, index = [], -1
-        for index, frame in enumerate(self._container.decode(self._stream)):
+        for index, frame in enumerate(self._container.decode(video=0)):
             if index in want:
                 out.append(frame.to_ndarray(format="rgb24"))
             if index >= last:
@@ -203,14 +197,19 @@ def read_clip(
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise VideoDecodeError(path, "no such file")
-    errors = []
+    errors: list[str] = []
     for name in _chain(backend):
+        if errors:
+            log.debug("%s: %s; trying %s", path, errors[-1], name)
         try:
             reader = _READERS[name](path, threads)
         except Exception as error:  # decord/PyAV raise many types (DECORDError, av.error.*, RuntimeError, ...)
             errors.append(f"{name}: {_reason(error)}")
             continue
         try:
+            if reader.num_frames < 1:
+                errors.append(f"{name}: the container announces no frames")
+                continue
             indices = torch.as_tensor(choose(reader.num_frames), dtype=torch.long).reshape(-1)
             if len(indices) and (indices.min() < 0 or indices.max() >= reader.num_frames):
                 raise IndexError(
@@ -270,8 +269,8 @@ def read_frames(
 def video_info(path: str | os.PathLike, backend: str = "decord") -> tuple[int, float]:
     """Frame count and average frame rate, from the container (no frame is decoded).
 
-    The count is the container's (decord's ``len``, PyAV's ``stream.frames`` or duration x rate). A cut file
-    may announce more frames than its data holds: :func:`read_frames` then raises when asked for them.
+    The count is decord's ``len`` (its packet index) or, with PyAV, the number of video packets in the data;
+    PyAV raises for a file whose data holds fewer frames than its header announces.
 
     Args:
         path: Video file.
