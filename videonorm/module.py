@@ -46,8 +46,9 @@ class EpochSchedule:
 
     ``factor(step) = warmup(e) * main(e)`` with ``e = step / steps_per_epoch``: ``main`` is a step schedule
     (``gamma ** (number of lr_steps <= e)``) or a cosine over ``max_epochs``; ``warmup`` rises linearly from
-    ``warmup_start_factor`` to 1 over ``warmup_epochs``. It is a plain object (not a lambda) so ``LambdaLR``
-    stores its fields in the checkpoint and a resumed run continues on exactly the same curve.
+    ``warmup_start_factor`` to 1 over ``warmup_epochs``. The optimizer step count lives in the checkpoint
+    (``LambdaLR.last_epoch``), the curve comes from the config: a resumed run with the same config continues
+    on exactly the same curve, and one resumed with a longer ``max_epochs`` follows the longer curve.
 
     Args:
         steps_per_epoch: Optimizer steps per epoch.
@@ -277,7 +278,13 @@ class VideoClassifier(pl.LightningModule):
             warmup_epochs=hp.warmup_epochs,
             warmup_start_factor=hp.warmup_start_factor,
         )
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+
+        def factor(step: int) -> float:
+            # a plain function: LambdaLR checkpoints the __dict__ of callable objects, which would pin a
+            # resumed run to the old curve (e.g. the old max_epochs of a cosine)
+            return schedule(step)
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         # stepped every optimizer step: the lr is a function of the fractional epoch, exact on resume
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 

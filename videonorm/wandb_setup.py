@@ -137,6 +137,8 @@ class WandbRunLogger(WandbLogger):
             id=id,
             **kwargs,
         )
+        if self._wandb_init.get("anonymous") is None:
+            del self._wandb_init["anonymous"]  # wandb warns about the key even when it is None
         self.mode = mode
         self.group = group
 

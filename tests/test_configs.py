@@ -1,0 +1,93 @@
+"""Every YAML under configs/ parses through the real CLI and says what its file name says."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from videonorm.cli import main
+
+
+
+def _is_wandb_sweep(path: Path) -> bool:
+    """W&B sweep specs (configs/sweeps/, tested with the sweeps) are not Lightning CLI configs."""
+    data = yaml.safe_load(path.read_text())
+    return isinstance(data, dict) and {"program", "parameters"} <= data.keys()
+
+
+CONFIGS = sorted(p for p in (Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml") if not _is_wandb_sweep(p))
+# <...>_<norm>_b<clips per device>_<frames>x<sampling rate>.yaml
+NAME = re.compile(r"(?:^|_)(?P<norm>bn|syncbn|frozenbn|gn|ln|in)_b(?P<batch>\d+)_(?P<frames>\d+)x(?P<rate>\d+)\.yaml$")
+# linear scaling rule per config directory: (lr, for this many clips in total)
+LR_RULE = {"kinetics400": (0.01, 64), "demo": (0.1, 8)}
+
+
+def _print_config(path: Path, capsys, *extra: str) -> dict:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(path), "--data.root", "/nonexistent/dataset", *extra, "--print_config"])
+    assert exit_info.value.code in (0, None)
+    return yaml.safe_load(capsys.readouterr().out)
+
+
+def test_configs_exist():
+    names = {p.relative_to(p.parents[1]).as_posix() for p in CONFIGS}
+    for norm in ("bn", "gn"):
+        for cell in ("b8_32x2", "b4_32x2", "b4_64x1"):
+            assert f"kinetics400/i3d_r50_{norm}_{cell}.yaml" in names
+    assert "kinetics400/base.yaml" in names and "demo/base.yaml" in names
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_config_parses_and_matches_its_name(path, capsys):
+    cfg = _print_config(path, capsys)
+    assert cfg["trainer"]["sync_batchnorm"] is False
+    assert cfg["checkpoint"]["monitor"] == "val/top1" and cfg["checkpoint"]["mode"] == "max"
+    assert cfg["checkpoint"]["save_last"] is True
+    assert cfg["trainer"]["logger"]["class_path"] == "videonorm.wandb_setup.WandbRunLogger"
+    assert cfg["trainer"]["logger"]["init_args"]["group"] == path.parent.name
+    match = NAME.search(path.name)
+    if path.name == "base.yaml":
+        assert match is None and cfg.get("base") is None
+        return
+    assert match, f"{path.name}: name does not say <norm>_b<batch>_<frames>x<rate>"
+    assert cfg["base"] == "base.yaml"
+    assert cfg["model"]["norm"] == match["norm"]
+    assert cfg["data"]["batch_size"] == int(match["batch"])
+    assert cfg["data"]["num_frames"] == int(match["frames"])
+    assert cfg["data"]["sampling_rate"] == int(match["rate"])
+    base_lr, per_clips = LR_RULE[path.parent.name]
+    trainer = cfg["trainer"]
+    clips = cfg["data"]["batch_size"] * trainer["devices"] * trainer["num_nodes"]
+    assert cfg["model"]["lr"] == pytest.approx(base_lr * clips / per_clips)
+    # the comment does the same arithmetic
+    assert re.search(rf"{clips} clips -> lr .*= {cfg['model']['lr']}\b", path.read_text())
+
+
+def test_kinetics_experiment_shows_merged_base(capsys):
+    path = next(p for p in CONFIGS if p.name == "i3d_r50_gn_b4_32x2.yaml")
+    cfg = _print_config(path, capsys)
+    model, data, trainer = cfg["model"], cfg["data"], cfg["trainer"]
+    assert (model["norm"], model["norm_groups"], model["lr"]) == ("gn", 32, 0.005)
+    assert (data["batch_size"], data["num_frames"], data["sampling_rate"]) == (4, 32, 2)
+    # from base.yaml: the paper's recipe
+    assert (model["depth"], model["width"], model["dropout"], model["weight_decay"]) == (50, 64, 0.5, 1e-4)
+    assert model["norm_weight_decay"] == 0.0 and model["zero_init_residual"] is True
+    assert model["lr_steps"] == [40.92, 81.83] and trainer["max_epochs"] == 109
+    assert (data["train_min_scale"], data["train_max_scale"], data["crop_size"]) == (256, 320, 224)
+    assert (data["test_clips"], data["test_crops"], data["test_scale"], data["test_crop_size"]) == (10, 3, 256, 256)
+    assert (trainer["devices"], trainer["precision"], trainer["strategy"]) == (8, "bf16-mixed", "ddp")
+    assert cfg["precise_bn"]["num_batches"] == 200
+    # command-line overrides still win over both files
+    cfg = _print_config(path, capsys, "--model.lr", "0.02", "--trainer.num_nodes", "2")
+    assert cfg["model"]["lr"] == 0.02 and cfg["trainer"]["num_nodes"] == 2 and cfg["model"]["norm"] == "gn"
+
+
+def test_missing_base_is_a_clear_error(tmp_path, capsys):
+    exp = tmp_path / "exp.yaml"
+    exp.write_text("base: nowhere.yaml\nmodel:\n  norm: gn\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(exp), "--print_config"])
+    assert "nowhere.yaml" in str(exit_info.value.code) and str(exp) in str(exit_info.value.code)
