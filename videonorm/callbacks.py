@@ -21,6 +21,7 @@ import torch
 from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities import rank_zero_info
 from torch import Tensor, nn
+from torch.utils.data import DataLoader
 
 from videonorm.norm import bn_modules
 
@@ -80,6 +81,27 @@ def update_bn_stats(
     return used
 
 
+def _separate_iteration(loader: object) -> object:
+    """A DataLoader that iterates like ``loader`` without touching its persistent worker iterator.
+
+    With ``persistent_workers``, ``iter(loader)`` resets the loader's one live iterator, which would disturb
+    the training epoch when validation runs mid-epoch. Same dataset, batch sampler (and so the same
+    distributed shard), collate and worker seeding; fresh workers that end with the pass.
+    """
+    if not isinstance(loader, DataLoader) or not loader.persistent_workers:
+        return loader
+    return DataLoader(
+        loader.dataset,
+        batch_sampler=loader.batch_sampler,
+        num_workers=loader.num_workers,
+        collate_fn=loader.collate_fn,
+        pin_memory=loader.pin_memory,
+        worker_init_fn=loader.worker_init_fn,
+        multiprocessing_context=loader.multiprocessing_context,
+        persistent_workers=False,
+    )
+
+
 class PreciseBN(pl.Callback):
     """Recompute BN running statistics on ``num_batches`` training batches before each validation of a fit.
 
@@ -114,6 +136,7 @@ class PreciseBN(pl.Callback):
         loader = trainer.train_dataloader
         if loader is None:
             return
+        loader = _separate_iteration(loader)
 
         def clips() -> Iterable[Tensor]:
             for batch in loader:
