@@ -109,3 +109,33 @@ def test_bad_input():
         train_transform(56, 48, 40)
     with pytest.raises(ValueError):
         val_transform(32, 40)
+
+
+def test_scale_crop_matches_resize_then_crop():
+    # the fused crop-then-resize draws the same scale and position as RandomResize + RandomCrop and gives
+    # the same pixels up to sub-pixel resampling; on a smooth ramp that is a difference of a grey level or two
+    rows, cols = torch.meshgrid(torch.arange(48), torch.arange(64), indexing="ij")
+    ramp = (2 * rows + 2 * cols).to(torch.uint8).expand(2, 3, 48, 64).clone()  # (T, 3, H, W)
+    transform = train_transform(48, 80, 40, flip=False)
+    for seed in range(10):
+        torch.manual_seed(seed)
+        out = transform(ramp) * STD + MEAN  # back to [0, 1]
+        torch.manual_seed(seed)
+        scale = int(torch.randint(48, 81, ()))
+        resized = F.resize(ramp, scale, antialias=True)
+        top = int(torch.randint(0, resized.shape[-2] - 40 + 1, ()))
+        left = int(torch.randint(0, resized.shape[-1] - 40 + 1, ()))
+        reference = resized[..., top : top + 40, left : left + 40].float().permute(1, 0, 2, 3) / 255
+        difference = (out - reference).abs() * 255
+        assert difference.max() <= 4 and difference.mean() <= 1.5, (seed, difference.max(), difference.mean())
+
+
+def test_fused_normalization_equals_torchvision_chain(clip):
+    from torchvision.transforms import v2
+
+    from videonorm.transforms import ToNormalizedFloat
+
+    mean, std = (0.43, 0.4, 0.39), (0.23, 0.22, 0.225)
+    ours = ToNormalizedFloat(mean, std)(clip)
+    chain = v2.Normalize(mean, std)(v2.ToDtype(torch.float32, scale=True)(clip)).permute(1, 0, 2, 3)
+    assert ours.is_contiguous() and torch.allclose(ours, chain, atol=1e-5)
