@@ -69,7 +69,7 @@ def test_fit_then_resume_continues_step_epoch_schedule_and_wandb_run(dataset, tm
     assert resumed["lr_schedulers"][0]["last_epoch"] == 2 * steps  # the schedule went on, not restarted
     schedule = EpochSchedule(steps, "step", lr_steps=[1.5], warmup_epochs=0.5)
     lr = resumed["optimizer_states"][0]["param_groups"][0]["lr"]
-    assert lr == pytest.approx(0.05 * schedule(2 * steps)) == pytest.approx(0.005)
+    assert lr == pytest.approx(0.02 * schedule(2 * steps)) == pytest.approx(0.002)
     assert not torch.equal(first["state_dict"]["model.blocks.0.conv.weight"], resumed["state_dict"]["model.blocks.0.conv.weight"])
 
     # one W&B run id across both fits; the resumed part logs epoch 1 only, from step `steps` on
@@ -86,7 +86,7 @@ def test_fit_then_resume_continues_step_epoch_schedule_and_wandb_run(dataset, tm
     assert (config["model.norm"], config["model.norm_groups"], config["model.width"]) == ("bn", 4, 8)
     assert (config["data.batch_size"], config["data.num_frames"], config["data.sampling_rate"]) == (4, 8, 2)
     assert (config["trainer.devices"], config["trainer.num_nodes"], config["seed_everything"]) == (1, 1, 0)
-    assert config["effective_batch_size"] == 4 and config["model.lr"] == 0.05 and config["model.num_classes"] == 3
+    assert config["effective_batch_size"] == 4 and config["model.lr"] == 0.02 and config["model.num_classes"] == 3
     assert len(config["dataset.hash"]) == 12 and config["dataset.train.present"] == TRAIN_VIDEOS
     assert config["dataset.train.missing"] == 0
     for key in ("train/loss", "train/top1", "val/loss", "val/top1", "val/top5", "data/skipped_videos"):
@@ -118,3 +118,24 @@ def test_gn_fit_validate_test_print_top1_top5(dataset, tmp_path, capsys):
 def test_sync_batchnorm_flag_is_refused(dataset, tmp_path):
     with pytest.raises(ValueError, match="sync_batchnorm"):
         _run("fit", "bn", dataset, tmp_path / "runs", "--trainer.sync_batchnorm", "true")
+
+
+def test_wandb_mode_follows_env_and_credentials(monkeypatch, tmp_path):
+    from videonorm.wandb_setup import WandbRunLogger, has_wandb_credentials, wandb_mode
+
+    for var in ("WANDB_MODE", "WANDB_API_KEY", "WANDB_IDENTITY_TOKEN_FILE", "WANDB_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    netrc = tmp_path / "netrc"
+    monkeypatch.setenv("NETRC", str(netrc))
+    assert not has_wandb_credentials() and wandb_mode() == "offline"
+    netrc.write_text("machine api.wandb.ai\n  login user\n  password " + "0" * 40 + "\n")
+    netrc.chmod(0o600)
+    assert has_wandb_credentials() and wandb_mode() == "online"
+    monkeypatch.setenv("WANDB_MODE", "offline")  # the environment wins over credentials
+    assert wandb_mode() == "offline"
+    # log_model needs an online run: dropped offline instead of failing (Lightning's WandbLogger raises)
+    logger = WandbRunLogger(save_dir=str(tmp_path / "run"), log_model=True, group="g", tags=["t"])
+    assert logger.mode == "offline" and logger._log_model is False
+    assert logger._wandb_init["group"] == "g" and logger._wandb_init["tags"] == ["t"]
+    assert (tmp_path / "run").is_dir()

@@ -243,8 +243,9 @@ class VideoClassifier(pl.LightningModule):
         metrics = video_level_metrics(self._views, self.hparams.num_classes, self.top_k, self.trainer.strategy)
         self._views = []
         for name, value in metrics.items():
-            # identical on every rank (computed from all-gathered keys and all-reduced sums): no sync needed
-            self.log(f"test/{name}", value, on_step=False, on_epoch=True, sync_dist=False)
+            # identical on every rank (all-gathered keys, all-reduced sums): the mean over ranks changes
+            # nothing, sync_dist only keeps Lightning from warning about unsynced epoch-level values
+            self.log(f"test/{name}", value, on_step=False, on_epoch=True, sync_dist=True)
 
     def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
         """Per-view class probabilities with the view's video index and view index."""

@@ -148,6 +148,8 @@ class VideonormCLI(LightningCLI):
         loggers = _wandb_logger_configs(cfg.trainer.get("logger"))
         group = next((_logger_arg(lg, "group") for lg in loggers if _logger_arg(lg, "group")), None)
         name = next((_logger_arg(lg, "name") for lg in loggers if _logger_arg(lg, "name")), name)
+        if subcommand == "predict":
+            cfg.trainer.logger, loggers = False, []  # predict logs nothing; Lightning would still open a W&B run
         directory = wandb_setup.run_dir(cfg.trainer.get("default_root_dir") or "runs", group, name)
         ckpt_dir = Path(cfg.checkpoint.get("dirpath") or directory / wandb_setup.CHECKPOINT_DIR)
         cfg.checkpoint.dirpath = str(ckpt_dir)
