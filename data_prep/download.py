@@ -220,7 +220,8 @@ def download(annotations: Path | str, out_dir: Path | str, settings: DownloadSet
     if removed:
         print(f"download: removed {len(removed)} partial download(s) of an interrupted run", file=sys.stderr)
     existing = index_sources(out_dir)
-    summary = Summary("download", report_path(out_dir, "download"), ("youtube_id",))
+    summary = Summary("download", report_path(out_dir, "download"), ("youtube_id",),
+                      "known failures not retried (--retry-failed)")
     todo = []
     for youtube_id in ids:
         if youtube_id in existing:

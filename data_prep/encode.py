@@ -21,6 +21,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+from av.video.frame import PictureType
 
 from data_prep.errors import ItemError
 from data_prep.io import atomic_path
@@ -126,7 +127,7 @@ def _window(container: av.container.InputContainer, start: float, end: float | N
     try:
         for packet in container.demux(*streams):
             for frame in packet.decode():
-                is_video = packet.stream is video
+                is_video = packet.stream.index == video.index
                 if frame.time is not None:
                     t = float(frame.time) - offset
                 elif is_video:
@@ -190,6 +191,9 @@ class _Writer:
             self.pending_audio = []
         out = _display_frame(frame, self.quarters, self.width, self.height)
         out.pts, out.time_base = self.frames, 1 / self.fps
+        # the source's frame types travel with the frame, and x264 would honour its key frames: drop them so
+        # the GOP is exactly `gop`
+        out.pict_type = PictureType.NONE
         self.container.mux(self.video.encode(out))
         self.frames += 1
 

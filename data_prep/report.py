@@ -105,10 +105,13 @@ class Summary:
         step: step name used in the summary line.
         report: CSV path for failed and flagged items (None: no report file).
         columns: report columns before ``status,reason,message``; the first is the key.
+        kept_note: how the summary line describes rows carried from the previous report.
     """
 
-    def __init__(self, step: str, report: Path | None, columns: Sequence[str]) -> None:
+    def __init__(self, step: str, report: Path | None, columns: Sequence[str],
+                 kept_note: str = "problem rows of earlier runs kept") -> None:
         self.step = step
+        self.kept_note = kept_note
         self.report = report
         self.columns = tuple(columns)
         self.outcomes: list[Outcome] = []
@@ -188,7 +191,7 @@ class Summary:
         if self.count(FLAGGED):
             text += "; " + with_reasons(self.count(FLAGGED), "flagged", FLAGGED)
         if self.kept:
-            text += f"; {len(self.kept)} earlier problem rows kept"
+            text += f"; {len(self.kept)} {self.kept_note}"
         if self.report is not None and self.rows():
             text += f" -> {self.report}"
         return text

@@ -21,7 +21,7 @@ from data_prep.encode import EncodeJob, EncodeSettings
 from data_prep.errors import InputError
 from data_prep.io import PARTIAL_TAG, remove_stale_partials
 from data_prep.raw import SOURCE_EXTS
-from data_prep.report import SKIPPED, Outcome, Summary, report_path
+from data_prep.report import FLAGGED, SKIPPED, Outcome, Summary, report_path
 from data_prep.trim import add_encode_arguments, encode_all, settings_from
 
 
@@ -51,7 +51,7 @@ def resize(videos_dir: Path | str, out_dir: Path | str, settings: EncodeSettings
         print(f"resize: removed {len(removed)} partial file(s) left by an interrupted run", file=sys.stderr)
     sources = sorted(p for p in videos_dir.iterdir()
                      if p.suffix in SOURCE_EXTS and PARTIAL_TAG not in p.name and p.is_file())
-    summary = Summary("resize", report_path(out_dir, "resize"), ("name", "source"))
+    summary = Summary("resize", report_path(out_dir, "resize"), ("name", "source"), "flags of earlier runs kept")
     todo = []
     for src in sources:
         name = f"{src.stem}.mp4"
@@ -61,7 +61,7 @@ def resize(videos_dir: Path | str, out_dir: Path | str, settings: EncodeSettings
         fields = {"source": str(src)}
         if dst.exists():
             summary.add(Outcome(name, SKIPPED, fields=fields))
-            summary.keep_previous(name)
+            summary.keep_previous(name, (FLAGGED,))
         else:
             todo.append(EncodeJob(name, src, dst, settings, min_duration=min_duration, fields=fields))
     try:

@@ -28,7 +28,7 @@ from data_prep.encode import EncodeJob, EncodeSettings, run_encode_job
 from data_prep.io import remove_stale_partials
 from data_prep.parallel import parallel_map
 from data_prep.raw import SOURCE_EXTS, index_sources
-from data_prep.report import FAILED, SKIPPED, Outcome, Summary, report_path
+from data_prep.report import FAILED, FLAGGED, SKIPPED, Outcome, Summary, report_path
 
 
 def add_encode_arguments(parser: argparse.ArgumentParser) -> None:
@@ -81,13 +81,13 @@ def trim(annotations: Path | str, raw_dir: Path | str, out_dir: Path | str,
     removed = remove_stale_partials(out_dir)
     if removed:
         print(f"trim: removed {len(removed)} partial file(s) left by an interrupted run", file=sys.stderr)
-    summary = Summary("trim", report_path(out_dir, "trim"), SEGMENT_COLUMNS)
+    summary = Summary("trim", report_path(out_dir, "trim"), SEGMENT_COLUMNS, "flags of earlier runs kept")
     todo = []
     for seg in segments:
         dst = out_dir / seg.name
         if dst.exists():
             summary.add(Outcome(seg.name, SKIPPED, fields=seg.fields()))
-            summary.keep_previous(seg.name)  # a flag ("short") from the run that made it
+            summary.keep_previous(seg.name, (FLAGGED,))  # a flag ("short") from the run that made it
         elif seg.youtube_id not in sources:
             exts = "/".join(SOURCE_EXTS)
             summary.add(Outcome(seg.name, FAILED, "missing_source", f"no {seg.youtube_id}{{{exts}}} in {raw_dir}",

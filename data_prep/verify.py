@@ -108,7 +108,7 @@ def check_entries(entries: Sequence[ManifestEntry], root: Path, report: Path, jo
     Returns:
         The summary: ``done`` = good videos, ``failed`` = bad ones.
     """
-    summary = Summary("verify", report, ("path", "label"))
+    summary = Summary("verify", report, ("path", "label"), "lines dropped earlier still listed")
     for outcome in parallel_map(functools.partial(_check_entry, root), entries, jobs=jobs, desc="verify"):
         summary.add(outcome)
     listed = {e.path for e in entries}

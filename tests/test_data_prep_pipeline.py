@@ -68,10 +68,11 @@ def partials(*folders: Path) -> list[Path]:
     return [p for folder in folders for p in folder.rglob(f"*{PARTIAL_TAG}*")]
 
 
-def decode(path: Path) -> tuple[np.ndarray, av.video.stream.VideoStream]:
+def decode(path: Path) -> tuple[np.ndarray, Fraction]:
+    """All frames (T, H, W, 3) and the average frame rate (read while the file is open)."""
     with av.open(str(path)) as c:
         stream = c.streams.video[0]
-        return np.stack([f.to_ndarray(format="rgb24") for f in c.decode(stream)]), stream
+        return np.stack([f.to_ndarray(format="rgb24") for f in c.decode(stream)]), stream.average_rate
 
 
 @pytest.fixture(scope="module")
@@ -106,10 +107,10 @@ def test_trim_writes_segments_and_reports_failures_and_short_ones(problems, synt
         f"{first_id}_000002_000012.mp4": ("flagged", "short")}
     assert "requested" in report[f"{first_id}_000002_000012.mp4"][8]
     for seg in read_annotations(synth.csvs["train"]).segments:
-        frames, stream = decode(out / seg.name)
+        frames, rate = decode(out / seg.name)
         with av.open(str(synth.raw_dir / f"{seg.youtube_id}.mp4")) as c:
             src_rate = c.streams.video[0].average_rate
-        assert stream.average_rate == src_rate
+        assert rate == src_rate
         assert frames.shape[0] == 2 * src_rate  # frames with start <= t < end
         assert min(frames.shape[1:3]) == 48 and frames.shape[1] % 2 == 0 and frames.shape[2] % 2 == 0
         with av.open(str(out / seg.name)) as c:
@@ -206,7 +207,7 @@ def test_trim_odd_sources_webm_rotation_audio_ntsc_rate(tmp_path):
     out = tmp_path / "out"
     summary = trim(csv_path, raw, out, EncodeSettings(short_side=40, keep_audio=True), min_duration=0.5)
     assert summary.count("done") == 3, summary.rows()
-    webm, stream = decode(out / "webmAAAAAAA_000001_000002.mp4")
+    webm, _ = decode(out / "webmAAAAAAA_000001_000002.mp4")
     assert webm.shape == (25, 40, 60, 3)
     rotated, _ = decode(out / "rotatedAAAA_000001_000002.mp4")
     assert rotated.shape[1:3] == (60, 40)  # portrait now, from the pixels, not from metadata
@@ -216,8 +217,23 @@ def test_trim_odd_sources_webm_rotation_audio_ntsc_rate(tmp_path):
         assert next(c.decode(video=0)).rotation == 0
         audio = c.streams.audio[0]
         assert audio.codec_context.name == "aac" and abs(float(audio.duration * audio.time_base) - 1.0) < 0.1
-    ntsc, stream = decode(out / "ntscAAAAAAA_000001_000002.mp4")
-    assert stream.average_rate == Fraction(30000, 1001) and ntsc.shape[0] == 30
+    ntsc, rate = decode(out / "ntscAAAAAAA_000001_000002.mp4")
+    assert rate == Fraction(30000, 1001) and ntsc.shape[0] == 30
+
+
+def test_gop_is_exact_whatever_the_source_key_frames(tmp_path):
+    """Source key frames (every 7 frames here) must not leak into the output's GOP."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    write_video(raw / "keyint7AAAA.mp4", render("move_up", 75, 25, 64, 48, 2), 25,
+                options={"preset": "ultrafast", "x264-params": "keyint=7:min-keyint=7:scenecut=0"})
+    csv_path = write_rows(tmp_path / "a.csv", [["x", "keyint7AAAA", 0, 3, "train"]])
+    for gop in (16, 5):
+        out = tmp_path / f"gop{gop}"
+        trim(csv_path, raw, out, EncodeSettings(short_side=0, gop=gop, preset="ultrafast"))
+        with av.open(str(out / "keyint7AAAA_000000_000003.mp4")) as c:
+            packets = sorted((p for p in c.demux(c.streams.video[0]) if p.size), key=lambda p: p.pts)
+        assert [i for i, p in enumerate(packets) if p.is_keyframe] == list(range(0, 75, gop))
 
 
 def test_resize_keeps_names_and_is_resumable(problems, tmp_path):
