@@ -99,16 +99,21 @@ def pytorchvideo_pyav(path: Path):
     return clip
 
 
-def measure(clip, n: int) -> tuple[float, float, float]:
-    out, _, _ = clip()  # warm-up (and shape check)
-    assert out.shape == (3, NUM_FRAMES, 224, 224), out.shape
-    decode = transform = 0.0
-    start = time.perf_counter()
+def measure(pipelines: dict, n: int) -> dict[str, tuple[float, float, float]]:
+    """clips/s, decode ms/clip and transform ms/clip per pipeline, clips interleaved round-robin so that
+    load from other processes on the machine hits every pipeline alike."""
+    spent = {name: [0.0, 0.0, 0.0] for name in pipelines}  # total, decode, transform
+    for clip in pipelines.values():
+        out, _, _ = clip()  # warm-up (and shape check)
+        assert out.shape == (3, NUM_FRAMES, 224, 224), out.shape
     for _ in range(n):
-        _, d, t = clip()
-        decode, transform = decode + d, transform + t
-    total = time.perf_counter() - start
-    return n / total, 1000 * decode / n, 1000 * transform / n
+        for name, clip in pipelines.items():
+            start = time.perf_counter()
+            _, decode, transform = clip()
+            spent[name][0] += time.perf_counter() - start
+            spent[name][1] += decode
+            spent[name][2] += transform
+    return {name: (n / total, 1000 * decode / n, 1000 * transform / n) for name, (total, decode, transform) in spent.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,13 +130,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{path.name}: {s.width}x{s.height}, {s.frames} frames, {float(s.average_rate):.2f} fps, "
                   f"{path.stat().st_size / 1e6:.2f} MB; {NUM_FRAMES}x{SAMPLING_RATE} random windows, "
                   f"{args.clips} clips per row, 1 thread")  # fmt: skip
-        rows = [("videonorm/decord", ours(path, "decord")), ("videonorm/pyav", ours(path, "pyav")),
-                ("pytorchvideo/pyav", pytorchvideo_pyav(path))]  # fmt: skip
+        pipelines = {"videonorm/decord": ours(path, "decord"), "videonorm/pyav": ours(path, "pyav"),
+                     "pytorchvideo/pyav": pytorchvideo_pyav(path)}  # fmt: skip
         print(f"| {'pipeline':<18} | clips/s | decode ms/clip | transform ms/clip |")
         print(f"|{'-' * 20}|---------|----------------|-------------------|")
-        for name, clip in rows:
-            rate, decode, transform = measure(clip, args.clips)
-            print(f"| {name:<18} | {rate:7.2f} | {decode:14.1f} | {transform:17.1f} |", flush=True)
+        for name, (rate, decode, transform) in measure(pipelines, args.clips).items():
+            print(f"| {name:<18} | {rate:7.2f} | {decode:14.1f} | {transform:17.1f} |")
     return 0
 
 

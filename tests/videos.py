@@ -14,6 +14,8 @@ Public API (other test modules import these; keep it small and stable)::
     frame_index(frame) -> int            # one decoded frame, (3, H, W) or (H, W, 3), uint8
     frame_indices(frames) -> list[int]   # (T, 3, H, W) or (T, H, W, 3)
     make_dataset(root, num_classes=2, per_class=3, ...) -> dict   # videos + manifests + classes.txt
+    index_frame(index, width, height, color=None) -> np.ndarray   # the RGB frame that spells ``index``
+    CLASS_COLORS                         # bright-cell colour of class c (make_dataset uses CLASS_COLORS[c])
 
 Sizes must be even (yuv420p). Keep them tiny in tests (64x48, 20-60 frames): each file takes milliseconds.
 """

@@ -102,7 +102,7 @@ class _PyAVReader:
         # pts -> frame index; None when some packet has no pts (then frames are counted from the start)
         self._index_of = None if None in pts else {p: i for i, p in enumerate(sorted(pts))}
         self._sorted_pts = None if self._index_of is None else sorted(pts)
-        self._container.seek(0, stream=stream)  # back to the start after the demux pass
+        # the demux pass left the container at its end: get() seeks, or reopens for a sequential decode
 
     def _open(self):
         import av
