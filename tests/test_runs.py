@@ -24,7 +24,8 @@ from videonorm.runs import (
 
 
 def write_offline_run(
-    root: Path, name: str, config: dict, rows: list[dict], group: str = "demo", tags: tuple[str, ...] = ("demo",)
+    root: Path, name: str, config: dict, rows: list[dict], group: str = "demo", tags: tuple[str, ...] = ("demo",),
+    run_id: str | None = None,
 ) -> Path:
     """Write a real offline W&B run (``wandb.init(mode="offline")``) under ``root/name``; return its ``.wandb`` file.
 
@@ -35,17 +36,22 @@ def write_offline_run(
         rows: ``wandb.log`` calls, in order.
         group: W&B group.
         tags: W&B tags.
+        run_id: continue this run id (as a resumed fit or a ``videonorm test`` does: a second file, same id).
     """
     import wandb
 
     run_dir = root / name
-    run_dir.mkdir(parents=True)
+    run_dir.mkdir(parents=True, exist_ok=run_id is not None)
+    before = set(run_dir.glob("wandb/offline-run-*/run-*.wandb"))
     run = wandb.init(mode="offline", dir=run_dir, project="videonorm", name=name, group=group, tags=list(tags),
-                     config=config)
+                     config=config, id=run_id, resume="allow" if run_id else None)
     for row in rows:
         run.log(row)
     run.finish()
-    (path,) = run_dir.glob("wandb/offline-run-*/run-*.wandb")
+    # wandb 0.31's finish() can return before its core process has written the end of an offline run's file
+    # (seen in 2 of 15 runs on a loaded 2-core box); teardown waits for the core to finish every run.
+    wandb.teardown()
+    (path,) = set(run_dir.glob("wandb/offline-run-*/run-*.wandb")) - before
     return path
 
 
@@ -168,8 +174,8 @@ def test_load_runs_keeps_good_runs_and_reports_bad_ones(run_file, tmp_path):
     runs, errors = load_runs([str(run_file.parents[2]), str(tmp_path / "bad"), str(tmp_path / "nope")])
     assert [r.source for r in runs] == [str(run_file)]
     assert len(errors) == 2
-    assert str(bad) in errors[0] and "not a W&B transaction log" in errors[0]
-    assert "nope: no such file or directory, and not a W&B path" in errors[1]
+    assert any(str(bad) in e and "not a W&B transaction log" in e for e in errors)
+    assert any("nope: no such file or directory, and not a W&B path" in e for e in errors)
     assert load_runs([str(run_file)], group="other")[0] == []
     assert load_runs([str(run_file)], tag="t2")[0][0].name == "i3d_r50-gn-g4-w8-b4-8x2"
 
@@ -198,3 +204,27 @@ def test_online_path_without_credentials_is_a_clear_error(tmp_path, monkeypatch)
     assert len(errors) == 2
     assert errors[0].startswith("my-team/videonorm/abc123: W&B API failed:")
     assert errors[1].startswith("my-team/videonorm: W&B API failed:")
+
+
+def test_parts_of_one_run_id_are_merged_in_order(tmp_path):
+    """A fit, its resumption and a test logged into the same run id: three files, one run."""
+    fit = write_offline_run(tmp_path, "r", {"model.norm": "bn", "data.batch_size": 4}, ROWS[:2])
+    run_id = read_offline_run(fit).run_id
+    # the first part was killed before its exit record: cut it off
+    data = fit.read_bytes()
+    fit.write_bytes(data[: data.rindex(b"val/top1") + 40])
+    resumed = write_offline_run(tmp_path, "r", {"model.norm": "bn", "data.batch_size": 4}, ROWS[2:4], run_id=run_id)
+    tested = write_offline_run(tmp_path, "r", {"ckpt_path": "best.ckpt"}, ROWS[4:], run_id=run_id)
+    assert len({fit.parent, resumed.parent, tested.parent}) == 3
+
+    (run,), errors = load_runs([str(tmp_path)])
+    assert errors == []
+    assert run.run_id == run_id and run.parts == [str(fit), str(resumed), str(tested)]
+    survived = [_user_keys(r) for r in read_offline_run(fit).history]  # what the cut first part still holds
+    assert survived == ROWS[: len(survived)] and len(survived) >= 1
+    assert [_user_keys(r) for r in run.history] == survived + ROWS[2:]
+    assert {k: run.config[k] for k in ("model.norm", "data.batch_size", "ckpt_path")} == {
+        "model.norm": "bn", "data.batch_size": 4, "ckpt_path": "best.ckpt"}
+    assert run.summary["test/top1"] == 0.375 and run.complete
+    # the cut first part: its truncation is reported, its missing exit record is not (the run went on)
+    assert len(run.problems) == 1 and str(fit) in run.problems[0] and "truncated" in run.problems[0]

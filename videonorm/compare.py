@@ -39,7 +39,8 @@ METRIC_TEXT = {
 # Config keys that say which grid cell a run is (missing ones make the run unplaceable).
 REQUIRED_KEYS = ("model.norm", "data.batch_size", "data.num_frames")
 # Keys expected to differ between seeds of one cell; any other difference is reported.
-PER_RUN_KEYS = ("seed_everything", "trainer.logger", "trainer.default_root_dir", "ckpt_path", "dataset.")
+PER_RUN_KEYS = ("seed_everything", "data.seed", "trainer.logger", "trainer.default_root_dir", "checkpoint.dirpath",
+                "ckpt_path", "dataset.")
 
 
 @dataclass(frozen=True, order=True)
@@ -161,16 +162,20 @@ def extract(run: RunData) -> RunResult:
     """
     setting = run_setting(run)
     top1_key, top5_key = METRIC_KEYS["val"]
+    # One validation per epoch; an epoch validated twice (a run killed after validating, before its checkpoint,
+    # then resumed) counts with its last result.
+    val_rows: dict[Any, dict] = {}
+    for i, row in enumerate(run.history):
+        if _percent(row.get(top1_key), top1_key) is not None:
+            val_rows[row.get("epoch", f"row {i}")] = row
     val, curve = None, []
-    for row in run.history:
-        top1 = _percent(row.get(top1_key), top1_key)
-        if top1 is None:
-            continue
-        epoch = row.get("epoch")
-        if epoch is not None:
+    for epoch, row in val_rows.items():
+        top1 = _percent(row[top1_key], top1_key)
+        if isinstance(epoch, (int, float)):
             curve.append((float(epoch) + 1.0, top1))  # Lightning logs the 0-based epoch that just ended
         if val is None or top1 > val[0]:
             val = (top1, _percent(row.get(top5_key), top5_key), epoch)
+    curve.sort()
     test = None
     t1_key, t5_key = METRIC_KEYS["test"]
     for row in run.history:  # the last test wins (a later `videonorm test` on the same run)

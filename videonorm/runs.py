@@ -21,6 +21,7 @@ chunk header is zero padding.
 from __future__ import annotations
 
 import json
+import os
 import re
 import struct
 import zlib
@@ -72,6 +73,8 @@ class RunData:
         complete: the run finished (exit record offline, state ``finished`` online).
         exit_code: process exit code if known.
         problems: what went wrong reading or running it; empty for a clean, finished run.
+        parts: the ``.wandb`` files it was read from, in order (a resumed fit, or a ``videonorm test`` logging
+            into the trained run, writes one more file under the same run id).
     """
 
     source: str
@@ -85,6 +88,7 @@ class RunData:
     complete: bool = False
     exit_code: int | None = None
     problems: list[str] = field(default_factory=list)
+    parts: list[str] = field(default_factory=list)
 
     @property
     def label(self) -> str:
@@ -225,7 +229,7 @@ def read_offline_run(path: str | Path) -> RunData:
         if len(files) != 1:
             raise RunReadError(f"{path}: expected one run-*.wandb file, found {len(files)}")
         path = files[0]
-    run = RunData(source=str(path))
+    run = RunData(source=str(path), parts=[str(path)])
     raw_config: dict[str, Any] = {}
     try:
         for rec in iter_records(path):
@@ -252,10 +256,47 @@ def read_offline_run(path: str | Path) -> RunData:
         run.problems.append(str(e))
     run.config = flatten(raw_config)
     if not run.complete:
-        run.problems.append(f"{path}: no exit record: the run is still running or was killed")
+        run.problems.append(f"{path}: {_NO_EXIT}: the run is still running or was killed")
     elif run.exit_code:
         run.problems.append(f"{path}: the run exited with code {run.exit_code}")
     return run
+
+
+_NO_EXIT = "no exit record"
+
+
+def merge_parts(parts: list[RunData]) -> RunData:
+    """One run from the offline files of one run id, in the order they were written.
+
+    ``videonorm fit --ckpt_path last`` (resume) and ``videonorm test`` continue the trained run's W&B id, and
+    each writes a new ``offline-run-<time>-<id>`` directory. History is concatenated, config and summary
+    updated part by part (later wins), identity and completion come from the last part. An earlier part without
+    an exit record was interrupted and then continued, so that is not reported; everything else is.
+
+    Args:
+        parts: runs read by ``read_offline_run`` with the same ``run_id``, in writing order.
+    """
+    if len(parts) == 1:
+        return parts[0]
+    last = parts[-1]
+    files = [f for p in parts for f in p.parts]
+    merged = RunData(
+        source=os.path.commonpath(files),
+        run_id=last.run_id, name=last.name, group=last.group, tags=list(last.tags),
+        complete=last.complete, exit_code=last.exit_code, parts=files,
+    )
+    for i, part in enumerate(parts):
+        merged.config.update(part.config)
+        merged.summary.update(part.summary)
+        merged.history.extend(part.history)
+        merged.problems.extend(p for p in part.problems if i == len(parts) - 1 or _NO_EXIT not in p)
+    return merged
+
+
+def _writing_order(path: Path) -> tuple:
+    # (offline-)run-YYYYMMDD_HHMMSS-<id>: the directory name orders parts to the second; mtime breaks ties
+    stamp = re.search(r"\d{8}_\d{6}", path.parent.name)
+    return (stamp.group(0) if stamp else ""), path.stat().st_mtime
 
 
 def find_offline_runs(root: str | Path) -> list[Path]:
@@ -345,7 +386,8 @@ def fetch_online_runs(spec: str, group: str | None = None, tag: str | None = Non
 def load_runs(inputs: Iterable[str], group: str | None = None, tag: str | None = None) -> tuple[list[RunData], list[str]]:
     """Read every run named by ``inputs`` (local paths, searched recursively, or W&B paths).
 
-    One broken run never stops the others: its error goes in the returned list of messages.
+    One broken run never stops the others: its error goes in the returned list of messages. Local files with
+    the same run id (a resumed fit, a test logged into the trained run) become one run (``merge_parts``).
 
     Args:
         inputs: paths (file / run dir / any dir above runs) or W&B paths.
@@ -357,16 +399,13 @@ def load_runs(inputs: Iterable[str], group: str | None = None, tag: str | None =
     """
     runs: list[RunData] = []
     errors: list[str] = []
+    local: dict[Path, Path] = {}  # resolved -> as found: every local file once, even if two inputs overlap
     for spec in inputs:
         if Path(spec).exists():
             files = find_offline_runs(spec)
             if not files:
                 errors.append(f"{spec}: no W&B run files (run-*.wandb) found below it")
-            for f in files:
-                try:
-                    runs.append(read_offline_run(f))
-                except RunReadError as e:
-                    errors.append(str(e))
+            local.update((f.resolve(), f) for f in files if f.resolve() not in local)
         elif parse_wandb_path(spec) is not None:
             try:
                 runs.extend(fetch_online_runs(spec, group, tag))
@@ -374,5 +413,14 @@ def load_runs(inputs: Iterable[str], group: str | None = None, tag: str | None =
                 errors.append(str(e))
         else:
             errors.append(f"{spec}: no such file or directory, and not a W&B path (entity/project[/run_id])")
+    by_id: dict[str, list[RunData]] = {}
+    for f in sorted(local.values(), key=_writing_order):
+        try:
+            part = read_offline_run(f)
+        except RunReadError as e:
+            errors.append(str(e))
+            continue
+        by_id.setdefault(part.run_id, []).append(part)
+    runs = [merge_parts(parts) for parts in by_id.values()] + runs
     runs = [r for r in runs if (not group or r.group == group) and (not tag or tag in r.tags)]
     return runs, errors
