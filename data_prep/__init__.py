@@ -1,1 +1,12 @@
-"""data_prep: prepare Kinetics (annotations -> download -> trim/resize -> manifest -> verify), resumably."""
+"""data_prep: prepare Kinetics for videonorm, resumably and honestly (``kinetics-prep``, ``python -m data_prep``).
+
+One module per step, each readable top to bottom with its command line in the docstring:
+:mod:`~data_prep.download`, :mod:`~data_prep.trim`, :mod:`~data_prep.resize`, :mod:`~data_prep.manifest`,
+:mod:`~data_prep.verify`, :mod:`~data_prep.prepare` (all of them per split) and :mod:`~data_prep.synth`
+(a small synthetic Kinetics). Shared pieces: :mod:`~data_prep.annotations` (CSV parsing and file names),
+:mod:`~data_prep.encode` (decode, resize, H.264 with a short GOP), :mod:`~data_prep.io` (atomic writes,
+cleanup of interrupted runs), :mod:`~data_prep.report` (summaries and failure CSVs),
+:mod:`~data_prep.parallel` (worker pools with progress bars), :mod:`~data_prep.raw` (the raw folder).
+
+Standalone: it does not import videonorm.
+"""

@@ -14,7 +14,7 @@ Usage::
   ``--classes FILE`` that list is used as is (train and val agree) and a label not in it is an error
   naming the label, file and line.
 - Annotated segments without a video go to ``MANIFEST.missing.csv`` with the reason recorded by
-  ``trim``/``resize`` when there is one.
+  ``trim``/``resize`` when there is one (e.g. ``missing_source``, ``corrupt_source``), else ``no_video``.
 - Unchanged outputs are not rewritten.
 """
 
@@ -127,13 +127,13 @@ def check_labels(segments: Iterable[Segment], classes: Sequence[str], source: Pa
         raise InputError(f"{len(errors)} row(s) of {source} cannot be labelled:\n  " + "\n  ".join(errors[:50]) + more)
 
 
-def _known_failures(videos_dir: Path) -> dict[str, str]:
-    """name -> 'reason: message' from the trim/resize reports next to ``videos_dir``."""
-    reasons: dict[str, str] = {}
+def _known_failures(videos_dir: Path) -> dict[str, tuple[str, str]]:
+    """name -> (reason, message) from the trim/resize reports next to ``videos_dir``."""
+    reasons: dict[str, tuple[str, str]] = {}
     for step in ("trim", "resize"):
         for name, row in read_report(report_path(videos_dir, step)).items():
             if row.get("status") == FAILED:
-                reasons[name] = f"{row.get('reason', '')}: {row.get('message', '')}"
+                reasons[name] = (row.get("reason", ""), f"{step}: {row.get('message', '')}")
     return reasons
 
 
@@ -146,7 +146,8 @@ def build_manifest(segments: Sequence[Segment], videos_dir: Path, root: Path, cl
         videos_dir: folder of trimmed videos.
         root: dataset root the paths are relative to; must contain ``videos_dir``.
         classes: class list (index = label).
-        summary: receives ``done`` per entry and ``failed``/``missing`` per absent video.
+        summary: receives ``done`` per entry and ``failed`` per absent video, with the reason ``trim`` or
+            ``resize`` recorded for it (``no_video`` when there is none).
 
     Raises:
         InputError: ``videos_dir`` is not under ``root``.
@@ -165,7 +166,8 @@ def build_manifest(segments: Sequence[Segment], videos_dir: Path, root: Path, cl
             entries.append(ManifestEntry(path, index[seg.label], seg.line))
             summary.add(Outcome(seg.name, DONE, fields=seg.fields()))
         else:
-            summary.add(Outcome(seg.name, FAILED, "missing", failures.get(seg.name, "no video file"), seg.fields()))
+            reason, message = failures.get(seg.name, ("no_video", f"no {seg.name} in {videos_dir}"))
+            summary.add(Outcome(seg.name, FAILED, reason, message, seg.fields()))
     return entries
 
 

@@ -26,7 +26,7 @@ from data_prep.prepare import prepare
 from data_prep.resize import resize
 from data_prep.synth import SynthDataset, make_dataset, render, write_video
 from data_prep.trim import trim
-from data_prep.verify import check_video, verify
+from data_prep.verify import check_video
 
 SMALL = EncodeSettings(short_side=48, gop=16, preset="ultrafast")
 HEADER = ["label", "youtube_id", "time_start", "time_end", "split"]
@@ -261,9 +261,12 @@ def test_manifest_lists_present_videos_and_explains_missing(problems, synth):
     for e in entries:
         assert e.path.startswith("videos/train/") and (root / e.path).is_file()
         assert classes[e.label] == segments[Path(e.path).name].label
-    missing = {r[0]: r[-1] for r in rows_of(root / "train.txt.missing.csv")}
-    assert missing["missingAAAA_000000_000002.mp4"].startswith("missing_source: no missingAAAA")
-    assert missing["corruptAAAA_000000_000002.mp4"].startswith("corrupt_source: cannot open")
+    missing = {r[0]: r[-2:] for r in rows_of(root / "train.txt.missing.csv")}
+    assert missing["missingAAAA_000000_000002.mp4"][0] == "missing_source"
+    assert missing["missingAAAA_000000_000002.mp4"][1].startswith("trim: no missingAAAA")
+    assert missing["corruptAAAA_000000_000002.mp4"][0] == "corrupt_source"
+    assert missing["corruptAAAA_000000_000002.mp4"][1].startswith("trim: cannot open")
+    assert missing[f"{problems['first_id']}_000020_000030.mp4"][0] == "empty_segment"
     before = snapshot(root)
     write_manifest(problems["csv"], problems["out"], root / "train.txt")
     assert snapshot(root) == before
@@ -332,7 +335,7 @@ def test_prepare_end_to_end_and_rerun(synth, tmp_path):
     val_labels = {s.name: s.label for s in read_annotations(annotations / "validate.csv").segments}
     assert all(classes[e.label] == val_labels[Path(e.path).name] for e in val)
     missing = rows_of(dataset / "train.txt.missing.csv")
-    assert len(missing) == 1 and missing[0][2] == train_rows[1][1] and missing[0][-1].startswith("corrupt_source")
+    assert len(missing) == 1 and missing[0][2] == train_rows[1][1] and missing[0][-2] == "corrupt_source"
     flagged = rows_of(dataset / "videos" / "train.trim-failures.csv")
     assert sorted(r[7] for r in flagged) == ["corrupt_source", "short"]
     before = snapshot(dataset)
