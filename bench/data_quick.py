@@ -113,7 +113,7 @@ def measure(pipelines: dict, n: int) -> dict[str, tuple[float, float, float]]:
             spent[name][0] += time.perf_counter() - start
             spent[name][1] += decode
             spent[name][2] += transform
-    return {name: (n / total, 1000 * decode / n, 1000 * transform / n) for name, (total, decode, transform) in spent.items()}
+    return {name: (n / total, 1000 * dec / n, 1000 * tra / n) for name, (total, dec, tra) in spent.items()}
 
 
 def main(argv: list[str] | None = None) -> int:

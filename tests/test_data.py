@@ -77,7 +77,8 @@ def test_train_items(dataset):
         item = ds[i]
         assert set(item) == {"video", "label", "index", "view", "skipped"}
         assert item["video"].shape == (3, 4, 40, 40) and item["video"].dtype == torch.float32
-        assert (item["label"], item["index"], item["view"], item["skipped"]) == (dataset["videos"]["train"][i][1], i, 0, 0)
+        label = dataset["videos"]["train"][i][1]
+        assert (item["label"], item["index"], item["view"], item["skipped"]) == (label, i, 0, 0)
         assert not is_blank(item["video"])
 
 
@@ -247,6 +248,8 @@ def test_fingerprint(dataset, tmp_path):
     changed = datamodule(root).fingerprint()
     assert changed["hash"] != fp["hash"] and changed["train"]["sha256"] != fp["train"]["sha256"]
     assert changed["val"]["sha256"] == fp["val"]["sha256"]
+    test_only = datamodule(root, train_manifest="not_here.txt").fingerprint()  # no train data where only testing
+    assert test_only["train"]["sha256"] == "absent" and test_only["val"] == fp["val"]
 
 
 def test_datamodule_setup_errors(dataset, tmp_path):

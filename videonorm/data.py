@@ -84,7 +84,8 @@ def _parse_manifest(path: str | os.PathLike) -> list[tuple[str, int, int]]:
 def read_manifest(path: str | os.PathLike) -> list[tuple[str, int]]:
     """Read a manifest: ``relative/path.mp4 <int label>`` per line, whitespace separated.
 
-    Blank lines and lines starting with ``#`` are ignored. Paths may not contain whitespace (as in PySlowFast/pytorchvideo).
+    Blank lines and lines starting with ``#`` are ignored. Paths may not contain
+    whitespace (as in PySlowFast/pytorchvideo).
 
     Args:
         path: Manifest file.
@@ -397,6 +398,7 @@ class KineticsDataModule(pl.LightningDataModule):
             seed=seed,
         )
         self._manifests: dict[str, _Manifest] = {}
+        self._warned: set[str] = set()
         self.train_set: VideoDataset | None = None
         self.val_set: VideoDataset | None = None
         self.test_set: VideoDataset | None = None
@@ -413,40 +415,50 @@ class KineticsDataModule(pl.LightningDataModule):
         names = {"train": self.train_manifest, "val": self.val_manifest, "test": self.test_manifest}
         return {split: name for split, name in names.items() if name is not None}
 
-    def manifest(self, name: str) -> _Manifest:
-        """Parse, validate and check one manifest (cached): labels in range, files present."""
+    def _scan(self, name: str) -> _Manifest:
+        """Parse one manifest (cached), check its labels against ``classes.txt`` and which files exist."""
         path = self._resolve(name)
         if path in self._manifests:
             return self._manifests[path]
         if not os.path.isfile(path):
             raise FileNotFoundError(f"manifest {path} not found")
-        data = Path(path).read_bytes()
         entries = _parse_manifest(path)
-        if not entries:
-            raise ValueError(f"{path}: manifest lists no videos")
         for rel, label, lineno in entries:
             if not 0 <= label < self.num_classes:
                 raise ValueError(
                     f"{path}:{lineno}: label {label} outside [0, {self.num_classes}) "
                     f"({self.num_classes} classes in {self.classes_file})"
                 )
-        info = _Manifest(path, hashlib.sha256(data).hexdigest()[:12], len(entries))
+        info = _Manifest(path, hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12], len(entries))
         for rel, label, _ in entries:
             if os.path.isfile(self._resolve(rel)):
                 info.present.append((rel, label))
             else:
                 info.missing.append(rel)
+        self._manifests[path] = info
+        return info
+
+    def manifest(self, name: str) -> _Manifest:
+        """A manifest ready for training: as :meth:`_scan`, and it must list videos of which some exist.
+
+        Raises:
+            FileNotFoundError: No manifest, or none of its videos exists.
+            ValueError: Malformed line or label outside ``classes.txt`` (file and line), or no videos listed.
+        """
+        info = self._scan(name)
+        if not info.listed:
+            raise ValueError(f"{info.path}: manifest lists no videos")
         if not info.present:
             raise FileNotFoundError(
-                f"{path}: none of its {len(entries)} videos exist under {self.root} "
+                f"{info.path}: none of its {info.listed} videos exist under {self.root} "
                 f"(first: {', '.join(info.missing[:SHOW_PATHS])})"
             )
-        if info.missing:
+        if info.missing and info.path not in self._warned:
+            self._warned.add(info.path)
             log.warning(
                 "%s: %d of %d videos missing, dropped (first: %s)",
-                path, len(info.missing), len(entries), ", ".join(info.missing[:SHOW_PATHS]),
+                info.path, len(info.missing), info.listed, ", ".join(info.missing[:SHOW_PATHS]),
             )
-        self._manifests[path] = info
         return info
 
     def _dataset(self, name: str, mode: str) -> VideoDataset:
@@ -474,13 +486,19 @@ class KineticsDataModule(pl.LightningDataModule):
         Returns:
             ``{"train": {"file", "sha256", "listed", "present", "missing"}, "val": ..., "test": ...,
             "classes": {"file", "sha256", "num_classes"}, "total": {"listed", "present", "missing"},
-            "hash": 12 hex}``. ``total`` counts each distinct manifest once (test defaults to val).
+            "hash": 12 hex}``. ``total`` counts each distinct manifest once (test defaults to val). A manifest
+            file that does not exist (e.g. no train manifest where only testing) has ``sha256 == "absent"``;
+            unlike :meth:`setup`, an empty manifest or missing videos do not raise here.
         """
         result: dict = {}
         total = {"listed": 0, "present": 0, "missing": 0}
         seen = set()
         for split, name in self._splits().items():
-            info = self.manifest(name)
+            if not os.path.isfile(self._resolve(name)):  # e.g. no train manifest on a test-only machine
+                result[split] = {"file": self._resolve(name), "sha256": "absent", "listed": 0, "present": 0,
+                                 "missing": 0}  # fmt: skip
+                continue
+            info = self._scan(name)
             result[split] = {
                 "file": info.path,
                 "sha256": info.sha256,

@@ -208,10 +208,8 @@ def test_transform(
     """
     if crop_size > scale:
         raise ValueError(f"crop_size {crop_size} > scale {scale}")
-    return [
-        v2.Compose([AsVideo(), v2.Resize(scale, antialias=True), FixedCrop(crop_size, j, num_crops)] + _to_float(mean, std))
-        for j in range(num_crops)
-    ]
+    resize = [AsVideo(), v2.Resize(scale, antialias=True)]
+    return [v2.Compose([*resize, FixedCrop(crop_size, j, num_crops), *_to_float(mean, std)]) for j in range(num_crops)]
 
 
 test_transform.__test__ = False  # not a pytest test, even when imported into a test module
