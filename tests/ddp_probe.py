@@ -49,6 +49,9 @@ class Probe(pl.Callback):
         path.write_text(json.dumps(self.record))
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        bn = next((m for m in pl_module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)), None)
+        if bn is not None:  # after precise BN, which ran before the last validation
+            self.record["bn_final_running_mean"] = bn.running_mean.tolist()
         self._write(trainer, "fit")
 
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -75,6 +75,8 @@ def test_ddp_shards_batches_bn_stats_and_test_dedup(dataset, tmp_path):
     # BN statistics are per device: after one step each process's running mean saw only its own clips
     assert fit[0]["bn_type"] == "BatchNorm3d"
     assert not torch.allclose(torch.tensor(fit[0]["bn_running_mean"]), torch.tensor(fit[1]["bn_running_mean"]))
+    # ... until precise BN, before the last validation, averaged its statistics over both processes
+    torch.testing.assert_close(torch.tensor(fit[0]["bn_final_running_mean"]), torch.tensor(fit[1]["bn_final_running_mean"]))
 
     _videonorm("test", "bn", dataset, out, "--ckpt_path", "last", "--data.test_clips", "1",
                "--data.test_crops", str(TEST_CROPS))
