@@ -150,18 +150,20 @@ def render(class_name: str, num_frames: int, fps: float, width: int, height: int
     unit = min(width, height) / 2  # pixels per unit
     px = unit * _OVERSAMPLE  # layer pixels per unit
     size = int(round(_PERIOD * px))
-    layer = _shape_layer(rng, size, px)
+    layer = _shape_layer(rng, size, px).reshape(-1, 4)  # flat: one gather per pixel
     background = _background(rng, width, height)
-    offset = rng.uniform(0, _PERIOD, 2)
+    # whole periods added to the random offset change nothing on screen but keep layer coordinates positive,
+    # so truncation to int is a floor
+    offset = (rng.uniform(0, _PERIOD, 2) + 64 * _PERIOD).astype(np.float32)
     v, u = np.mgrid[0:height, 0:width].astype(np.float32)
     u, v = (u + 0.5 - width / 2) / unit, (v + 0.5 - height / 2) / unit  # frame coords in units, centred
     for first in range(0, num_frames, _CHUNK):
         # seconds from the middle frame; (i - (n-1)/2) is exact, so frame i and frame n-1-i get t and -t exactly
         tc = (np.arange(first, min(first + _CHUNK, num_frames)) - (num_frames - 1) / 2) / fps
-        a, b, c, d, e, f = _affine(motion, tc, motion.speed * speed_factor)
-        ix = (((a * u + b * v + c + offset[0]) * px).astype(np.int64)) % size  # (T, H, W)
-        iy = (((d * u + e * v + f + offset[1]) * px).astype(np.int64)) % size
-        rgba = layer[iy, ix]  # (T, H, W, 4)
+        a, b, c, d, e, f = (x.astype(np.float32) for x in _affine(motion, tc, motion.speed * speed_factor))
+        ix = ((a * u + b * v + (c + offset[0])) * np.float32(px)).astype(np.int32) % size  # (T, H, W)
+        iy = ((d * u + e * v + (f + offset[1])) * np.float32(px)).astype(np.int32) % size
+        rgba = layer[iy * size + ix]  # (T, H, W, 4)
         yield np.where(rgba[..., 3:] > 0, rgba[..., :3], background)
 
 
