@@ -11,14 +11,17 @@ Subcommands, one module each (run ``kinetics-prep <command> --help``)::
     synth     OUT_DIR --classes K --per-class N             a small synthetic Kinetics (demo, tests)
 
 Exit status: 0 when the step ran (per-video failures are in its report CSV), 1 when ``verify`` leaves bad
-videos in a manifest, 2 for bad input (the message names file and line), 130 when interrupted (rerun
-to resume).
+videos in a manifest, 2 for bad input (the message names file and line), 130 when interrupted by Ctrl-C or
+``kill`` (SIGTERM): the file being written is removed and a rerun resumes. After ``kill -9`` its partial file
+is left and removed by the rerun.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from types import ModuleType
 
 from data_prep import download, manifest, prepare, resize, synth, trim, verify
@@ -32,7 +35,13 @@ def _summary(module: ModuleType) -> str:
     return (module.__doc__ or "").strip().splitlines()[0]
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # `kill` cleans up like Ctrl-C: the file being written is removed
+
+
 def _execute(module: ModuleType, args: argparse.Namespace) -> int:
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if in_main_thread else None
     try:
         return module.run(args)
     except InputError as err:
@@ -42,6 +51,9 @@ def _execute(module: ModuleType, args: argparse.Namespace) -> int:
         print("kinetics-prep: interrupted; finished files are kept, rerun the same command to resume",
               file=sys.stderr)
         return 130
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def build_parser() -> argparse.ArgumentParser:
