@@ -105,31 +105,41 @@ def prepare(annotations_dir: Path | str, out_dir: Path | str, *, raw_dir: Path |
     out_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_partials(out_dir)
     write_classes(out_dir / CLASSES_FILE, classes)
-    results: dict[str, dict[str, Summary]] = {}
+    results = {}
     for split in splits:
-        name = SPLIT_NAMES[split]
-        videos = out_dir / "videos" / name
-        steps: dict[str, Summary] = {}
-        if download_settings is not None:
-            steps["download"] = download(csvs[split], raw_dir, download_settings, jobs=download_jobs, split=split,
-                                         skip_bad_rows=skip_bad_rows)
-        if raw_dir is not None:
-            steps["trim"] = trim(csvs[split], raw_dir, videos, settings, min_duration=min_duration, jobs=jobs,
-                                 split=split, skip_bad_rows=skip_bad_rows)
-        else:
-            steps["resize"] = resize(_trimmed_split_dir(Path(trimmed_dir), split), videos, settings,
-                                     min_duration=min_duration, jobs=jobs, names={s.name for s in segments[split]})
-        manifest = out_dir / f"{name}.txt"
-        steps["manifest"] = Summary("manifest", manifest.with_name(manifest.name + ".missing.csv"), SEGMENT_COLUMNS)
-        entries = build_manifest(segments[split], videos, out_dir, classes, steps["manifest"])
-        steps["manifest"].write()
-        steps["verify"] = check_entries(entries, out_dir, manifest.with_name(manifest.name + ".bad.csv"), jobs)
-        bad = {o.key for o in steps["verify"].outcomes if o.status == FAILED}
-        write_text_atomic(manifest, manifest_text(e for e in entries if e.path not in bad))
-        for step, summary in steps.items():
+        results[split] = _prepare_split(split, csvs[split], segments[split], classes, out_dir, raw_dir, trimmed_dir,
+                                        settings, min_duration, jobs, download_settings, download_jobs, skip_bad_rows)
+        for step, summary in results[split].items():
             print(f"[{split}] " + summary.line(**_WORDS.get(step, {})), file=sys.stderr)
-        results[split] = steps
     return results
+
+
+def _prepare_split(split: str, csv: Path, segments: list[Segment], classes: list[str], out_dir: Path,
+                   raw_dir: Path | str | None, trimmed_dir: Path | str | None, settings: EncodeSettings,
+                   min_duration: float, jobs: int, download_settings: DownloadSettings | None, download_jobs: int,
+                   skip_bad_rows: bool) -> dict[str, Summary]:
+    """One split: (download) -> trim or resize -> manifest entries -> verify -> write the verified manifest."""
+    name = SPLIT_NAMES[split]
+    videos = out_dir / "videos" / name
+    steps: dict[str, Summary] = {}
+    if download_settings is not None:
+        steps["download"] = download(csv, raw_dir, download_settings, jobs=download_jobs, split=split,
+                                     skip_bad_rows=skip_bad_rows)
+    if raw_dir is not None:
+        steps["trim"] = trim(csv, raw_dir, videos, settings, min_duration=min_duration, jobs=jobs, split=split,
+                             skip_bad_rows=skip_bad_rows)
+    else:
+        steps["resize"] = resize(_trimmed_split_dir(Path(trimmed_dir), split), videos, settings,
+                                 min_duration=min_duration, jobs=jobs, names={s.name for s in segments})
+    manifest = out_dir / f"{name}.txt"
+    steps["manifest"] = Summary("manifest", manifest.with_name(manifest.name + ".missing.csv"), SEGMENT_COLUMNS)
+    entries = build_manifest(segments, videos, out_dir, classes, steps["manifest"])
+    steps["manifest"].write()
+    # verified in memory and written once: a rerun of a finished prepare rewrites nothing
+    steps["verify"] = check_entries(entries, out_dir, manifest.with_name(manifest.name + ".bad.csv"), jobs)
+    bad = {o.key for o in steps["verify"].outcomes if o.status == FAILED}
+    write_text_atomic(manifest, manifest_text(e for e in entries if e.path not in bad))
+    return steps
 
 
 def table(results: dict[str, dict[str, Summary]], out_dir: Path) -> str:

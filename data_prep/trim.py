@@ -13,7 +13,8 @@ encoded (see :mod:`data_prep.encode`) to ``VIDEOS_DIR/{youtube_id}_{time_start:0
   renamed), retry failures, and delete temporary files left by an interrupted run.
 - A segment that runs past the end of its source keeps what exists; if that is shorter than
   ``--min-duration`` seconds it is *flagged* (kept, and listed in the report).
-- Missing and undecodable sources are failures. All failures and flags go to
+- Missing and undecodable sources are failures (for a missing source, the reason ``download`` recorded in
+  ``RAW_DIR.download-failures.csv`` is quoted). All failures and flags go to
   ``VIDEOS_DIR.trim-failures.csv`` next to the output folder.
 """
 
@@ -28,7 +29,7 @@ from data_prep.encode import EncodeJob, EncodeSettings, run_encode_job
 from data_prep.io import remove_stale_partials
 from data_prep.parallel import parallel_map
 from data_prep.raw import SOURCE_EXTS, index_sources
-from data_prep.report import FAILED, FLAGGED, SKIPPED, Outcome, Summary, report_path
+from data_prep.report import FAILED, FLAGGED, SKIPPED, Outcome, Summary, read_report, report_path
 
 
 def add_encode_arguments(parser: argparse.ArgumentParser) -> None:
@@ -82,6 +83,7 @@ def trim(annotations: Path | str, raw_dir: Path | str, out_dir: Path | str,
     if removed:
         print(f"trim: removed {len(removed)} partial file(s) left by an interrupted run", file=sys.stderr)
     summary = Summary("trim", report_path(out_dir, "trim"), SEGMENT_COLUMNS, "flags of earlier runs kept")
+    downloads = read_report(report_path(raw_dir, "download"))  # why a source is missing, if download knows
     todo = []
     for seg in segments:
         dst = out_dir / seg.name
@@ -89,9 +91,10 @@ def trim(annotations: Path | str, raw_dir: Path | str, out_dir: Path | str,
             summary.add(Outcome(seg.name, SKIPPED, fields=seg.fields()))
             summary.keep_previous(seg.name, (FLAGGED,))  # a flag ("short") from the run that made it
         elif seg.youtube_id not in sources:
-            exts = "/".join(SOURCE_EXTS)
-            summary.add(Outcome(seg.name, FAILED, "missing_source", f"no {seg.youtube_id}{{{exts}}} in {raw_dir}",
-                                seg.fields()))
+            known = downloads.get(seg.youtube_id)
+            message = (f"download failed ({known['reason']}): {known['message']}" if known else
+                       f"no {seg.youtube_id}{{{'/'.join(SOURCE_EXTS)}}} in {raw_dir}")
+            summary.add(Outcome(seg.name, FAILED, "missing_source", message, seg.fields()))
         else:
             todo.append(EncodeJob(seg.name, sources[seg.youtube_id], dst, settings, float(seg.time_start),
                                   float(seg.time_end), min_duration, seg.fields()))

@@ -54,7 +54,7 @@ shutil.copy(state / "video.mp4", template.replace("%(ext)s", ext))
 def fake(tmp_path, monkeypatch) -> dict:
     state = tmp_path / "fake_state"
     state.mkdir()
-    write_video(state / "video.mp4", render("move_left", 10, 10, 32, 24, 0), 10)
+    write_video(state / "video.mp4", render("move_left", 30, 10, 32, 24, 0), 10)  # 3 s
     exe = tmp_path / "fake-yt-dlp"
     exe.write_text(FAKE.format(python=sys.executable))
     exe.chmod(exe.stat().st_mode | stat.S_IXUSR)
@@ -125,6 +125,27 @@ def test_download_classifies_retries_and_resumes(fake, tmp_path):
     assert cli.main(["download", str(csv_path), "--out", str(raw), "--yt-dlp", fake["exe"], "--retries", "0",
                      "--retry-failed"]) == 0
     assert sorted(c["id"] for c in fake["calls"]()[len(calls) + 2:]) == ["privateAAAA", "removedAAAA", "unavailAAAA"]
+
+
+def test_prepare_with_download_explains_what_vanished(fake, tmp_path):
+    fake["configure"]({"removedAAAA": "removed"})
+    annotations_dir = tmp_path / "annotations"
+    annotations_dir.mkdir()
+    with (annotations_dir / "train.csv").open("w") as f:
+        f.write("label,youtube_id,time_start,time_end,split\n"
+                "a,okAAAAAAAAA,0,2,train\nb,-okBBBBBBBB,1,3,train\nb,removedAAAA,0,2,train\n")
+    (annotations_dir / "validate.csv").write_text("label,youtube_id,time_start,time_end,split\na,valAAAAAAAA,0,2,val\n")
+    dataset = tmp_path / "dataset"
+    assert cli.main(["prepare", str(annotations_dir), "--raw", str(tmp_path / "raw"), "--out", str(dataset),
+                     "--download", "--yt-dlp", fake["exe"], "--retries", "0", "--short-side", "24",
+                     "--preset", "ultrafast"]) == 0
+    assert (dataset / "train.txt").read_text() == ("videos/train/okAAAAAAAAA_000000_000002.mp4 0\n"
+                                                   "videos/train/-okBBBBBBBB_000001_000003.mp4 1\n")
+    assert (dataset / "val.txt").read_text() == "videos/val/valAAAAAAAA_000000_000002.mp4 0\n"
+    with (dataset / "train.txt.missing.csv").open() as f:
+        (missing,) = list(csv.DictReader(f))
+    assert missing["youtube_id"] == "removedAAAA" and missing["reason"] == "missing_source"
+    assert "download failed (removed)" in missing["message"] and "removed by the uploader" in missing["message"]
 
 
 def test_stale_partial_downloads_are_removed(fake, tmp_path):
