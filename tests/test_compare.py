@@ -8,18 +8,21 @@ runs (BN and GN, two batch sizes) on real tiny videos: the table must show what 
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 import shutil
 import statistics
 import subprocess
+import sys
 from pathlib import Path
 
 import matplotlib.image
 import pytest
+import torch
 import yaml
 
-from test_runs import offline_wandb, write_offline_run  # noqa: F401 - offline_wandb: autouse fixture
+from tests.test_runs import offline_wandb, write_offline_run  # noqa: F401 - offline_wandb: autouse fixture
 from videonorm import compare, paper
 from videonorm.runs import RunData, read_offline_run
 
@@ -305,3 +308,145 @@ def test_grid_script_runs_every_cell_then_compares(tmp_path):
     assert all(t[t.index("--ckpt_path") + 1] == "best" for t in tests)
     assert lines[-1] == ["videonorm", "compare", str(tmp_path / "runs" / "kinetics400"), "--group", "kinetics400",
                          "--out", "compare_out/kinetics400"]
+
+
+# ---------------------------------------------------------------- real runs of `videonorm fit`
+
+DEMO = REPO / "configs" / "demo"
+FITS = (("bn", 4, True), ("bn", 2, False), ("gn", 4, True), ("gn", 2, False))  # norm, clips per device, tested
+
+
+def _cli_args(norm: str, batch: int, data: Path, runs: Path, epochs: int) -> list[str]:
+    return [
+        "--config", str(DEMO / f"{norm}_b4_8x2.yaml"), "--data.root", str(data), "--trainer.default_root_dir", str(runs),
+        "--trainer.max_epochs", str(epochs), "--data.batch_size", str(batch), "--precise_bn.num_batches", "1",
+        "--data.test_clips", "1", "--data.test_crops", "1",
+        "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+    ]
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory) -> dict[str, Path]:
+    """Tiny real `videonorm fit` runs (demo configs: I3D R50 at width 8, 8 frames, 64 px) on real tiny videos:
+    BN and GN at 4 and 2 clips per device, 2 epochs, the 4-clip runs then `videonorm test`ed; plus one GN run
+    on another copy of the dataset (other manifests: another fingerprint)."""
+    import wandb
+
+    from tests.videos import make_dataset
+    from videonorm.cli import main
+
+    root = tmp_path_factory.mktemp("fit")
+    make_dataset(root / "data", num_classes=2, per_class=2, num_frames=20)
+    make_dataset(root / "data_other", num_classes=2, per_class=3, num_frames=20)
+    for norm, batch, tested in FITS:
+        args = _cli_args(norm, batch, root / "data", root / "runs", epochs=2)
+        assert main(["fit", *args]) == 0
+        if tested:
+            assert main(["test", *args, "--ckpt_path", "best"]) == 0
+    assert main(["fit", *_cli_args("gn", 2, root / "data_other", root / "runs_other", epochs=1)]) == 0
+    wandb.teardown()  # wait until wandb-core has written every offline run completely (see write_offline_run)
+    return {"runs": root / "runs", "other": root / "runs_other"}
+
+
+def leet_run(run_dir: Path) -> dict:
+    """A run as wandb's own reader (`wandb leet inspect --json`) sees it: config, history, over all its files."""
+    wandb_bin = Path(sys.executable).with_name("wandb")
+    config, history = {}, []
+    for path in sorted(run_dir.glob("wandb/offline-run-*/run-*.wandb")):
+        out = subprocess.run([str(wandb_bin), "leet", "inspect", "--json", str(path)], capture_output=True, text=True,
+                             check=True, env={**os.environ, "WANDB_MODE": "offline"}).stdout
+        for record in map(json.loads, out.splitlines()):
+            if record["type"] == "run":
+                config.update(record["run"]["config"]["update"])
+            elif record["type"] == "config":
+                config.update(record["config"].get("update", {}))
+            elif record["type"] == "history":
+                history.append(record["history"]["item"])
+    return {"config": config, "history": history}
+
+
+def best_val(history: list[dict]) -> tuple[float, float]:
+    """Highest val/top1 (percent) over epochs and the val/top5 of that epoch."""
+    rows = {row["epoch"]: row for row in history if "val/top1" in row}
+    best = max(rows.values(), key=lambda row: row["val/top1"])
+    return 100 * best["val/top1"], 100 * best["val/top5"]
+
+
+def fit_run_dir(runs: Path, norm: str, batch: int) -> Path:
+    (run_dir,) = (runs / "demo").glob(f"i3d_r50-{norm}-*b{batch}-8x2")
+    return run_dir
+
+
+def test_real_fit_runs_table_matches_what_they_logged(fitted, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert compare.main([str(fitted["runs"]), str(fitted["other"]), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    md = (out / "compare.md").read_text()
+    rows = read_csv(out / "compare.csv")
+    assert set(rows) == {(norm, batch, 8) for norm, batch, _ in FITS}
+    hashes = set()
+    for norm, batch, _ in FITS:
+        run_dir = fit_run_dir(fitted["runs"], norm, batch)
+        logged = leet_run(run_dir)
+        hashes.add(logged["config"]["dataset.hash"])
+        top1, top5 = best_val(logged["history"])
+        row = rows[(norm, batch, 8)]
+        assert row["metric"] == "val"  # auto: the 2-clip runs have no test, so validation for all
+        assert (int(row["n"]), row["width"], row["depth"]) == (1, "8", "50")
+        assert row["norm_groups"] == ("4" if norm == "gn" else "")
+        assert float(row["top1"]) == pytest.approx(top1) and float(row["top5"]) == pytest.approx(top5)
+        # Lightning's checkpoint callback kept the same best val/top1 (its best.ckpt)
+        ckpt = torch.load(run_dir / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=False)
+        (state,) = [v for k, v in ckpt["callbacks"].items() if k.startswith("ModelCheckpoint")]
+        assert 100 * float(state["best_model_score"]) == pytest.approx(top1, abs=1e-4)
+        label = "GN (G=4)" if norm == "gn" else "BN"
+        assert f"{top1:.1f} / {top5:.1f}" in next(line for line in md.splitlines() if line.startswith(f"| {label} |"))
+    assert row["dataset_hash"] in hashes and len(hashes) == 1
+    # the run on the other dataset copy is listed, not mixed in
+    other = leet_run(fitted["other"] / "demo" / "i3d_r50-gn-g4-w8-b2-8x2")["config"]["dataset.hash"]
+    assert other not in hashes
+    assert f"dataset fingerprint {other} differs from the majority {row['dataset_hash']}" in md
+    assert "| norm | 4 (8f x2) | 2 (8f x2) |" in md and "no cell matches the paper's setting" in md
+    assert md.strip() in printed
+    assert_valid_png(out / "val_error_curves.png")
+    assert_valid_png(out / "top1_vs_batch.png")
+
+
+def test_real_fit_runs_test_metric(fitted, tmp_path):
+    out = tmp_path / "out"
+    assert compare.main([str(fitted["runs"]), "--out", str(out), "--metric", "test"]) == 0
+    rows = read_csv(out / "compare.csv")
+    md = (out / "compare.md").read_text()
+    assert set(rows) == {(norm, batch, 8) for norm, batch, tested in FITS if tested}
+    for norm, batch, tested in FITS:
+        if tested:
+            test = [row for row in leet_run(fit_run_dir(fitted["runs"], norm, batch))["history"] if "test/top1" in row]
+            assert float(rows[(norm, batch, 8)]["top1"]) == pytest.approx(100 * test[-1]["test/top1"])
+            assert float(rows[(norm, batch, 8)]["top5"]) == pytest.approx(100 * test[-1]["test/top5"])
+        else:
+            assert f"i3d_r50-{norm}" in md and "no test/top1 logged" in md
+    assert "test, video level" in md
+
+
+def test_real_fit_runs_with_a_corrupted_and_a_truncated_file(fitted, tmp_path):
+    tree = tmp_path / "runs"
+    shutil.copytree(fitted["runs"], tree, symlinks=True)
+    (corrupted,) = fit_run_dir(tree, "bn", 2).glob("wandb/offline-run-*/run-*.wandb")
+    data = bytearray(corrupted.read_bytes())
+    data[len(data) // 3] ^= 0x01
+    corrupted.write_bytes(bytes(data))
+    (truncated,) = fit_run_dir(tree, "gn", 2).glob("wandb/offline-run-*/run-*.wandb")
+    data = truncated.read_bytes()
+    truncated.write_bytes(data[: data.rindex(b"val/loss") - 5])  # killed while writing its last validation
+
+    out = tmp_path / "out"
+    assert compare.main([str(tree), "--out", str(out), "--metric", "val"]) == 0
+    md = (out / "compare.md").read_text()
+    assert f"unreadable: {corrupted}: corrupted at byte" in md
+    assert f"{truncated}: truncated at byte" in md
+    rows = read_csv(out / "compare.csv")
+    assert set(rows) == {("bn", 4, 8), ("gn", 4, 8), ("gn", 2, 8)}  # the others still compare
+    partial = read_offline_run(truncated)
+    assert any("val/top1" in row for row in partial.history)
+    assert float(rows[("gn", 2, 8)]["top1"]) == pytest.approx(best_val(partial.history)[0])
+    assert "†" in next(line for line in md.splitlines() if line.startswith("| GN (G=4) |"))

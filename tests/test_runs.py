@@ -58,10 +58,12 @@ def write_offline_run(
 @pytest.fixture(scope="module", autouse=True)
 def offline_wandb(tmp_path_factory):
     """No network, no output, W&B's files in a temp dir."""
+    home = tmp_path_factory.mktemp("wandb_home")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("WANDB_MODE", "offline")
         mp.setenv("WANDB_SILENT", "true")
-        mp.setenv("WANDB_DIR", str(tmp_path_factory.mktemp("wandb_dir")))
+        for var in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR"):
+            mp.setenv(var, str(home))
         yield
 
 

@@ -251,7 +251,8 @@ def build_comparison(
         try:
             results.append(extract(run))
         except (KeyError, ValueError) as e:
-            excluded.append(f"{run.label} {run.source}: {e.args[0] if e.args else e}")
+            why = e.args[0] if e.args else str(e)
+            excluded.append(f"{run.label} {run.source}: {why}" + "".join(f"; {p}" for p in run.problems))
             continue
         warnings.extend(f"{run.label}: {p}" for p in run.problems)
 
@@ -273,7 +274,8 @@ def build_comparison(
     with_metric = []
     for r in kept:
         if (r.val if metric == "val" else r.test) is None:
-            excluded.append(f"{r.run.label} {r.run.source}: no {METRIC_KEYS[metric][0]} logged")
+            excluded.append(f"{r.run.label} {r.run.source}: no {METRIC_KEYS[metric][0]} logged"
+                            + "".join(f"; {p}" for p in r.run.problems))
         else:
             with_metric.append(r)
 
