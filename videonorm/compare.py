@@ -508,13 +508,15 @@ def make_plots(comp: Comparison, out: Path) -> list[Path]:
     # the paper's Fig. 7, and the 64-frame runs stay apart from the 32-frame ones at the same batch size.
     columns = sorted({_col_key(c.setting) for c in comp.cells})
     colors = plots.batch_colors(columns)
+    rows = sorted({(_row_key(c.setting), row_label(c.setting)) for c in comp.cells})
+    markers = {label: "osD^v<>p"[i % 8] for i, (_, label) in enumerate(rows)}  # one per table row (norm)
     curves = []
     for cell in sorted(comp.cells, key=lambda c: (_col_key(c.setting), _row_key(c.setting))):
         runs = [[(e, 100.0 - acc) for e, acc in r.curve] for r in cell.results if r.curve]
         if runs:
             s = cell.setting
             label = f"{row_label(s)}, {s.batch_size} clips/dev, {s.num_frames}f" + (f" (n={len(runs)})" if len(runs) > 1 else "")
-            curves.append(plots.Curve(label, paper.linestyle(s.norm), colors[_col_key(s)], runs))
+            curves.append(plots.Curve(label, paper.linestyle(s.norm), colors[_col_key(s)], runs, markers[row_label(s)]))
     points, paper_points = [], []
     for cell in comp.cells:
         s = cell.setting

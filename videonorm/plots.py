@@ -33,12 +33,15 @@ class Curve:
         linestyle: matplotlib line style (the norm's).
         color: matplotlib color (the batch size's; see ``batch_colors``).
         runs: per run, (epoch, error %) points in order.
+        marker: matplotlib marker (the norm's), drawn hollow so that curves lying on top of each other
+            (e.g. all runs at chance level) still show which are there.
     """
 
     label: str
     linestyle: Any
     color: Any
     runs: list[list[tuple[float, float]]]
+    marker: str = "o"
 
 
 @dataclass
@@ -96,8 +99,9 @@ def plot_val_error_curves(curves: Sequence[Curve], path: str | Path) -> Path:
                 by_epoch[epoch].append(err)
         epochs = np.array(sorted(by_epoch))
         mean = np.array([np.mean(by_epoch[e]) for e in epochs])
-        ax.plot(epochs, mean, linestyle=curve.linestyle, color=curve.color, marker="." if len(epochs) < 30 else None,
-                linewidth=1.8, label=curve.label)
+        ax.plot(epochs, mean, linestyle=curve.linestyle, color=curve.color, linewidth=1.8, label=curve.label,
+                marker=curve.marker if len(epochs) <= 40 else None, markersize=7, markerfacecolor="none",
+                markeredgewidth=1.5)
         if len(curve.runs) > 1:
             std = np.array([np.std(by_epoch[e], ddof=1) if len(by_epoch[e]) > 1 else 0.0 for e in epochs])
             ax.fill_between(epochs, mean - std, mean + std, color=curve.color, alpha=0.15, linewidth=0)
