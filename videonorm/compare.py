@@ -235,7 +235,7 @@ def build_comparison(
 
     Args:
         runs: runs from ``videonorm.runs.load_runs``.
-        metric: ``val``, ``test`` or ``auto`` (test when every run has it).
+        metric: ``val``, ``test`` or ``auto`` (test when every run that logged accuracies has it).
         dataset: compare runs with this ``dataset.hash``; None = the majority's.
         read_errors: messages of runs that could not be read (carried into ``excluded``).
     """
@@ -253,8 +253,6 @@ def build_comparison(
         except (KeyError, ValueError) as e:
             why = e.args[0] if e.args else str(e)
             excluded.append(f"{run.label} {run.source}: {why}" + "".join(f"; {p}" for p in run.problems))
-            continue
-        warnings.extend(f"{run.label}: {p}" for p in run.problems)
 
     chosen, notes = _choose_dataset(results, dataset)
     warnings.extend(notes)
@@ -278,6 +276,7 @@ def build_comparison(
                             + "".join(f"; {p}" for p in r.run.problems))
         else:
             with_metric.append(r)
+            warnings.extend(f"{r.run.label}: {p}" for p in r.run.problems)  # in the table, marked †
 
     by_setting: dict[Setting, list[RunResult]] = defaultdict(list)
     for r in with_metric:
