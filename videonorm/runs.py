@@ -409,8 +409,8 @@ def load_runs(inputs: Iterable[str], group: str | None = None, tag: str | None =
         elif parse_wandb_path(spec) is not None:
             try:
                 runs.extend(fetch_online_runs(spec, group, tag))
-            except RunReadError as e:
-                errors.append(str(e))
+            except RunReadError as e:  # a mistyped local path looks like entity/project too: say both
+                errors.append(f"{e} (read as a W&B path: there is no local file or directory {spec})")
         else:
             errors.append(f"{spec}: no such file or directory, and not a W&B path (entity/project[/run_id])")
     by_id: dict[str, list[RunData]] = {}
