@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-# `pytest` (the console script) does not put the repository root on sys.path; test modules import the
-# helpers as `from tests import videos`.
-_ROOT = str(Path(__file__).resolve().parents[1])
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
-
-from tests import videos  # noqa: E402
+# pyproject's `pythonpath = ["."]` puts the repository root on sys.path, so tests import `tests.videos`.
+from tests import videos
 
 
 @pytest.fixture(scope="session")
