@@ -104,7 +104,9 @@ def plot_val_error_curves(curves: Sequence[Curve], path: str | Path) -> Path:
                 markeredgewidth=1.5)
         if len(curve.runs) > 1:
             std = np.array([np.std(by_epoch[e], ddof=1) if len(by_epoch[e]) > 1 else 0.0 for e in epochs])
-            ax.fill_between(epochs, mean - std, mean + std, color=curve.color, alpha=0.15, linewidth=0)
+            # the band is clipped to what an error rate can be; the table gives the exact std
+            ax.fill_between(epochs, np.clip(mean - std, 0, 100), np.clip(mean + std, 0, 100), color=curve.color,
+                            alpha=0.15, linewidth=0)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epochs trained")
     ax.set_ylabel("validation error (%), single center clip")
@@ -137,8 +139,10 @@ def plot_top1_vs_batch(
             c = color[pts[0].key]
             x = [p.batch_size for p in pts]
             y = [p.top1 for p in pts]
-            yerr = [p.std or 0.0 for p in pts]
-            ax.errorbar(x, y, yerr=None if hollow or not any(yerr) else yerr, color=c, marker="o", markersize=7,
+            std = [p.std or 0.0 for p in pts]
+            # bars clipped to [0, 100] % (a mean of 83 +- 24 would otherwise reach 107 %)
+            yerr = [[min(e, v) for e, v in zip(std, y)], [min(e, 100.0 - v) for e, v in zip(std, y)]]
+            ax.errorbar(x, y, yerr=None if hollow or not any(std) else yerr, color=c, marker="o", markersize=7,
                         linestyle=":" if hollow else "-", markerfacecolor="none" if hollow else c, capsize=3,
                         label=label)
             for p in pts:
