@@ -3,7 +3,6 @@ validate/test print top-1/top-5."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,8 +12,7 @@ from videonorm.cli import main
 from videonorm.module import EpochSchedule
 from videonorm.runs import find_offline_runs, read_offline_run
 
-sys.path.insert(0, str(Path(__file__).parent))
-from videos import make_dataset  # noqa: E402
+from tests.videos import make_dataset
 
 DEMO = Path(__file__).resolve().parents[1] / "configs" / "demo"
 TRAIN_VIDEOS, BATCH = 12, 4  # 3 classes x 4 videos, 4 clips per step: 3 steps per epoch

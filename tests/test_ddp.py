@@ -18,8 +18,7 @@ import torch
 
 from videonorm.norm import norm_layer
 
-sys.path.insert(0, str(Path(__file__).parent))
-from videos import make_dataset  # noqa: E402
+from tests.videos import make_dataset
 
 TESTS = Path(__file__).resolve().parent
 DEMO = TESTS.parent / "configs" / "demo"
