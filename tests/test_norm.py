@@ -4,12 +4,20 @@ import pytest
 import torch
 import torch.nn as nn
 
-from videonorm.norm import NORM_NAMES, NORM_TYPES, FrozenBatchNorm3d, bn_modules, is_norm, norm_layer
+from videonorm.norm import (
+    NORM_NAMES,
+    NORM_TYPES,
+    FrozenBatchNorm3d,
+    SyncBatchNorm3d,
+    bn_modules,
+    is_norm,
+    norm_layer,
+)
 
 C = 8  # channels of the test tensors
 EXPECTED = {  # name -> (class, GroupNorm groups for C channels with groups=4)
     "bn": (nn.BatchNorm3d, None),
-    "syncbn": (nn.SyncBatchNorm, None),
+    "syncbn": (SyncBatchNorm3d, None),
     "frozenbn": (FrozenBatchNorm3d, None),
     "gn": (nn.GroupNorm, 4),
     "ln": (nn.GroupNorm, 1),
@@ -148,4 +156,42 @@ def test_frozen_bn_never_changes():
 
 def test_bn_modules_lists_only_recomputable_batch_norms():
     model = nn.Sequential(*(norm_layer(name, groups=4)(C) for name in NORM_NAMES))
-    assert [type(m) for m in bn_modules(model)] == [nn.BatchNorm3d, nn.SyncBatchNorm]
+    assert [type(m) for m in bn_modules(model)] == [nn.BatchNorm3d, SyncBatchNorm3d]
+
+
+def _sync_bn_worker(rank: int, world: int, init_file: str, x: torch.Tensor, out: dict) -> None:
+    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        layer = norm_layer("syncbn")(C)
+        _randomize_affine(layer)
+        part = x.chunk(world)[rank].clone().requires_grad_(True)
+        y = layer(part)
+        (y * torch.arange(y.numel()).view_as(y).sin()).sum().backward()  # a loss that weighs every output
+        out[rank] = (y.detach(), part.grad, layer.running_mean.clone(), layer.running_var.clone(),
+                     layer.weight.grad.clone())
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_syncbn_on_cpu_equals_bn_over_the_union_of_the_processes_batches(tmp_path):
+    """2 gloo processes with half the batch each = one BatchNorm3d over the whole batch (values, grads, stats)."""
+    import torch.multiprocessing as mp
+
+    world, x = 2, _video().repeat(2, 1, 1, 1, 1)[:4]  # (4, C, T, H, W): 2 clips per process
+    out = mp.Manager().dict()
+    mp.spawn(_sync_bn_worker, args=(world, str(tmp_path / "init"), x, out), nprocs=world)
+
+    ref = nn.BatchNorm3d(C)
+    _randomize_affine(ref)
+    xr = x.clone().requires_grad_(True)
+    y = ref(xr)
+    weights = torch.cat([torch.arange(y[:2].numel()).view_as(y[:2]).sin()] * 2)  # each rank's loss weights
+    (y * weights).sum().backward()
+    for rank in range(world):
+        y_r, grad_r, mean_r, var_r, wgrad_r = out[rank]
+        torch.testing.assert_close(y_r, y.detach().chunk(world)[rank], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(grad_r, xr.grad.chunk(world)[rank], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(mean_r, ref.running_mean)
+        torch.testing.assert_close(var_r, ref.running_var)
+    # weight gradients are per process (DDP averages them); their sum is the whole batch's gradient
+    torch.testing.assert_close(out[0][4] + out[1][4], ref.weight.grad, atol=1e-4, rtol=1e-4)

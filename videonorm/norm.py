@@ -18,6 +18,8 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
+import torch.distributed as dist
+import torch.distributed.nn.functional as dist_fn
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -56,8 +58,61 @@ class FrozenBatchNorm3d(nn.Module):
         return f"{self.num_features}, eps={self.eps}"
 
 
+class SyncBatchNorm3d(nn.BatchNorm3d):
+    """BatchNorm3d whose training statistics are reduced over every process of the group (SyncBN).
+
+    Not `nn.SyncBatchNorm`: DDP refuses that class on CPU ("SyncBatchNorm layers only work with GPU
+    modules"), and its forward reduces only CUDA tensors. Here CUDA tensors take torch's fused sync kernel,
+    other devices (CPU + gloo: DDP tests, CPU clusters) all-reduce the per-channel sum, sum of squares and
+    count with autograd-aware collectives. Outside a multi-process group it is plain BatchNorm3d, and its
+    state dict has BatchNorm3d's keys, so checkpoints move freely between `bn` and `syncbn`.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        group = dist.group.WORLD if dist.is_available() and dist.is_initialized() else None
+        world_size = dist.get_world_size(group) if group is not None else 1
+        if not self.training or world_size == 1:
+            return super().forward(x)
+        momentum = self._update_factor()
+        if x.is_cuda:
+            # torch's own SyncBN autograd function (what nn.SyncBatchNorm.forward calls)
+            from torch.nn.modules._functions import SyncBatchNorm as _sync_batch_norm
+
+            return _sync_batch_norm.apply(
+                x, self.weight, self.bias, self.running_mean, self.running_var, self.eps, momentum, group, world_size
+            )
+        return self._all_reduce_forward(x, group, momentum)
+
+    def _update_factor(self) -> float:
+        """The running-statistics update factor of this step (``momentum``, or 1/n for a cumulative average)."""
+        if not self.track_running_stats:
+            return 0.0
+        self.num_batches_tracked += 1
+        return 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+
+    def _all_reduce_forward(self, x: torch.Tensor, group, momentum: float) -> torch.Tensor:
+        c = x.shape[1]
+        dims = [0, *range(2, x.dim())]
+        xf = x.float()  # accumulate in fp32 even under autocast
+        count = torch.full((1,), x.numel() // c, dtype=xf.dtype, device=x.device)
+        stats = torch.cat([xf.sum(dims), (xf * xf).sum(dims), count])  # (2C + 1,)
+        stats = dist_fn.all_reduce(stats, group=group)  # sums over processes; gradients flow back to every x
+        total = stats[-1]
+        mean = stats[:c] / total
+        var = (stats[c : 2 * c] / total - mean * mean).clamp(min=0)  # biased: what BN normalizes with
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.running_mean.lerp_(mean, momentum)
+                self.running_var.lerp_(var * total / (total - 1).clamp(min=1), momentum)  # unbiased
+        shape = (1, c) + (1,) * (x.dim() - 2)
+        y = (xf - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
+        if self.affine:
+            y = y * self.weight.view(shape) + self.bias.view(shape)
+        return y.to(x.dtype)
+
+
 # Every module class `norm_layer` can produce: for weight-decay exclusion and weight init elsewhere.
-NORM_TYPES = (nn.BatchNorm3d, nn.SyncBatchNorm, FrozenBatchNorm3d, nn.GroupNorm)
+NORM_TYPES = (nn.BatchNorm3d, nn.SyncBatchNorm, FrozenBatchNorm3d, nn.GroupNorm)  # SyncBatchNorm3d is a BatchNorm3d
 
 
 def is_norm(module: nn.Module) -> bool:
@@ -100,7 +155,7 @@ def _group_norm(num_features: int, groups: int, eps: float) -> nn.GroupNorm:
 # name -> build(num_features, eps, momentum, groups)
 _BUILDERS: dict[str, Callable[[int, float, float, int], nn.Module]] = {
     "bn": lambda c, eps, momentum, g: nn.BatchNorm3d(c, eps=eps, momentum=momentum),
-    "syncbn": lambda c, eps, momentum, g: nn.SyncBatchNorm(c, eps=eps, momentum=momentum),
+    "syncbn": lambda c, eps, momentum, g: SyncBatchNorm3d(c, eps=eps, momentum=momentum),
     "frozenbn": lambda c, eps, momentum, g: FrozenBatchNorm3d(c, eps=eps),
     "gn": lambda c, eps, momentum, g: _group_norm(c, g, eps),
     "ln": lambda c, eps, momentum, g: _group_norm(c, 1, eps),
