@@ -98,11 +98,11 @@ class Comparison:
 def _norm_uses_groups(norm: str, groups: int | None) -> bool:
     if groups is None:
         return False
-    from videonorm.wandb_setup import norm_uses_groups  # asks videonorm.norm; imports torch, so lazily
+    from videonorm.norm import uses_groups  # imports torch, so lazily
 
     try:
-        return norm_uses_groups(norm, int(groups))
-    except Exception:  # a norm this version does not know (an older run): show the groups rather than guess
+        return uses_groups(norm)
+    except ValueError:  # a norm this version does not know (an older run): show the groups rather than guess
         return True
 
 

@@ -164,6 +164,20 @@ _BUILDERS: dict[str, Callable[[int, float, float, int], nn.Module]] = {
 assert tuple(_BUILDERS) == NORM_NAMES
 
 
+def uses_groups(name: str) -> bool:
+    """Whether norm ``name`` is built with the ``groups`` argument (``gn``; ``ln``/``in`` fix their own).
+
+    Args:
+        name: one of `NORM_NAMES`.
+
+    Raises:
+        ValueError: unknown `name`.
+    """
+    if name not in NORM_NAMES:
+        raise ValueError(f"unknown norm {name!r}; allowed: {', '.join(NORM_NAMES)}")
+    return name == "gn"
+
+
 def norm_layer(name: str, groups: int = 32) -> Callable[..., nn.Module]:
     """Resolve a norm name into a constructor `make(num_features, eps=1e-5, momentum=0.1)`.
 

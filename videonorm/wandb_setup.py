@@ -29,10 +29,11 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
 
+import wandb
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_only
 
-from videonorm.norm import norm_layer
+from videonorm.norm import uses_groups
 
 RUN_ID_FILE = "wandb_run_id"
 CHECKPOINT_DIR = "checkpoints"
@@ -150,6 +151,9 @@ class WandbRunLogger(WandbLogger):
             return
         run_dir = Path(run.dir).parent if getattr(run, "dir", None) else None
         run.finish(exit_code=0 if status == "success" else 1)
+        # finish() can return before wandb-core has written the end of an offline .wandb file; teardown waits
+        # for it, so a `videonorm compare` right after (same process, e.g. the demo) reads complete runs.
+        wandb.teardown()
         # the next fit/validate/test in this process starts (or resumes) a run instead of logging to a finished one
         self._experiment = None
         if self.mode == "offline" and run_dir is not None:
@@ -164,17 +168,6 @@ def arch_token(arch: str, depth: int) -> str:
         depth: Network depth.
     """
     return arch.replace("resnet", f"r{depth}") if "resnet" in arch else f"{arch}{depth}"
-
-
-def norm_uses_groups(norm: str, groups: int) -> bool:
-    """Whether ``norm`` normalizes over ``groups`` channel groups (asked of ``videonorm.norm``, not guessed).
-
-    Args:
-        norm: Norm name (see ``videonorm.norm.NORM_NAMES``).
-        groups: Group count the model is built with.
-    """
-    channels = 2 * groups  # a channel count where "groups" and "one group per channel" differ
-    return getattr(norm_layer(norm, groups=groups)(channels), "num_groups", None) == groups
 
 
 def run_name(
@@ -202,7 +195,7 @@ def run_name(
         seed: ``seed_everything``; an int other than 0 adds ``-s{seed}``.
     """
     parts = [arch_token(arch, depth), norm]
-    if norm_groups != DEFAULT_GROUPS and norm_uses_groups(norm, norm_groups):
+    if norm_groups != DEFAULT_GROUPS and uses_groups(norm):
         parts.append(f"g{norm_groups}")
     if width != DEFAULT_WIDTH:
         parts.append(f"w{width}")
@@ -224,7 +217,8 @@ def run_dir(root: str | os.PathLike, group: str | None, name: str) -> Path:
 
 
 def resolve_run_id(directory: Path, reuse: bool) -> str:
-    """The W&B run id for a run directory: the stored one when ``reuse`` and present, else a new one.
+    """The W&B run id for a run directory: ``WANDB_RUN_ID`` if set (sweep agents set it), else the stored one
+    when ``reuse`` and present, else a new one.
 
     Only the global rank 0 process writes the id file (other ranks never create the W&B run).
 
@@ -233,6 +227,8 @@ def resolve_run_id(directory: Path, reuse: bool) -> str:
         reuse: Continue the directory's run (resumed fit, or validate/test of a trained run).
     """
     path = directory / RUN_ID_FILE
+    if os.environ.get("WANDB_RUN_ID"):  # a W&B sweep agent names the run it launched
+        return os.environ["WANDB_RUN_ID"]
     if reuse and path.is_file():
         stored = path.read_text().strip()
         if stored:

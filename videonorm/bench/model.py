@@ -220,7 +220,8 @@ def _memory(run: _Run, x: torch.Tensor, y: torch.Tensor, device: torch.device) -
 
 
 def measure_peak(device: torch.device, precision: str, memory_format: str, shape: Sequence[int], reps: int) -> Row:
-    """GFLOP/s of a large 3x3x3 conv3d forward (``shape`` = N, C, T, H, W; C -> C channels), median of ``reps``.
+    """GFLOP/s of a large 3x3x3 conv3d forward (``shape`` = N, C, T, H, W; C -> C channels, stride 1, padding 1),
+    median of ``reps``.
 
     Args:
         device: Where to run.
@@ -230,11 +231,12 @@ def measure_peak(device: torch.device, precision: str, memory_format: str, shape
         reps: Timed repetitions (after one warm-up).
     """
     n, c, t, h, w = shape
-    conv = nn.Conv3d(c, c, 3, padding=1, bias=False).to(device, memory_format=_FORMATS[memory_format])
-    x = torch.randn(n, c, t, h, w, device=device).to(memory_format=_FORMATS[memory_format])
+    dtype = _DTYPES[precision] or torch.float32  # weights and input in the compute dtype: no casts timed
+    conv = nn.Conv3d(c, c, 3, padding=1, bias=False).to(device, dtype, memory_format=_FORMATS[memory_format])
+    x = torch.randn(n, c, t, h, w, device=device, dtype=dtype).to(memory_format=_FORMATS[memory_format])
     flop = 2 * n * c * t * h * w * c * 27
     times = []
-    with torch.no_grad(), _autocast(device, precision):
+    with torch.no_grad():
         for i in range(reps + 1):
             clock = _Clock(device)
             clock.mark()
