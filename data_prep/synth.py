@@ -250,7 +250,7 @@ def _youtube_id(rng: np.random.Generator) -> str:
 
 def _plan(num_classes: int, per_class: int, seed: int, val_fraction: float, sizes: Sequence[tuple[int, int]],
           fps_choices: Sequence[int], source_seconds: tuple[float, float],
-          segment_seconds: Sequence[int]) -> list[_Source]:
+          segment_seconds: Sequence[int], speed: float = 1.0) -> list[_Source]:
     rng = np.random.default_rng(seed)
     n_val = round(per_class * val_fraction)
     if val_fraction > 0 and per_class >= 2:
@@ -270,7 +270,7 @@ def _plan(num_classes: int, per_class: int, seed: int, val_fraction: float, size
             start = int(rng.integers(0, math.floor(length - seg) + 1))
             plan.append(_Source(youtube_id, label, "validate" if i < n_val else "train", fps, width, height,
                                 round(length * fps), start, start + seg, int(rng.integers(2**62)),
-                                float(rng.uniform(1 - _JITTER, 1 + _JITTER))))
+                                speed * float(rng.uniform(1 - _JITTER, 1 + _JITTER))))
     return plan
 
 
@@ -298,7 +298,7 @@ class SynthDataset:
 def make_dataset(out_dir: Path | str, num_classes: int = 4, per_class: int = 8, seed: int = 0, *,
                  val_fraction: float = 0.25, sizes: Sequence[tuple[int, int]] = DEFAULT_SIZES,
                  fps_choices: Sequence[int] = (24, 25, 30), source_seconds: tuple[float, float] = (4.0, 5.0),
-                 segment_seconds: Sequence[int] = (2, 3), jobs: int = 1) -> SynthDataset:
+                 segment_seconds: Sequence[int] = (2, 3), speed: float = 1.0, jobs: int = 1) -> SynthDataset:
     """Write a synthetic dataset in the official Kinetics layout (see the module docstring).
 
     Args:
@@ -311,6 +311,7 @@ def make_dataset(out_dir: Path | str, num_classes: int = 4, per_class: int = 8, 
         fps_choices: frame-rate choices.
         source_seconds: range of source lengths.
         segment_seconds: choices of segment lengths (whole seconds, <= the shortest source).
+        speed: multiplies every class's speed (the demo's short, low-resolution clips want faster motion).
         jobs: worker processes.
 
     Returns:
@@ -324,7 +325,10 @@ def make_dataset(out_dir: Path | str, num_classes: int = 4, per_class: int = 8, 
         raise InputError(f"sizes must be even (yuv420p): {list(sizes)}")
     root = Path(out_dir)
     annotations_dir, raw_dir = root / "annotations", root / "raw"
-    plan = _plan(num_classes, per_class, seed, val_fraction, sizes, fps_choices, source_seconds, segment_seconds)
+    if speed <= 0:
+        raise InputError(f"--speed must be > 0, got {speed}")
+    plan = _plan(num_classes, per_class, seed, val_fraction, sizes, fps_choices, source_seconds, segment_seconds,
+                 speed)
     csvs = {}
     for split in ("train", "validate"):
         rows = sorted(((s.label, s.youtube_id, s.time_start, s.time_end, s.split) for s in plan if s.split == split))
@@ -352,13 +356,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed")
     parser.add_argument("--val-fraction", "--split-fraction", dest="val_fraction", type=float, default=0.25,
                         help="share of each class in the validate split")
+    parser.add_argument("--speed", type=float, default=1.0, help="multiply every class's motion speed")
     parser.add_argument("--jobs", type=int, default=1, help="parallel worker processes")
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``synth`` from parsed arguments; prints the summary line."""
     data = make_dataset(args.out, args.classes, args.per_class, args.seed, val_fraction=args.val_fraction,
-                        jobs=args.jobs)
+                        speed=args.speed, jobs=args.jobs)
     print(data.summary.line() + f" -> {data.raw_dir}; annotations in {data.annotations_dir}")
     return 0
 
