@@ -138,6 +138,7 @@ class VideoDataset(Dataset):
         sampling_rate: Stride between clip frames.
         train_min_scale: Train: smallest random short side.
         train_max_scale: Train: largest random short side.
+        train_flip: Train: random horizontal flip.
         crop_size: Train random crop and val center crop.
         test_scale: Val and test: short side.
         test_crop_size: Test: side of each spatial crop.
@@ -161,6 +162,7 @@ class VideoDataset(Dataset):
         sampling_rate: int = 2,
         train_min_scale: int = 256,
         train_max_scale: int = 320,
+        train_flip: bool = True,
         crop_size: int = 224,
         test_scale: int = 256,
         test_crop_size: int = 256,
@@ -186,7 +188,7 @@ class VideoDataset(Dataset):
         self.test_clips, self.test_crops = (test_clips, test_crops) if mode == "test" else (1, 1)
         self.max_skip_fraction, self.min_attempts, self.seed = max_skip_fraction, min_attempts, seed
         if mode == "train":
-            self.transforms = [train_transform(train_min_scale, train_max_scale, crop_size, True, mean, std)]
+            self.transforms = [train_transform(train_min_scale, train_max_scale, crop_size, train_flip, mean, std)]
         elif mode == "val":
             self.transforms = [val_transform(test_scale, crop_size, mean, std)]
         else:
@@ -333,6 +335,8 @@ class KineticsDataModule(pl.LightningDataModule):
         sampling_rate: Stride between clip frames.
         train_min_scale: Smallest random short side in training.
         train_max_scale: Largest random short side in training.
+        train_flip: Random horizontal flip in training (off for data whose classes are mirror images of each
+            other, like the demo's move_left / move_right).
         crop_size: Training crop and validation center crop.
         test_scale: Short side in validation and test.
         test_crop_size: Side of each test crop.
@@ -359,6 +363,7 @@ class KineticsDataModule(pl.LightningDataModule):
         sampling_rate: int = 2,
         train_min_scale: int = 256,
         train_max_scale: int = 320,
+        train_flip: bool = True,
         crop_size: int = 224,
         test_scale: int = 256,
         test_crop_size: int = 256,
@@ -387,6 +392,7 @@ class KineticsDataModule(pl.LightningDataModule):
             sampling_rate=sampling_rate,
             train_min_scale=train_min_scale,
             train_max_scale=train_max_scale,
+            train_flip=train_flip,
             crop_size=crop_size,
             test_scale=test_scale,
             test_crop_size=test_crop_size,
