@@ -15,7 +15,8 @@ Tables (printed as Markdown, saved in ``--out`` as ``data_<table>.csv`` and all 
     row, rows interleaved clip by clip so that load from elsewhere on the machine hits all rows alike:
 
       - ``raw``: the decoder library alone, called directly (decord ``VideoReader.get_batch``; PyAV seek to
-        the key frame before the window, decode forward, RGB arrays): uint8 frames, no transforms;
+        the key frame before the window, decode forward, RGB arrays with swscale on one thread): uint8
+        frames, no transforms;
       - ``videonorm-decode``: :func:`videonorm.video.read_clip` (our decoding layer over the same library);
       - ``videonorm``: our training pipeline, what :class:`videonorm.data.VideoDataset` does for a train item:
         ``read_clip`` with ``train_clip_indices`` + ``train_transform``;
@@ -154,10 +155,24 @@ def raw_decord(threads: int) -> Pipeline:
     return run
 
 
+def _rgb_converter() -> Callable:
+    """``frame -> (H, W, 3) uint8`` as fast as this PyAV allows: since PyAV 13 swscale may use threads and by
+    default takes one per core, which on small frames costs more than the conversion; ask for one."""
+    import av
+
+    try:
+        av.VideoFrame(16, 16, "yuv420p").to_ndarray(format="rgb24", threads=1)
+        return lambda frame: frame.to_ndarray(format="rgb24", threads=1)
+    except TypeError:  # older PyAV: no threads option (and single-threaded conversion)
+        return lambda frame: frame.to_ndarray(format="rgb24")
+
+
 def raw_pyav(threads: int) -> Pipeline:
     """PyAV alone: seek to the key frame before the window (frame pts from the average rate: constant frame
-    rate assumed), decode forward to the last wanted frame, RGB arrays."""
+    rate assumed), decode forward to the last wanted frame, RGB arrays (swscale on one thread)."""
     import av
+
+    to_rgb = _rgb_converter()
 
     def run(clip: Clip) -> tuple[int, float]:
         wanted = clip.indices.tolist()
@@ -172,7 +187,7 @@ def raw_pyav(threads: int) -> Pipeline:
             for frame in container.decode(stream):
                 index = round((frame.pts - origin) / step)
                 if index in want:
-                    frames[index] = frame.to_ndarray(format="rgb24")
+                    frames[index] = to_rgb(frame)
                 if index >= wanted[-1]:
                     break
         _check(np.stack([frames[i] for i in wanted if i in frames]), clip)
@@ -381,12 +396,13 @@ def full_decode(files: Sequence[Path], backend: str, threads: int, chunk: int) -
         else:
             import av
 
+            to_rgb = _rgb_converter()
             with av.open(str(path)) as container:
                 stream = container.streams.video[0]
                 stream.thread_type = "AUTO" if threads > 1 else "SLICE"
                 stream.codec_context.thread_count = threads
                 for frame in container.decode(stream):
-                    frame.to_ndarray(format="rgb24")
+                    to_rgb(frame)
                     frames += 1
     return frames, time.perf_counter() - wall, time.process_time() - cpu
 
@@ -594,6 +610,8 @@ def run(args: argparse.Namespace) -> int:
                     "videos": name, "backend": backend, "threads": threads, "frames": frames, "frames_per_s": rate,
                     "cpu_ms_per_frame": median(1000 * c / f for f, _, c in runs), "window_clips_per_s": rate / window,
                 })  # fmt: skip
+        if workers_list:
+            print(f"[bench data] {name}: DataLoader, workers {workers_list}", flush=True)
         for threads in threads_list:
             for backend in backends:
                 for workers in workers_list:
