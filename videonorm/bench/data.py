@@ -156,14 +156,15 @@ def raw_decord(threads: int) -> Pipeline:
 
 
 def _rgb_converter() -> Callable:
-    """``frame -> (H, W, 3) uint8`` as fast as this PyAV allows: since PyAV 13 swscale may use threads and by
-    default takes one per core, which on small frames costs more than the conversion; ask for one."""
+    """``frame -> (H, W, 3) uint8`` as fast as this PyAV allows: since PyAV 17 ``reformat`` is multithreaded and
+    by default takes one swscale thread per core, which on small frames costs more than the conversion
+    itself; ask for one."""
     import av
 
     try:
         av.VideoFrame(16, 16, "yuv420p").to_ndarray(format="rgb24", threads=1)
         return lambda frame: frame.to_ndarray(format="rgb24", threads=1)
-    except TypeError:  # older PyAV: no threads option (and single-threaded conversion)
+    except TypeError:  # PyAV < 17: no threads option, single-threaded conversion
         return lambda frame: frame.to_ndarray(format="rgb24")
 
 
