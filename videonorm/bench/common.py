@@ -68,8 +68,8 @@ def machine_info() -> dict[str, object]:
     for module in ("torchvision", "av", "decord", "pytorchvideo"):
         try:
             info[module] = __import__(module).__version__
-        except Exception:  # not installed, or no __version__: leave it out
-            pass
+        except (ImportError, AttributeError, OSError, RuntimeError):  # not installed or broken: leave it out
+            continue
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info

@@ -11,7 +11,8 @@ norms alike; the table gives medians over ``--steps`` timed steps (after ``--war
 
   * ``step_ms_per_clip`` and its split ``fwd_ms`` / ``bwd_ms`` / ``opt_ms`` (per step, not per clip). CPU:
     wall clock; CUDA: CUDA events around each phase, synchronized at the end of the step.
-  * ``peak_mb``: memory one training step takes above what the process holds before it. CUDA:
+  * ``peak_mb``: memory one steady-state training step (after a first step has made the momentum buffers)
+    takes above what the process holds before it: gradients, activations, workspace. CUDA:
     ``torch.cuda.max_memory_allocated`` (exact). CPU: growth of the peak resident set size during one step
     (``VmHWM`` reset through ``/proc/self/clear_refs``, after ``malloc_trim`` returns freed heap to the OS),
     an upper bound that includes allocator slack; without ``/proc`` the ``ru_maxrss`` growth (a lower bound:
@@ -200,9 +201,8 @@ def _memory(run: _Run, x: torch.Tensor, y: torch.Tensor, device: torch.device) -
         _release_free_memory()
         exact = _reset_peak_rss()
         before = _proc_status("VmRSS") if exact else _max_rss_bytes()
-    with _count_saved(exclude) as saved:
-        with _autocast(device, run.precision):
-            loss = F.cross_entropy(run.model(x), y)
+    with _count_saved(exclude) as saved, _autocast(device, run.precision):
+        loss = F.cross_entropy(run.model(x), y)
     loss.backward()
     run.optimizer.step()
     if device.type == "cuda":
@@ -335,8 +335,9 @@ def run(args: argparse.Namespace) -> int:
     x = torch.randn(args.batch, 3, args.frames, args.size, args.size, generator=generator)
     y = torch.randint(0, args.classes, (args.batch,), generator=generator)
     inputs = {f: (x.to(device, memory_format=_FORMATS[f]), y.to(device)) for f in formats}
-    for r in runs:  # before timing: memory and FLOPs (one step each), then warm-up
+    for r in runs:  # before timing: one step (momentum buffers, cuDNN autotuning), memory, FLOPs; then warm-up
         xs, ys = inputs[r.memory_format]
+        _step(r, xs, ys, device)
         r.row = {**_memory(r, xs, ys, device), "gflop_step": _flops(r, xs, ys, device) / 1e9}
     for _ in range(args.warmup):
         for r in runs:
