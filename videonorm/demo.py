@@ -1,6 +1,6 @@
 """``videonorm demo``: the whole suite, end to end, on built-in synthetic data (CPU, a few minutes).
 
-    videonorm demo [--out demo_out] [--classes 4] [--per-class 60] [--epochs N]
+    videonorm demo [--out demo_out] [--classes 2] [--per-class 100] [--epochs N]
 
 1. ``kinetics-prep synth``: motion classes (shapes moving left/right/up/down...) as full-length "raw" videos
    plus annotation CSVs in the official Kinetics layout; ``kinetics-prep prepare``: trim, resize, manifests,
@@ -116,8 +116,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="videonorm demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("demo_out"), help="where data, runs and plots go")
-    parser.add_argument("--classes", type=int, default=4, help="number of synthetic motion classes")
-    parser.add_argument("--per-class", type=int, default=60, help="videos per class (train + val)")
+    # Two classes (move_left / move_right: exact time reverses, so only motion tells them apart) and 100 videos
+    # each: measured on a 2-core CPU, a width-8 I3D learns these within the demo's 12 epochs, while with 4
+    # classes (adding rotate_cw / rotate_ccw) it stayed near chance for 20 epochs (BN) and 30 (GN).
+    parser.add_argument("--classes", type=int, default=2, help="number of synthetic motion classes")
+    parser.add_argument("--per-class", type=int, default=100, help="videos per class (train + val)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic data")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel data-prep workers")
     parser.add_argument("--epochs", type=int, default=None, help="override the demo configs' max_epochs")
