@@ -48,7 +48,8 @@ def _run(subcommand: str, norm: str, dataset: Path, runs: Path, *extra: str) -> 
 
 def test_fit_then_resume_continues_step_epoch_schedule_and_wandb_run(dataset, tmp_path, capsys):
     runs = tmp_path / "runs"
-    schedule_args = ("--model.schedule", "step", "--model.lr_steps", "[1.5]", "--model.warmup_epochs", "0.5")
+    schedule_args = ("--model.lr", "0.02", "--model.schedule", "step", "--model.lr_steps", "[1.5]",
+                     "--model.warmup_epochs", "0.5")
     _run("fit", "bn", dataset, runs, "--trainer.max_epochs", "1", *schedule_args)
     run_dir = runs / "demo" / "i3d_r50-bn-w8-b4-8x2"
     ckpt_dir = run_dir / "checkpoints"

@@ -71,6 +71,7 @@ def test_read_classes(tmp_path):
 
 # ---- VideoDataset ------------------------------------------------------------------------------------------
 def test_train_items(dataset):
+    torch.manual_seed(0)  # train crops are random; a crop may miss the test pattern's bright block
     ds = VideoDataset(dataset["root"], dataset["manifests"]["train"], "train", **SMALL)
     assert len(ds) == 6
     for i in range(len(ds)):
