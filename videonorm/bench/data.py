@@ -56,7 +56,7 @@ from videonorm.bench.common import Row, cpu_seconds, machine_info, median, print
 from videonorm.bench.videos import key_frame_interval, make_bench_videos
 from videonorm.sampling import train_clip_indices
 from videonorm.transforms import KINETICS_MEAN, KINETICS_STD, train_transform
-from videonorm.video import BACKENDS, read_clip, video_info
+from videonorm.video import BACKENDS, read_clip, rgb_converter, video_info
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".avi", ".mov")
 
@@ -155,25 +155,12 @@ def raw_decord(threads: int) -> Pipeline:
     return run
 
 
-def _rgb_converter() -> Callable:
-    """``frame -> (H, W, 3) uint8`` as fast as this PyAV allows: since PyAV 17 ``reformat`` is multithreaded and
-    by default takes one swscale thread per core, which on small frames costs more than the conversion
-    itself; ask for one."""
-    import av
-
-    try:
-        av.VideoFrame(16, 16, "yuv420p").to_ndarray(format="rgb24", threads=1)
-        return lambda frame: frame.to_ndarray(format="rgb24", threads=1)
-    except TypeError:  # PyAV < 17: no threads option, single-threaded conversion
-        return lambda frame: frame.to_ndarray(format="rgb24")
-
-
 def raw_pyav(threads: int) -> Pipeline:
     """PyAV alone: seek to the key frame before the window (frame pts from the average rate: constant frame
     rate assumed), decode forward to the last wanted frame, RGB arrays (swscale on one thread)."""
     import av
 
-    to_rgb = _rgb_converter()
+    to_rgb = rgb_converter()
 
     def run(clip: Clip) -> tuple[int, float]:
         wanted = clip.indices.tolist()
@@ -397,7 +384,7 @@ def full_decode(files: Sequence[Path], backend: str, threads: int, chunk: int) -
         else:
             import av
 
-            to_rgb = _rgb_converter()
+            to_rgb = rgb_converter()
             with av.open(str(path)) as container:
                 stream = container.streams.video[0]
                 stream.thread_type = "AUTO" if threads > 1 else "SLICE"
