@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import random
 import resource
 import shutil
@@ -29,6 +28,7 @@ import numpy as np
 from data_prep.encode import EncodeSettings
 from data_prep.synth import make_dataset
 from data_prep.trim import trim
+from videonorm.bench.common import cpu_name
 
 CLIP_FRAMES, STRIDE = 32, 2
 
@@ -89,16 +89,6 @@ def key_interval(path: Path) -> float:
     with av.open(str(path)) as c:
         keys = [p.is_keyframe for p in c.demux(c.streams.video[0]) if p.size]
     return len(keys) / max(1, sum(keys))
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main() -> None:
