@@ -183,3 +183,12 @@ def print_tables(tables: dict[str, tuple[Sequence[Row], Sequence[str]]], titles:
         print(f"\n### {(titles or {}).get(name, name)}\n")
         print(markdown_table(rows, columns))
     sys.stdout.flush()
+
+
+def report(out_dir: str | os.PathLike, prefix: str, tables: dict[str, tuple[Sequence[Row], Sequence[str]]],
+           titles: dict[str, str], meta: dict) -> list[Path]:
+    """Print the tables (:func:`print_tables`), save them (:func:`save_tables`) and say where they went."""
+    print_tables(tables, titles)
+    written = save_tables(out_dir, prefix, tables, meta)
+    print(f"\n[bench {prefix}] wrote {', '.join(str(p) for p in written)}")
+    return written

@@ -52,7 +52,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from videonorm.bench.common import Row, cpu_seconds, machine_info, median, print_tables, save_tables
+from videonorm.bench.common import Row, cpu_seconds, machine_info, median, report
 from videonorm.bench.videos import key_frame_interval, make_bench_videos
 from videonorm.sampling import train_clip_indices
 from videonorm.transforms import KINETICS_MEAN, KINETICS_STD, train_transform
@@ -619,13 +619,11 @@ def run(args: argparse.Namespace) -> int:
         "loader": (loader_rows, LOADER_COLUMNS),
         "ratios": (ratios(clip_rows, loader_rows), RATIO_COLUMNS),
     }
-    print_tables(tables, {
+    report(args.out, "data", tables, {
         "files": "videos",
         "clips": "clips: one process, torch 1 thread (medians over rounds; CPU ms = all threads of the process)",
         "full_decode": "full sequential decode (ceiling)",
         "loader": "DataLoader over VideoDataset (train)",
         "ratios": "ratios (value: clips/s; cpu_value: inverse CPU ms per clip)",
-    })  # fmt: skip
-    written = save_tables(args.out, "data", tables, meta)
-    print(f"\n[bench data] wrote {', '.join(str(p) for p in written)}")
+    }, meta)  # fmt: skip
     return 0

@@ -49,7 +49,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from videonorm.bench.common import Row, machine_info, median, print_tables, save_tables
+from videonorm.bench.common import Row, machine_info, median, report
 from videonorm.models import i3d_resnet, num_parameters
 from videonorm.norm import NORM_NAMES
 
@@ -365,11 +365,9 @@ def run(args: argparse.Namespace) -> int:
     meta["load_average_1min_end"] = machine_info()["load_average_1min"]
     tables = {"steps": (rows, STEP_COLUMNS), "peak": (peak_rows, PEAK_COLUMNS),
               "ratios": (ratios(rows, device.type), RATIO_COLUMNS)}  # fmt: skip
-    print_tables(tables, {
+    report(args.out, "model", tables, {
         "steps": f"training steps on {device.type} (medians over {args.steps} steps; fwd/bwd/opt ms per step)",
         "peak": "peak: one large 3x3x3 conv3d forward",
         "ratios": "each norm vs bn (step, forward, backward time)",
-    })  # fmt: skip
-    written = save_tables(args.out, "model", tables, meta)
-    print(f"\n[bench model] wrote {', '.join(str(p) for p in written)}")
+    }, meta)  # fmt: skip
     return 0
