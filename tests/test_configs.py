@@ -22,7 +22,7 @@ CONFIGS = sorted(p for p in (Path(__file__).resolve().parents[1] / "configs").rg
 # <...>_<norm>_b<clips per device>_<frames>x<sampling rate>.yaml
 NAME = re.compile(r"(?:^|_)(?P<norm>bn|syncbn|frozenbn|gn|ln|in)_b(?P<batch>\d+)_(?P<frames>\d+)x(?P<rate>\d+)\.yaml$")
 # linear scaling rule per config directory: (lr, for this many clips in total)
-LR_RULE = {"kinetics400": (0.01, 64), "demo": (0.02, 8)}
+LR_RULE = {"kinetics400": (0.01, 64), "demo": (0.005, 8)}
 
 
 def _print_config(path: Path, capsys, *extra: str) -> dict:

@@ -9,6 +9,7 @@ by the fully merged config.
 Besides the trainer, model and data sections, every subcommand has:
     checkpoint: ModelCheckpoint (last.ckpt + best.ckpt by val/top1) in <run dir>/checkpoints
     precise_bn: PreciseBN (200 batches; a no-op for models without trainable BN)
+    cpu_threads: CpuThreads (on CPU, torch threads = cores - data workers; ``--cpu_threads.enabled false``)
 The run directory and W&B run id are set here from the config (see ``videonorm.wandb_setup``), so
 ``--ckpt_path last`` resumes an interrupted fit into the same directory and W&B run, and ``validate``/``test``
 with ``--ckpt_path last|best`` find the trained run's checkpoints and log into its W&B run.
@@ -29,7 +30,7 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveCon
 from pytorch_lightning.loggers import WandbLogger
 
 from videonorm import wandb_setup
-from videonorm.callbacks import PreciseBN
+from videonorm.callbacks import CpuThreads, PreciseBN
 from videonorm.module import VideoClassifier
 
 
@@ -124,6 +125,7 @@ class VideonormCLI(LightningCLI):
             }
         )
         parser.add_lightning_class_args(PreciseBN, "precise_bn")
+        parser.add_lightning_class_args(CpuThreads, "cpu_threads")
 
     def before_instantiate_classes(self) -> None:
         """Fill in the run name, run directory, W&B run id and checkpoint directory from the config."""
