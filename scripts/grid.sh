@@ -46,7 +46,7 @@ for seed in $SEEDS; do
             failed+=("fit $config seed $seed")
             continue
         fi
-        if [[ -z ${SKIP_TEST:-} ]] && ! run "$VIDEONORM" test "${args[@]}" --ckpt_path best "$@"; then
+        if [[ -z ${SKIP_TEST:-} ]] && ! run "$VIDEONORM" test "${args[@]}" --ckpt_path last "$@"; then
             failed+=("test $config seed $seed")
         fi
     done
