@@ -305,7 +305,7 @@ def test_grid_script_runs_every_cell_then_compares(tmp_path):
     paper_cells = {(r.norm, r.batch_size, r.num_frames, r.sampling_rate) for r in paper.KINETICS_RESULTS}
     assert cells == {(c, s) for c in paper_cells for s in ("0", "1")}
     assert all(f[-2:] == ["--trainer.devices", "4"] and "--ckpt_path" in f for f in fits)
-    assert all(t[t.index("--ckpt_path") + 1] == "best" for t in tests)
+    assert all(t[t.index("--ckpt_path") + 1] == "last" for t in tests)
     assert lines[-1] == ["videonorm", "compare", str(tmp_path / "runs" / "kinetics400"), "--group", "kinetics400",
                          "--out", "compare_out/kinetics400"]
 
