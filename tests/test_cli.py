@@ -114,6 +114,19 @@ def test_gn_fit_validate_test_print_top1_top5(dataset, tmp_path, capsys):
     assert (run_dir / "config_test.yaml").is_file() and (run_dir / "config_validate.yaml").is_file()
 
 
+def test_last_ckpt_is_the_latest_epoch_even_when_val_does_not_improve(dataset, tmp_path):
+    """Lightning >= 2.6 writes save_last's last.ckpt only beside a new best; ours is written every epoch."""
+    runs = tmp_path / "runs"
+    # lr 0 and GN: the weights, hence val top-1, never change, so the best stays epoch 0
+    _run("fit", "gn", dataset, runs, "--trainer.max_epochs", "3", "--model.lr", "0")
+    ckpt_dir = runs / "demo" / "i3d_r50-gn-g4-w8-b4-8x2" / "checkpoints"
+    load = lambda name: torch.load(ckpt_dir / name, map_location="cpu", weights_only=False)  # noqa: E731
+    assert sorted(p.name for p in ckpt_dir.iterdir()) == ["best.ckpt", "last.ckpt"]
+    assert load("best.ckpt")["epoch"] == 0
+    last = load("last.ckpt")
+    assert last["epoch"] == 2 and last["global_step"] == 3 * (TRAIN_VIDEOS // BATCH)
+
+
 def test_sync_batchnorm_flag_is_refused(dataset, tmp_path):
     with pytest.raises(ValueError, match="sync_batchnorm"):
         _run("fit", "bn", dataset, tmp_path / "runs", "--trainer.sync_batchnorm", "true")

@@ -7,7 +7,11 @@ The parser knows ``base`` as a plain string, so ``--print_config`` shows which b
 by the fully merged config.
 
 Besides the trainer, model and data sections, every subcommand has:
-    checkpoint: ModelCheckpoint (last.ckpt + best.ckpt by val/top1) in <run dir>/checkpoints
+    checkpoint: ModelCheckpoint, best.ckpt by val/top1, in <run dir>/checkpoints
+    last_checkpoint: ModelCheckpoint, last.ckpt after every epoch, in the same folder. Lightning >= 2.6 writes
+        ``save_last=True``'s last.ckpt only when a top-k checkpoint is saved at the same step, so with
+        ``save_top_k=1`` it was a copy of best.ckpt: ``--ckpt_path last`` resumed from the best epoch, not
+        the latest, and tested a model that was not the final one. A monitor-less checkpoint saves every epoch.
     precise_bn: PreciseBN (200 batches; a no-op for models without trainable BN)
     cpu_threads: CpuThreads (on CPU, torch threads = cores - data workers; ``--cpu_threads.enabled false``)
 The run directory and W&B run id are set here from the config (see ``videonorm.wandb_setup``), so
@@ -119,9 +123,18 @@ class VideonormCLI(LightningCLI):
             {
                 "checkpoint.monitor": "val/top1",
                 "checkpoint.mode": "max",
-                "checkpoint.save_last": True,
+                "checkpoint.save_last": False,  # see last_checkpoint
                 "checkpoint.save_top_k": 1,
                 "checkpoint.filename": "best",  # one best.ckpt, replaced when val/top1 improves
+            }
+        )
+        parser.add_lightning_class_args(ModelCheckpoint, "last_checkpoint")
+        parser.set_defaults(
+            {
+                "last_checkpoint.monitor": None,
+                "last_checkpoint.save_top_k": 1,
+                "last_checkpoint.filename": "last",  # one last.ckpt, replaced after every epoch
+                "last_checkpoint.enable_version_counter": False,  # never last-v1.ckpt beside an old last.ckpt
             }
         )
         parser.add_lightning_class_args(PreciseBN, "precise_bn")
@@ -155,6 +168,7 @@ class VideonormCLI(LightningCLI):
         directory = wandb_setup.run_dir(cfg.trainer.get("default_root_dir") or "runs", group, name)
         ckpt_dir = Path(cfg.checkpoint.get("dirpath") or directory / wandb_setup.CHECKPOINT_DIR)
         cfg.checkpoint.dirpath = str(ckpt_dir)
+        cfg.last_checkpoint.dirpath = cfg.last_checkpoint.get("dirpath") or str(ckpt_dir)
         ckpt_path = cfg.get("ckpt_path")
         if subcommand != "fit" and ckpt_path in ("best", "last"):
             found = sorted(ckpt_dir.glob(f"{ckpt_path}*.ckpt"), key=lambda p: p.stat().st_mtime)
