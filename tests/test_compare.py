@@ -397,7 +397,7 @@ def test_real_fit_runs_table_matches_what_they_logged(fitted, tmp_path, capsys):
         assert float(row["top1"]) == pytest.approx(top1) and float(row["top5"]) == pytest.approx(top5)
         # Lightning's checkpoint callback kept the same best val/top1 (its best.ckpt)
         ckpt = torch.load(run_dir / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=False)
-        (state,) = [v for k, v in ckpt["callbacks"].items() if k.startswith("ModelCheckpoint")]
+        (state,) = [v for k, v in ckpt["callbacks"].items() if k.startswith("ModelCheckpoint") and "val/top1" in k]
         assert 100 * float(state["best_model_score"]) == pytest.approx(top1, abs=1e-4)
         label = "GN (G=4)" if norm == "gn" else "BN"
         assert f"{top1:.1f} / {top5:.1f}" in next(line for line in md.splitlines() if line.startswith(f"| {label} |"))
