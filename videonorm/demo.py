@@ -24,7 +24,7 @@ from pathlib import Path
 DEMO_RUNS = ("bn_b8_8x2", "gn_b8_8x2", "bn_b4_8x2", "gn_b4_8x2")
 # The demo videos are tiny (short side <= 160 px): prepare them at a short side that the demo crops fit.
 DEMO_SHORT_SIDE = 80
-# Motion 2x the synth default: about 3 px per sampled frame in the 64 px crops, where the stem's 5x7x7 kernels
+# Motion 2x the synth default: 3-4 px per sampled frame in the 64 px crops, where the stem's 5x7x7 kernels
 # see it. With it the four demo runs reach 62-97% test top-1 in 10 epochs (chance 25%; README).
 DEMO_SPEED = 2.0
 
