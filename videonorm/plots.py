@@ -159,7 +159,7 @@ def plot_top1_vs_batch(
         ax.invert_xaxis()
     ax.set_xlabel("clips per device (batch size)")
     ax.set_ylabel(ylabel)
-    ax.set_title("Top-1 vs batch size (ours filled, paper hollow/dotted)")
+    ax.set_title("Top-1 vs batch size" + (" (ours filled, paper hollow/dotted)" if paper_points else ""))
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.02, 0.5))  # outside: never hides a line
     return _save(fig, path)
