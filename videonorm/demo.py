@@ -1,6 +1,6 @@
 """``videonorm demo``: the whole suite, end to end, on built-in synthetic data (CPU, a few minutes).
 
-    videonorm demo [--out demo_out] [--classes 2] [--per-class 100] [--epochs N]
+    videonorm demo [--out demo_out] [--classes 4] [--per-class 75] [--epochs N]
 
 1. ``kinetics-prep synth``: motion classes (shapes moving left/right/up/down...) as full-length "raw" videos
    plus annotation CSVs in the official Kinetics layout; ``kinetics-prep prepare``: trim, resize, manifests,
