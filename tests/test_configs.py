@@ -45,7 +45,9 @@ def test_config_parses_and_matches_its_name(path, capsys):
     cfg = _print_config(path, capsys)
     assert cfg["trainer"]["sync_batchnorm"] is False
     assert cfg["checkpoint"]["monitor"] == "val/top1" and cfg["checkpoint"]["mode"] == "max"
-    assert cfg["checkpoint"]["save_last"] is True
+    assert cfg["checkpoint"]["save_last"] is False  # last.ckpt comes from last_checkpoint, every epoch
+    last = cfg["last_checkpoint"]
+    assert (last["monitor"], last["filename"], last["save_top_k"]) == (None, "last", 1)
     assert cfg["trainer"]["logger"]["class_path"] == "videonorm.wandb_setup.WandbRunLogger"
     assert cfg["trainer"]["logger"]["init_args"]["group"] == path.parent.name
     match = NAME.search(path.name)
