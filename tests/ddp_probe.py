@@ -15,7 +15,7 @@ from torch import nn
 
 
 class Probe(pl.Callback):
-    """Record per-process batches, indices, BN statistics after the first step, and test views.
+    """Record per-process batches, indices, BN statistics after the first step, val clips and test views.
 
     Args:
         out_dir: Where the JSON files go.
@@ -24,7 +24,7 @@ class Probe(pl.Callback):
     def __init__(self, out_dir: str) -> None:
         super().__init__()
         self.out_dir = Path(out_dir)
-        self.record: dict[str, Any] = {"train_batch_sizes": [], "train_indices": [], "test_keys": []}
+        self.record: dict[str, Any] = {"train_batch_sizes": [], "train_indices": [], "test_keys": [], "val_indices": []}
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
         if trainer.current_epoch == 0:
@@ -37,6 +37,10 @@ class Probe(pl.Callback):
             self.record["bn_type"] = type(bn).__name__
             self.record["bn_running_mean"] = bn.running_mean.tolist()
             self.record["bn_running_var"] = bn.running_var.tolist()
+
+    def on_validation_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        if trainer.current_epoch == 0 and not trainer.sanity_checking:
+            self.record["val_indices"] += batch["index"].tolist()
 
     def on_test_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
         self.record["test_keys"] += [[int(i), int(v)] for i, v in zip(batch["index"], batch["view"])]

@@ -1,5 +1,5 @@
 """Two-process DDP on CPU (gloo) through the real CLI: per-device batches, disjoint shards, per-device BN
-statistics, and video-level test metrics that count each video once although the sampler pads.
+statistics, and validation and video-level test metrics that count each video once although the sampler pads.
 
 Each run is ``python -m videonorm ...`` in a subprocess (Lightning's DDP launcher re-runs that command for
 rank 1); ``tests/ddp_probe.py`` makes every process write what it saw to a JSON file.
@@ -62,7 +62,9 @@ def _records(out: Path, stage: str) -> list[dict]:
 
 def test_ddp_shards_batches_bn_stats_and_test_dedup(dataset, tmp_path):
     out = tmp_path / "bn"
-    _videonorm("fit", "bn", dataset, out, "--trainer.max_epochs", "1", "--precise_bn.num_batches", "1")
+    # validate on the 3 test videos: DistributedSampler pads them to 4 clips, 2 per rank
+    _videonorm("fit", "bn", dataset, out, "--trainer.max_epochs", "1", "--precise_bn.num_batches", "1",
+               "--data.val_manifest", "test.txt")
     fit = _records(out, "fit")
     assert [r["world_size"] for r in fit] == [2, 2]
     # each process: batch_size clips per step, TRAIN_VIDEOS / 2 clips per epoch
@@ -75,6 +77,14 @@ def test_ddp_shards_batches_bn_stats_and_test_dedup(dataset, tmp_path):
     assert not torch.allclose(torch.tensor(fit[0]["bn_running_mean"]), torch.tensor(fit[1]["bn_running_mean"]))
     # ... until precise BN, before the last validation, averaged its statistics over both processes
     torch.testing.assert_close(torch.tensor(fit[0]["bn_final_running_mean"]), torch.tensor(fit[1]["bn_final_running_mean"]))
+    # validation: one padded duplicate clip, counted once; the same accuracy on both ranks, in thirds
+    val_indices = fit[0]["val_indices"] + fit[1]["val_indices"]
+    assert len(val_indices) == TEST_VIDEOS + 1 and len(set(val_indices)) == TEST_VIDEOS
+    for r in fit:
+        assert r["metrics"]["val/videos"] == TEST_VIDEOS
+        assert r["metrics"]["val/top1"] == fit[0]["metrics"]["val/top1"]
+        assert TEST_VIDEOS * r["metrics"]["val/top1"] == pytest.approx(round(TEST_VIDEOS * r["metrics"]["val/top1"]))
+        assert 0.0 <= r["metrics"]["val/top1"] <= r["metrics"]["val/top5"] <= 1.0
 
     _videonorm("test", "bn", dataset, out, "--ckpt_path", "last", "--data.test_clips", "1",
                "--data.test_crops", str(TEST_CROPS))

@@ -121,3 +121,21 @@ def test_frozen_bn_stays_frozen_through_a_fit(tmp_path):
     for key, value in before.items():
         assert torch.equal(value, after[key]), key
     assert all(not any(True for _ in m.parameters()) for m in frozen)  # buffers only: nothing to optimize
+
+
+def test_validation_top1_top5_match_the_models_predictions(tmp_path):
+    pl.seed_everything(0)
+    module = VideoClassifier(norm="gn", **{**TINY, "num_classes": 7})  # 7 classes: top-5 is not trivially 1
+    with torch.no_grad():  # a classifier with spread-out logits
+        module.model.blocks[-1].proj.weight.normal_(0, 1.0)
+    data = _RandomClips(12, 7)
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                         default_root_dir=tmp_path)
+    (metrics,) = trainer.validate(module, DataLoader(data, batch_size=5))  # 3 batches, the last one short
+    module.eval()
+    with torch.no_grad():
+        top = module(data.video).topk(5, dim=1).indices
+    assert metrics["val/videos"] == 12
+    assert 0 < metrics["val/top1"] < metrics["val/top5"] < 1, metrics
+    assert metrics["val/top1"] == pytest.approx((top[:, 0] == data.label).float().mean().item())
+    assert metrics["val/top5"] == pytest.approx((top == data.label[:, None]).any(dim=1).float().mean().item())

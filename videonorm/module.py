@@ -6,7 +6,8 @@ in its manifest, ``view`` (N,) view index, ``skipped`` (N,) broken videos skippe
 Logged metrics (fractions in [0, 1]):
     train/loss, train/top1, train/top5, train/lr   every step
     train/loss_epoch, train/top1_epoch             per epoch (mean over the epoch, all devices)
-    val/loss, val/top1, val/top5                   per epoch, single center clip per video
+    val/loss, val/top1, val/top5                   per epoch, single center clip per video; top-1/top-5 count
+                                                   each video once across devices; plus val/videos
     test/top1, test/top5                           video level: softmax averaged over each video's views,
                                                    each video counted once across devices; plus
                                                    test/videos, test/views_per_video, test/clip_top1
@@ -160,8 +161,7 @@ class VideoClassifier(pl.LightningModule):
         self.top_k = min(5, num_classes)  # top-5 is undefined with fewer than 5 classes (tiny demos)
         self.train_loss_epoch = MeanMetric()
         self.train_top1_epoch = MulticlassAccuracy(num_classes, top_k=1, average="micro")
-        self.val_top1 = MulticlassAccuracy(num_classes, top_k=1, average="micro")
-        self.val_top5 = MulticlassAccuracy(num_classes, top_k=self.top_k, average="micro")
+        self._val_hits: list[Tensor] = []  # validation: (index, top-1 hit, top-k hit) rows per batch
         self._views: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []  # test: (index, view, label, probs)
 
     def forward(self, video: Tensor) -> Tensor:
@@ -207,17 +207,40 @@ class VideoClassifier(pl.LightningModule):
         self._log_skipped(batch, "data/skipped_videos")
         return loss
 
+    # ---- validation: clip-level accuracy, each video counted once over all ranks --------------------------
+    def on_validation_epoch_start(self) -> None:
+        self._val_hits = []
+
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         video, label = batch["video"], batch["label"]
         logits = self(video)
         loss = F.cross_entropy(logits, label)
-        self.val_top1.update(logits, label)
-        self.val_top5.update(logits, label)
+        top = logits.topk(self.top_k, dim=1).indices  # (N, k)
+        hits = torch.stack([batch["index"].long(), top[:, 0] == label, (top == label[:, None]).any(dim=1)], dim=1)
+        self._val_hits.append(hits.long().cpu())
         n = label.shape[0]
+        # the loss is a mean over batches, the sampler's padded duplicates included (at most world-1 clips)
         self.log("val/loss", loss, on_step=False, on_epoch=True, sync_dist=True, batch_size=n, prog_bar=True)
-        self.log("val/top1", self.val_top1, on_step=False, on_epoch=True, prog_bar=True)
-        self.log("val/top5", self.val_top5, on_step=False, on_epoch=True)
         self._log_skipped(batch, "data/skipped_videos_val")
+
+    def on_validation_epoch_end(self) -> None:
+        """val/top1, val/top5 over the unique val videos: DistributedSampler pads the last shard with repeats."""
+        rows = torch.cat(self._val_hits) if self._val_hits else torch.zeros(0, 3, dtype=torch.long)
+        self._val_hits = []
+        seen: set[int] = set()
+        top1 = topk = 0
+        for rows_r in _gather_rows(rows, self.trainer.strategy):
+            for index, hit1, hitk in rows_r.tolist():
+                if index not in seen:
+                    seen.add(index)
+                    top1, topk = top1 + hit1, topk + hitk
+        if not seen:
+            return  # e.g. limit_val_batches=0
+        n = len(seen)
+        # identical on every rank (gathered rows): sync_dist only keeps Lightning from warning
+        self.log("val/top1", top1 / n, on_step=False, on_epoch=True, sync_dist=True, prog_bar=True)
+        self.log("val/top5", topk / n, on_step=False, on_epoch=True, sync_dist=True)
+        self.log("val/videos", float(n), on_step=False, on_epoch=True, sync_dist=True)
 
     def _accuracy(self, logits: Tensor, label: Tensor, k: int) -> Tensor:
         return multiclass_accuracy(logits.detach(), label, self.hparams.num_classes, top_k=k, average="micro")
