@@ -127,6 +127,15 @@ def test_last_ckpt_is_the_latest_epoch_even_when_val_does_not_improve(dataset, t
     assert last["epoch"] == 2 and last["global_step"] == 3 * (TRAIN_VIDEOS // BATCH)
 
 
+def test_fit_with_repeated_augmentation(dataset, tmp_path):
+    runs = tmp_path / "runs"
+    _run("fit", "gn", dataset, runs, "--trainer.max_epochs", "1", "--data.repeat_aug", "2")
+    last = torch.load(runs / "demo" / "i3d_r50-gn-g4-w8-b4-8x2-ra2" / "checkpoints" / "last.ckpt",
+                      map_location="cpu", weights_only=False)
+    # every video once per epoch, 2 videos x 2 clips per step: twice the steps of repeat_aug 1
+    assert last["global_step"] == 2 * (TRAIN_VIDEOS // BATCH)
+
+
 def test_sync_batchnorm_flag_is_refused(dataset, tmp_path):
     with pytest.raises(ValueError, match="sync_batchnorm"):
         _run("fit", "bn", dataset, tmp_path / "runs", "--trainer.sync_batchnorm", "true")

@@ -224,6 +224,31 @@ def test_datamodule_batches_through_workers(dataset):
     assert test[0]["video"].shape == (2, 3, 4, 48, 48)
 
 
+def test_repeated_augmentation_k_clips_of_one_window(dataset):
+    torch.manual_seed(0)
+    ds = VideoDataset(dataset["root"], dataset["manifests"]["train"], "train", repeat_aug=3, **SMALL)
+    item = ds[0]
+    assert item["video"].shape == (3, 3, 4, 40, 40) and item["video"].dtype == torch.float32
+    assert ds.attempts == 1  # one decode for the k clips
+    clips = item["video"]
+    assert not (torch.equal(clips[0], clips[1]) and torch.equal(clips[1], clips[2]))  # k augmentations
+    assert not any(is_blank(clip) for clip in clips)
+
+
+def test_datamodule_repeat_aug_keeps_clips_per_device(dataset):
+    dm = datamodule(dataset["root"], batch_size=4, repeat_aug=2, num_workers=1)
+    dm.setup("fit")
+    batches = list(dm.train_dataloader())
+    assert len(batches) == 3  # 6 videos, 2 videos x 2 clips per batch: every video once per epoch
+    for batch in batches:
+        assert batch["video"].shape == (4, 3, 4, 40, 40)
+        assert batch["index"][0::2].tolist() == batch["index"][1::2].tolist()  # a video's clips are adjacent
+        assert batch["label"][0::2].tolist() == batch["label"][1::2].tolist()
+        assert batch["skipped"][1::2].tolist() == [0, 0]  # broken-video counts stay on the first copy
+    assert sorted(torch.cat([b["index"][0::2] for b in batches]).tolist()) == list(range(6))
+    assert next(iter(dm.val_dataloader()))["video"].shape == (4, 3, 4, 40, 40)  # val: one clip per video
+
+
 def test_datamodule_epochs_random_but_reproducible_under_seed_everything(dataset):
     def two_epochs():
         seed_everything(123)
@@ -287,8 +312,10 @@ def test_datamodule_setup_errors(dataset, tmp_path):
         datamodule(root, train_manifest="nope.txt").setup("fit")
     with pytest.raises(FileNotFoundError, match="classes file"):
         datamodule(root, classes_file="nope.txt")
-    with pytest.raises(ValueError, match="repeat_aug"):
-        datamodule(root, repeat_aug=2)
+    with pytest.raises(ValueError, match="repeat_aug=3 must be >= 1 and divide batch_size=2"):
+        datamodule(root, repeat_aug=3)
+    with pytest.raises(ValueError, match="1 outside train mode"):
+        VideoDataset(root, dataset["manifests"]["val"], "val", repeat_aug=2, **SMALL)
 
 
 def test_datamodule_from_jsonargparse(dataset):

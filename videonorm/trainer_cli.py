@@ -159,6 +159,7 @@ class VideonormCLI(LightningCLI):
             num_frames=cfg.data.num_frames,
             sampling_rate=cfg.data.sampling_rate,
             seed=cfg.get("seed_everything"),
+            repeat_aug=cfg.data.get("repeat_aug") or 1,
         )
         loggers = _wandb_logger_configs(cfg.trainer.get("logger"))
         group = next((_logger_arg(lg, "group") for lg in loggers if _logger_arg(lg, "group")), None)

@@ -9,10 +9,11 @@ checkpoint of an interrupted run and the resumed run continues the same W&B run 
         wandb/offline-run-*/   offline runs (``wandb sync`` them later); online runs keep their local copy here too
         checkpoints/last.ckpt, checkpoints/best.ckpt   (best by val/top1)
 
-Run name: ``{arch}-{norm}[-g{groups}][-w{width}]-b{batch}-{frames}x{rate}[-s{seed}]``, for example
+Run name: ``{arch}-{norm}[-g{groups}][-w{width}]-b{batch}-{frames}x{rate}[-ra{k}][-s{seed}]``, for example
 ``i3d_r50-gn-b4-32x2`` (the paper's GN, 4 clips per device, 32 frames at stride 2). ``-g`` appears only for
-norms that use groups and a group count other than 32, ``-w`` only for widths other than 64, ``-s`` only for
-seeds other than 0, so the paper's grid keeps its short names and seed repeats never share a directory.
+norms that use groups and a group count other than 32, ``-w`` only for widths other than 64, ``-ra`` only for
+repeated augmentation (``data.repeat_aug`` > 1), ``-s`` only for seeds other than 0, so the paper's grid keeps
+its short names and seed repeats never share a directory.
 
 W&B run config: the merged CLI config flattened to dot-separated keys (``model.norm``, ``data.batch_size``,
 ``trainer.devices``, ``seed_everything``...) plus ``world_size``, ``effective_batch_size`` (clips per optimizer
@@ -180,6 +181,7 @@ def run_name(
     num_frames: int,
     sampling_rate: int,
     seed: int | bool | None = 0,
+    repeat_aug: int = 1,
 ) -> str:
     """Name of a run, e.g. ``i3d_r50-gn-b4-32x2`` (format in the module docstring).
 
@@ -193,6 +195,7 @@ def run_name(
         num_frames: ``data.num_frames``.
         sampling_rate: ``data.sampling_rate``.
         seed: ``seed_everything``; an int other than 0 adds ``-s{seed}``.
+        repeat_aug: ``data.repeat_aug``; k > 1 adds ``-ra{k}``.
     """
     parts = [arch_token(arch, depth), norm]
     if norm_groups != DEFAULT_GROUPS and uses_groups(norm):
@@ -200,6 +203,8 @@ def run_name(
     if width != DEFAULT_WIDTH:
         parts.append(f"w{width}")
     parts += [f"b{batch_size}", f"{num_frames}x{sampling_rate}"]
+    if repeat_aug > 1:
+        parts.append(f"ra{repeat_aug}")
     if isinstance(seed, int) and not isinstance(seed, bool) and seed != 0:
         parts.append(f"s{seed}")
     return "-".join(parts)

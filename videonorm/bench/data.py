@@ -25,7 +25,8 @@ Tables (printed as Markdown, saved in ``--out`` as ``data_<table>.csv`` and all 
         transforms do not import with torchvision >= 0.17): uniform temporal subsample to 32 frames, /255,
         normalize, random short-side scale in [256, 320] (bilinear, no antialias, as pytorchvideo's
         ``short_side_scale``), random crop 224, flip, all on float;
-      - ``videonorm-repeat-window`` (k clips from one decoded window, k random crops/flips) and
+      - ``videonorm-repeat-window`` (k clips from one decoded window, k random crops/flips: what
+        ``data.repeat_aug=k`` does) and
         ``videonorm-repeat-video`` (k random windows of one video, decoded in one open): repeated
         augmentation, counted as k clips per call.
 
