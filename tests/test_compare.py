@@ -213,6 +213,21 @@ def test_seed_cells_report_other_config_differences_and_no_paper_for_tiny_models
     assert "no cell matches the paper's setting" in md and "| GN (G=32) | 73.0 / 90.6 |" in md
 
 
+def test_repeated_augmentation_is_its_own_column_without_the_papers_numbers():
+    plain = kinetics_config("gn", 4, 32, 2)
+    ra2 = {**plain, "data.repeat_aug": 2, "seed_everything": 1}
+    comp = compare.build_comparison([_run("plain", plain, [(0.70, 0.90)]), _run("ra2", ra2, [(0.60, 0.85)])],
+                                    metric="val")
+    cells = {c.setting.repeat_aug: c for c in comp.cells}
+    assert set(cells) == {1, 2} and cells[1].n == cells[2].n == 1  # not aggregated as seeds of one cell
+    assert cells[1].paper is not None and cells[2].paper is None  # the paper has no repeated augmentation
+    assert cells[2].top1[0] == pytest.approx(60.0)
+    md = compare.report_markdown(comp)
+    assert "| norm | 4 (32f) | 4 (32f) paper | 4 (32f) Δ | 4 (32f, ra2) |" in md
+    assert "| GN (G=32) | 70.0 / 90.0 | 72.8 / 90.6 | -2.8 / -0.6 | 60.0 / 85.0 |" in md
+    assert [row["repeat_aug"] for row in compare.csv_rows(comp)] == [1, 2]
+
+
 def test_runs_that_cannot_be_placed_are_listed():
     good = _run("good", {"model.norm": "gn", "model.norm_groups": 4, "model.width": 8, "data.batch_size": 2,
                          "data.num_frames": 8, "dataset.hash": "d"}, [(0.5, 0.9)])

@@ -54,6 +54,7 @@ class Setting:
     batch_size: int
     num_frames: int
     sampling_rate: int | None
+    repeat_aug: int = 1  # data.repeat_aug: k clips per decoded window (repeated augmentation)
 
 
 @dataclass
@@ -133,6 +134,7 @@ def run_setting(run: RunData) -> Setting:
         batch_size=int(c["data.batch_size"]),
         num_frames=int(c["data.num_frames"]),
         sampling_rate=_int_or_none(c.get("data.sampling_rate")),
+        repeat_aug=_int_or_none(c.get("data.repeat_aug")) or 1,
     )
 
 
@@ -292,7 +294,7 @@ def _aggregate(setting: Setting, results: list[RunResult], metric: str) -> Cell:
     cell = Cell(setting, results, top1=_mean_std([p[0] for p in pairs]))
     if all(p[1] is not None for p in pairs):
         cell.top5 = _mean_std([p[1] for p in pairs])
-    cell.paper = paper.paper_result(
+    cell.paper = None if setting.repeat_aug > 1 else paper.paper_result(
         setting.norm, setting.norm_groups, setting.batch_size, setting.num_frames,
         setting.sampling_rate if setting.sampling_rate is not None else -1,
         depth=setting.depth if setting.depth is not None else -1,
@@ -315,10 +317,12 @@ def row_label(s: Setting) -> str:
 
 
 def column_label(s: Setting) -> str:
-    """``8 (32f)``; with the stride when it is not the paper's for that length (``8 (8f x4)``)."""
+    """``8 (32f)``; with the stride when it is not the paper's for that length (``8 (8f x4)``), and the
+    repeated augmentation when there is one (``8 (32f, ra2)``)."""
     usual = {32: 2, 64: 1}.get(s.num_frames)
     stride = "" if s.sampling_rate is None or s.sampling_rate == usual else f" x{s.sampling_rate}"
-    return f"{s.batch_size} ({s.num_frames}f{stride})"
+    repeat = f", ra{s.repeat_aug}" if s.repeat_aug > 1 else ""
+    return f"{s.batch_size} ({s.num_frames}f{stride}{repeat})"
 
 
 def arch_label(depth: int | None, width: int | None) -> str:
@@ -332,7 +336,13 @@ def _row_key(s: Setting) -> tuple:
 
 
 def _col_key(s: Setting) -> tuple:
-    return (-s.batch_size, s.num_frames, -(s.sampling_rate or 0))  # the paper's order: 8 (32f), 4 (32f), 4 (64f)
+    # the paper's order: 8 (32f), 4 (32f), 4 (64f); repeated augmentation after the plain column
+    return (-s.batch_size, s.num_frames, -(s.sampling_rate or 0), s.repeat_aug)
+
+
+def _column(s: Setting) -> tuple:
+    """The table column of a cell: clips per device, frames, stride, repeated augmentation."""
+    return (s.batch_size, s.num_frames, s.sampling_rate, s.repeat_aug)
 
 
 def _fmt(value: tuple[float, float | None] | None) -> str:
@@ -362,12 +372,9 @@ def markdown_table(comp: Comparison) -> str:
     archs = sorted({(s.depth or 0, s.width or 0) for s in settings})
     rows = sorted({(s.depth, s.width, s.norm, s.norm_groups) for s in settings},
                   key=lambda r: _row_key(Setting(r[0], r[1], r[2], r[3], 0, 0, 0)))
-    cols = sorted({(s.batch_size, s.num_frames, s.sampling_rate) for s in settings},
-                  key=lambda c: _col_key(Setting(None, None, "", None, *c)))
-    by_key = {(s.depth, s.width, s.norm, s.norm_groups, s.batch_size, s.num_frames, s.sampling_rate): c
-              for s, c in zip(settings, comp.cells)}
-    with_paper = {col for col in cols if any(c.paper for c in comp.cells
-                                             if (c.setting.batch_size, c.setting.num_frames, c.setting.sampling_rate) == col)}
+    cols = sorted({_column(s) for s in settings}, key=lambda c: _col_key(Setting(None, None, "", None, *c)))
+    by_key = {(s.depth, s.width, s.norm, s.norm_groups, *_column(s)): c for s, c in zip(settings, comp.cells)}
+    with_paper = {_column(c.setting) for c in comp.cells if c.paper}
     header = ["norm"]
     for col in cols:
         label = column_label(Setting(None, None, "", None, *col))
@@ -454,7 +461,8 @@ def report_markdown(comp: Comparison, title: str = "videonorm compare") -> str:
     return "\n".join(parts) + "\n"
 
 
-CSV_FIELDS = ("norm", "norm_groups", "depth", "width", "batch_size", "num_frames", "sampling_rate", "metric", "n",
+CSV_FIELDS = ("norm", "norm_groups", "depth", "width", "batch_size", "num_frames", "sampling_rate", "repeat_aug",
+              "metric", "n",
               "top1", "top1_std", "top5", "top5_std", "paper_top1", "paper_top5", "diff_top1", "diff_top5",
               "dataset_hash", "runs")
 
@@ -468,7 +476,7 @@ def csv_rows(comp: Comparison) -> list[dict[str, Any]]:
         rows.append({
             "norm": s.norm, "norm_groups": s.norm_groups, "depth": s.depth, "width": s.width,
             "batch_size": s.batch_size, "num_frames": s.num_frames, "sampling_rate": s.sampling_rate,
-            "metric": comp.metric, "n": cell.n,
+            "repeat_aug": s.repeat_aug, "metric": comp.metric, "n": cell.n,
             "top1": cell.top1[0], "top1_std": cell.top1[1], "top5": top5[0], "top5_std": top5[1],
             "paper_top1": p.top1 if p else None, "paper_top5": p.top5 if p else None,
             "diff_top1": cell.top1[0] - p.top1 if p else None,
@@ -514,20 +522,22 @@ def make_plots(comp: Comparison, out: Path) -> list[Path]:
         runs = [[(e, 100.0 - acc) for e, acc in r.curve] for r in cell.results if r.curve]
         if runs:
             s = cell.setting
-            label = f"{row_label(s)}, {s.batch_size} clips/dev, {s.num_frames}f" + (f" (n={len(runs)})" if len(runs) > 1 else "")
+            label = (f"{row_label(s)}, {s.batch_size} clips/dev, {s.num_frames}f"
+                     + (f", ra{s.repeat_aug}" if s.repeat_aug > 1 else "") + (f" (n={len(runs)})" if len(runs) > 1 else ""))
             curves.append(plots.Curve(label, paper.linestyle(s.norm), colors[_col_key(s)], runs, markers[row_label(s)]))
     points, paper_points = [], []
     for cell in comp.cells:
         s = cell.setting
-        key = f"{s.norm}/{s.norm_groups}/{s.num_frames}x{s.sampling_rate}"
-        series = f"{row_label(s)}, {s.num_frames}f" + (f" x{s.sampling_rate}" if s.sampling_rate else "")
+        key = f"{s.norm}/{s.norm_groups}/{s.num_frames}x{s.sampling_rate}/ra{s.repeat_aug}"
+        series = (f"{row_label(s)}, {s.num_frames}f" + (f" x{s.sampling_rate}" if s.sampling_rate else "")
+                  + (f", ra{s.repeat_aug}" if s.repeat_aug > 1 else ""))
         points.append(plots.Point(series, key, s.batch_size, cell.top1[0], cell.top1[1], cell.n))
     # The paper's points for every (norm, frames) line that has at least one cell it can be compared with.
     lines_with_paper = {(c.paper.norm, c.paper.num_frames, c.paper.sampling_rate): c.setting for c in comp.cells if c.paper}
     for r in paper.KINETICS_RESULTS:
         s = lines_with_paper.get((r.norm, r.num_frames, r.sampling_rate))
         if s is not None:
-            key = f"{s.norm}/{s.norm_groups}/{s.num_frames}x{s.sampling_rate}"
+            key = f"{s.norm}/{s.norm_groups}/{s.num_frames}x{s.sampling_rate}/ra{s.repeat_aug}"
             paper_points.append(plots.Point(f"{row_label(s)}, {r.num_frames}f x{r.sampling_rate}, paper", key,
                                             r.batch_size, r.top1))
     paths = []
