@@ -11,6 +11,9 @@ Files on disk (see ``data_prep``)::
     {"video": float32 (3, T, H, W), "label": int, "index": int (video's row in the manifest),
      "view": int (0 in train/val; clip * test_crops + crop in test), "skipped": int}
 
+(With ``repeat_aug=k`` a train item's video is (k, 3, T, H, W) and :func:`collate_repeated` makes batches of
+clips again.)
+
 Modes: ``train`` one random clip + random augmentation per video; ``val`` the center clip, center crop;
 ``test`` ``test_clips`` x ``test_crops`` views per video, item ``i`` = (video ``i // V``, view ``i % V``),
 ``V = test_clips * test_crops``, view ``v`` = clip ``v // test_crops``, crop ``v % test_crops``.
@@ -378,8 +381,9 @@ class KineticsDataModule(pl.LightningDataModule):
             flips of the same frames); must divide ``batch_size``. A batch then holds ``batch_size // k``
             videos x k clips, still ``batch_size`` clips per device, and an epoch visits every video once, so
             it has k times the steps (divide ``max_epochs`` by k to keep the number of clips). Decoding is the
-            dominant cost, so clips/s grows 1.6-1.8x at k=2 (bench/RESULTS.md). The k clips of a video share
-            BN's batch statistics: that changes the quantity this project studies, not GN.
+            dominant cost, so clips/s grows 1.6-1.8x at k=2 (bench/RESULTS.md). The k clips of a video land in
+            the same batch, so they share BN's batch statistics: that changes what BN sees (the quantity this
+            project studies), not what GN sees.
         seed: Seed of the replacement draws for broken videos.
     """
 
