@@ -22,6 +22,7 @@ with ``--ckpt_path last|best`` find the trained run's checkpoints and log into i
 from __future__ import annotations
 
 import importlib
+import logging
 import warnings
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,18 @@ class RunConfigCallback(SaveConfigCallback):
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
                 logger.log_hyperparams(params)
+
+
+class _NoAdverts(logging.Filter):
+    """Drops Lightning's "💡 Tip: ... try installing litlogger" line, printed at every Trainer's start."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip:")
+
+
+_LIGHTNING_INFO = logging.getLogger("pytorch_lightning.utilities.rank_zero")  # where rank_zero_info logs
+if not any(isinstance(f, _NoAdverts) for f in _LIGHTNING_INFO.filters):
+    _LIGHTNING_INFO.addFilter(_NoAdverts())
 
 
 class VideonormCLI(LightningCLI):
