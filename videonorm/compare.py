@@ -321,8 +321,17 @@ def column_label(s: Setting) -> str:
     repeated augmentation when there is one (``8 (32f, ra2)``)."""
     usual = {32: 2, 64: 1}.get(s.num_frames)
     stride = "" if s.sampling_rate is None or s.sampling_rate == usual else f" x{s.sampling_rate}"
-    repeat = f", ra{s.repeat_aug}" if s.repeat_aug > 1 else ""
-    return f"{s.batch_size} ({s.num_frames}f{stride}{repeat})"
+    return f"{s.batch_size} ({s.num_frames}f{stride}{_repeat_text(s)})"
+
+
+def _repeat_text(s: Setting) -> str:
+    """``, ra2`` for repeated augmentation, nothing without it."""
+    return f", ra{s.repeat_aug}" if s.repeat_aug > 1 else ""
+
+
+def _line_key(s: Setting) -> str:
+    """One line of the batch-size plot (ours and the paper's share it, and so its color): all but the batch size."""
+    return f"{s.norm}/{s.norm_groups}/{s.num_frames}x{s.sampling_rate}/ra{s.repeat_aug}"
 
 
 def arch_label(depth: int | None, width: int | None) -> str:
@@ -523,22 +532,20 @@ def make_plots(comp: Comparison, out: Path) -> list[Path]:
         if runs:
             s = cell.setting
             label = (f"{row_label(s)}, {s.batch_size} clips/dev, {s.num_frames}f"
-                     + (f", ra{s.repeat_aug}" if s.repeat_aug > 1 else "") + (f" (n={len(runs)})" if len(runs) > 1 else ""))
+                     + _repeat_text(s) + (f" (n={len(runs)})" if len(runs) > 1 else ""))
             curves.append(plots.Curve(label, paper.linestyle(s.norm), colors[_col_key(s)], runs, markers[row_label(s)]))
     points, paper_points = [], []
     for cell in comp.cells:
         s = cell.setting
-        key = f"{s.norm}/{s.norm_groups}/{s.num_frames}x{s.sampling_rate}/ra{s.repeat_aug}"
         series = (f"{row_label(s)}, {s.num_frames}f" + (f" x{s.sampling_rate}" if s.sampling_rate else "")
-                  + (f", ra{s.repeat_aug}" if s.repeat_aug > 1 else ""))
-        points.append(plots.Point(series, key, s.batch_size, cell.top1[0], cell.top1[1], cell.n))
+                  + _repeat_text(s))
+        points.append(plots.Point(series, _line_key(s), s.batch_size, cell.top1[0], cell.top1[1], cell.n))
     # The paper's points for every (norm, frames) line that has at least one cell it can be compared with.
     lines_with_paper = {(c.paper.norm, c.paper.num_frames, c.paper.sampling_rate): c.setting for c in comp.cells if c.paper}
     for r in paper.KINETICS_RESULTS:
         s = lines_with_paper.get((r.norm, r.num_frames, r.sampling_rate))
         if s is not None:
-            key = f"{s.norm}/{s.norm_groups}/{s.num_frames}x{s.sampling_rate}/ra{s.repeat_aug}"
-            paper_points.append(plots.Point(f"{row_label(s)}, {r.num_frames}f x{r.sampling_rate}, paper", key,
+            paper_points.append(plots.Point(f"{row_label(s)}, {r.num_frames}f x{r.sampling_rate}, paper", _line_key(s),
                                             r.batch_size, r.top1))
     paths = []
     if curves:
