@@ -35,10 +35,11 @@ from pathlib import Path
 
 from data_prep.annotations import read_annotations
 from data_prep.errors import InputError, ItemError
-from data_prep.io import partial_path, remove_stale_partials
 from data_prep.parallel import parallel_map
 from data_prep.raw import SOURCE_EXTS, index_sources
 from data_prep.report import SKIPPED, Outcome, Summary, attempt, report_path
+from data_prep.runner import run_step
+from videonorm.files import partial_path, remove_stale_partials
 
 DEFAULT_FORMAT = "bv*[height<=480][ext=mp4]/bv*[height<=480]/b[height<=480]/bv*/b"
 PERMANENT = ("removed", "private", "unavailable")
@@ -270,9 +271,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m data_prep.download``: same as ``kinetics-prep download``."""
-    from data_prep.cli import run_step
-
-    return run_step("download", argv)
+    return run_step(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":

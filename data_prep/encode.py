@@ -13,6 +13,7 @@ same without metadata. Timestamps are taken relative to the container start, as 
 
 from __future__ import annotations
 
+import argparse
 import functools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,8 +25,9 @@ import numpy as np
 from av.video.frame import PictureType
 
 from data_prep.errors import ItemError
-from data_prep.io import atomic_path
-from data_prep.report import Flag, Outcome, attempt
+from data_prep.parallel import parallel_map
+from data_prep.report import Flag, Outcome, Summary, attempt
+from videonorm.files import atomic_path
 
 _MAX_FPS = 240
 
@@ -300,3 +302,27 @@ def _encode_and_check(job: EncodeJob) -> Flag | None:
 def run_encode_job(job: EncodeJob) -> Outcome:
     """Encode one file and report the outcome (worker function of ``trim`` and ``resize``)."""
     return attempt(job.key, job.fields, functools.partial(_encode_and_check, job))
+
+
+def add_encode_arguments(parser: argparse.ArgumentParser) -> None:
+    """Encoder and parallelism options shared by ``trim``, ``resize`` and ``prepare``."""
+    parser.add_argument("--short-side", type=int, default=256, help="output short side in pixels; 0 keeps the size")
+    parser.add_argument("--gop", type=int, default=16, help="frames between key frames; 0 = libx264 default (250)")
+    parser.add_argument("--crf", type=int, default=23, help="libx264 quality (lower = better, bigger)")
+    parser.add_argument("--preset", default="fast", help="libx264 preset")
+    parser.add_argument("--keep-audio", action="store_true", help="keep the audio (AAC); dropped by default")
+    parser.add_argument("--min-duration", type=float, default=2.0,
+                        help="flag outputs shorter than this many seconds")
+    parser.add_argument("--jobs", type=int, default=1, help="parallel worker processes")
+
+
+def settings_from(args: argparse.Namespace) -> EncodeSettings:
+    """EncodeSettings from parsed ``add_encode_arguments`` options (one codec thread per job if jobs > 1)."""
+    return EncodeSettings(short_side=args.short_side, gop=args.gop, crf=args.crf, preset=args.preset,
+                          keep_audio=args.keep_audio, threads=1 if args.jobs > 1 else 0)
+
+
+def encode_all(summary: Summary, jobs_list: list[EncodeJob], jobs: int, desc: str) -> None:
+    """Run encode jobs in parallel and record their outcomes (shared by ``trim`` and ``resize``)."""
+    for outcome in parallel_map(run_encode_job, jobs_list, jobs=jobs, desc=desc):
+        summary.add(outcome)

@@ -5,6 +5,8 @@ Usage::
     kinetics-prep manifest ANNOTATIONS.csv --videos VIDEOS_DIR --out MANIFEST \\
         [--root ROOT] [--classes CLASSES.txt] [--split NAME]
 
+Formats and their rules: :mod:`videonorm.data.manifest` (one parser for ``kinetics-prep`` and training).
+
 - One line per annotated segment whose video ``VIDEOS_DIR/{youtube_id}_{start:06d}_{end:06d}.mp4``
   exists, in CSV order: its path relative to ``ROOT`` (default: the manifest's folder, the dataset root
   that videonorm's data module takes) and its class index. ``VIDEOS_DIR`` must lie under ``ROOT``.
@@ -24,76 +26,14 @@ import argparse
 import os
 import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from data_prep.annotations import SEGMENT_COLUMNS, Segment, read_annotations
 from data_prep.errors import InputError
-from data_prep.io import remove_stale_partials, write_text_atomic
 from data_prep.report import DONE, FAILED, Outcome, Summary, read_report, report_path
-
-CLASSES_FILE = "classes.txt"
-
-
-@dataclass(frozen=True)
-class ManifestEntry:
-    """One manifest line: a video path relative to the dataset root and its class index."""
-
-    path: str
-    label: int
-    line: int = 0
-
-
-def read_manifest(path: Path) -> list[ManifestEntry]:
-    """Parse ``relative/path.mp4 <int label>`` lines (blank lines ignored).
-
-    Raises:
-        InputError: missing file or malformed lines (all listed, each with file and line).
-    """
-    if not path.is_file():
-        raise InputError(f"{path}: manifest not found")
-    entries, errors = [], []
-    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not raw.strip():
-            continue
-        parts = raw.rsplit(maxsplit=1)  # the label is the last field; paths may contain spaces
-        if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
-            errors.append(f"{path}:{number}: expected 'relative/path.mp4 <int label>', got {raw!r}")
-            continue
-        entries.append(ManifestEntry(parts[0], int(parts[1]), number))
-    if errors:
-        raise InputError(f"{len(errors)} bad line(s) in {path}:\n  " + "\n  ".join(errors[:50]))
-    return entries
-
-
-def manifest_text(entries: Iterable[ManifestEntry]) -> str:
-    """The manifest file contents for ``entries``."""
-    return "".join(f"{e.path} {e.label}\n" for e in entries)
-
-
-def read_classes(path: Path) -> list[str]:
-    """Class names, one per line (line i = label i).
-
-    Raises:
-        InputError: missing file, empty name or a name listed twice (with file and line).
-    """
-    if not path.is_file():
-        raise InputError(f"{path}: class list not found")
-    classes: list[str] = []
-    seen: dict[str, int] = {}
-    errors = []
-    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        name = raw.strip()
-        if not name:
-            errors.append(f"{path}:{number}: empty class name")
-        elif name in seen:
-            errors.append(f"{path}:{number}: class {name!r} already on line {seen[name]}")
-        else:
-            seen[name] = number
-            classes.append(name)
-    if errors:
-        raise InputError("bad class list:\n  " + "\n  ".join(errors))
-    return classes
+from data_prep.runner import run_step
+from videonorm.data.manifest import CLASSES_FILE, ManifestEntry, classes_text, manifest_text, read_classes
+from videonorm.files import remove_stale_partials, write_text_atomic
 
 
 def write_classes(path: Path, classes: Sequence[str]) -> None:
@@ -101,8 +41,9 @@ def write_classes(path: Path, classes: Sequence[str]) -> None:
 
     Raises:
         InputError: ``path`` exists with other classes.
+        ManifestError: a class name that could not be read back (empty, a line break).
     """
-    text = "".join(f"{c}\n" for c in classes)
+    text = classes_text(classes)
     if path.is_file() and path.read_text(encoding="utf-8") != text:
         raise InputError(f"{path} exists with a different class list; pass it with --classes to reuse it, "
                          "or delete it to start over")
@@ -228,9 +169,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m data_prep.manifest``: same as ``kinetics-prep manifest``."""
-    from data_prep.cli import run_step
-
-    return run_step("manifest", argv)
+    return run_step(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":

@@ -32,14 +32,16 @@ from pathlib import Path
 
 from data_prep.annotations import SEGMENT_COLUMNS, SPLITS, Segment, find_split_csv, read_annotations
 from data_prep.download import DownloadSettings, download
-from data_prep.encode import EncodeSettings
+from data_prep.encode import EncodeSettings, add_encode_arguments, settings_from
 from data_prep.errors import InputError
-from data_prep.io import remove_stale_partials, write_text_atomic
-from data_prep.manifest import CLASSES_FILE, build_manifest, check_labels, manifest_text, read_classes, write_classes
+from data_prep.manifest import build_manifest, check_labels, write_classes
 from data_prep.report import FAILED, FLAGGED, Summary
 from data_prep.resize import resize
-from data_prep.trim import add_encode_arguments, settings_from, trim
+from data_prep.runner import run_step
+from data_prep.trim import trim
 from data_prep.verify import check_entries
+from videonorm.data.manifest import CLASSES_FILE, manifest_text, read_classes
+from videonorm.files import remove_stale_partials, write_text_atomic
 
 # Split -> name of its video folder and manifest (videonorm reads train.txt and val.txt).
 SPLIT_NAMES = {"train": "train", "validate": "val", "test": "test"}
@@ -190,9 +192,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m data_prep.prepare``: same as ``kinetics-prep prepare``."""
-    from data_prep.cli import run_step
-
-    return run_step("prepare", argv)
+    return run_step(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":

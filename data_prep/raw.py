@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from data_prep.errors import InputError
-from data_prep.io import PARTIAL_TAG
+from videonorm.files import PARTIAL_TAG
 
 SOURCE_EXTS = (".mp4", ".webm", ".mkv")
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from data_prep.errors import ItemError
-from data_prep.io import write_csv_atomic
+from videonorm.files import write_csv_atomic
 
 DONE, SKIPPED, FAILED, FLAGGED = "done", "skipped", "failed", "flagged"
 REPORT_COLUMNS = ("status", "reason", "message")

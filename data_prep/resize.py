@@ -17,12 +17,12 @@ import sys
 from collections.abc import Collection
 from pathlib import Path
 
-from data_prep.encode import EncodeJob, EncodeSettings
+from data_prep.encode import EncodeJob, EncodeSettings, add_encode_arguments, encode_all, settings_from
 from data_prep.errors import InputError
-from data_prep.io import PARTIAL_TAG, remove_stale_partials
 from data_prep.raw import SOURCE_EXTS
 from data_prep.report import FLAGGED, SKIPPED, Outcome, Summary, report_path
-from data_prep.trim import add_encode_arguments, encode_all, settings_from
+from data_prep.runner import run_step
+from videonorm.files import PARTIAL_TAG, remove_stale_partials
 
 
 def resize(videos_dir: Path | str, out_dir: Path | str, settings: EncodeSettings = EncodeSettings(), *,
@@ -87,9 +87,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m data_prep.resize``: same as ``kinetics-prep resize``."""
-    from data_prep.cli import run_step
-
-    return run_step("resize", argv)
+    return run_step(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":

@@ -41,9 +41,10 @@ import av
 import numpy as np
 
 from data_prep.errors import InputError
-from data_prep.io import atomic_path, csv_text, remove_stale_partials, write_text_atomic
 from data_prep.parallel import parallel_map
 from data_prep.report import SKIPPED, Outcome, Summary, attempt
+from data_prep.runner import run_step
+from videonorm.files import atomic_path, csv_text, remove_stale_partials, write_text_atomic
 
 
 @dataclass(frozen=True)
@@ -372,9 +373,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m data_prep.synth``: same as ``kinetics-prep synth``."""
-    from data_prep.cli import run_step
-
-    return run_step("synth", argv)
+    return run_step(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":

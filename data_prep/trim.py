@@ -25,35 +25,11 @@ import sys
 from pathlib import Path
 
 from data_prep.annotations import SEGMENT_COLUMNS, read_annotations
-from data_prep.encode import EncodeJob, EncodeSettings, run_encode_job
-from data_prep.io import remove_stale_partials
-from data_prep.parallel import parallel_map
+from data_prep.encode import EncodeJob, EncodeSettings, add_encode_arguments, encode_all, settings_from
 from data_prep.raw import SOURCE_EXTS, index_sources
 from data_prep.report import FAILED, FLAGGED, SKIPPED, Outcome, Summary, read_report, report_path
-
-
-def add_encode_arguments(parser: argparse.ArgumentParser) -> None:
-    """Encoder and parallelism options shared by ``trim``, ``resize`` and ``prepare``."""
-    parser.add_argument("--short-side", type=int, default=256, help="output short side in pixels; 0 keeps the size")
-    parser.add_argument("--gop", type=int, default=16, help="frames between key frames; 0 = libx264 default (250)")
-    parser.add_argument("--crf", type=int, default=23, help="libx264 quality (lower = better, bigger)")
-    parser.add_argument("--preset", default="fast", help="libx264 preset")
-    parser.add_argument("--keep-audio", action="store_true", help="keep the audio (AAC); dropped by default")
-    parser.add_argument("--min-duration", type=float, default=2.0,
-                        help="flag outputs shorter than this many seconds")
-    parser.add_argument("--jobs", type=int, default=1, help="parallel worker processes")
-
-
-def settings_from(args: argparse.Namespace) -> EncodeSettings:
-    """EncodeSettings from parsed ``add_encode_arguments`` options (one codec thread per job if jobs > 1)."""
-    return EncodeSettings(short_side=args.short_side, gop=args.gop, crf=args.crf, preset=args.preset,
-                          keep_audio=args.keep_audio, threads=1 if args.jobs > 1 else 0)
-
-
-def encode_all(summary: Summary, jobs_list: list[EncodeJob], jobs: int, desc: str) -> None:
-    """Run encode jobs in parallel and record their outcomes (shared by ``trim`` and ``resize``)."""
-    for outcome in parallel_map(run_encode_job, jobs_list, jobs=jobs, desc=desc):
-        summary.add(outcome)
+from data_prep.runner import run_step
+from videonorm.files import remove_stale_partials
 
 
 def trim(annotations: Path | str, raw_dir: Path | str, out_dir: Path | str,
@@ -125,9 +101,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m data_prep.trim``: same as ``kinetics-prep trim``."""
-    from data_prep.cli import run_step
-
-    return run_step("trim", argv)
+    return run_step(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":

@@ -27,10 +27,11 @@ from pathlib import Path
 import av
 
 from data_prep.errors import ItemError
-from data_prep.io import atomic_path, remove_stale_partials, write_text_atomic
-from data_prep.manifest import ManifestEntry, manifest_text, read_manifest
 from data_prep.parallel import parallel_map
 from data_prep.report import FAILED, Outcome, Summary, attempt
+from data_prep.runner import run_step
+from videonorm.data.manifest import ManifestEntry, manifest_text, read_manifest
+from videonorm.files import atomic_path, remove_stale_partials, write_text_atomic
 
 
 @dataclass(frozen=True)
@@ -164,9 +165,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m data_prep.verify``: same as ``kinetics-prep verify``."""
-    from data_prep.cli import run_step
-
-    return run_step("verify", argv)
+    return run_step(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":

@@ -183,4 +183,22 @@ def test_markdown_table_and_save_tables(tmp_path):
     assert document["tables"]["one"]["rows"][0]["c"] is None  # NaN is not JSON
     _, csv_rows = _read_csv(tmp_path / "t_one.csv")
     assert csv_rows[1] == {"a": "yy", "b": "12345.6", "c": ""}
-    assert not list(tmp_path.glob(".*partial*"))
+    assert not list(tmp_path.glob(".*partial*")) and not list(tmp_path.glob("*partial*"))
+
+
+def test_bench_prep_runs_and_saves_tables(tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = ["bench", "prep", "--sources", "2", "--clips", "2", "--jobs", "1", "--size", "64x48", "--short-side", "48",
+            "--workdir", str(tmp_path / "work"), "--out", str(out)]  # fmt: skip
+    assert cli_main(argv) == 0
+    tables = json.loads((out / "prep.json").read_text())["tables"]
+    trims = {r["gop"]: r for r in tables["trim"]["rows"]}
+    assert set(trims) == {16, "x264 default"}
+    assert all(r["files"] == 2 and r["files_per_s"] > 0 and r["mb_per_file"] > 0 for r in trims.values())
+    assert 15 < trims[16]["frames_per_key"] <= 16 < trims["x264 default"]["frames_per_key"]
+    readers = [r["reader"] for r in tables["clips"]["rows"]]
+    assert readers[0] == "pyav" and all(r["short_gop_clips_s"] > 0 for r in tables["clips"]["rows"])
+    ratio = tables["ratios"]["rows"][0]
+    assert ratio["short_gop_vs_default"] == pytest.approx(
+        tables["clips"]["rows"][0]["short_gop_clips_s"] / tables["clips"]["rows"][0]["default_gop_clips_s"])
+    assert (out / "prep_trim.csv").is_file() and "short GOP" in capsys.readouterr().out

@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from videonorm.callbacks import CpuThreads, PreciseBN, update_bn_stats
-from videonorm.module import VideoClassifier
+from videonorm.train.callbacks import CpuThreads, PreciseBN, update_bn_stats
+from videonorm.train.module import VideoClassifier
 
 
 def _tiny_bn_net() -> nn.Sequential:

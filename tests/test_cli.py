@@ -9,11 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from videonorm.cli import main
-from videonorm.module import EpochSchedule
-from videonorm.runs import find_offline_runs, read_offline_run
-
 from tests.videos import make_dataset
+from videonorm.cli import main
+from videonorm.results.runs import find_offline_runs, read_offline_run
+from videonorm.train.schedule import EpochSchedule
 
 DEMO = Path(__file__).resolve().parents[1] / "configs" / "demo"
 TRAIN_VIDEOS, BATCH = 12, 4  # 3 classes x 4 videos, 4 clips per step: 3 steps per epoch
@@ -147,7 +146,7 @@ def test_sync_batchnorm_flag_is_refused(dataset, tmp_path):
 
 
 def test_wandb_mode_follows_env_and_credentials(monkeypatch, tmp_path):
-    from videonorm.wandb_setup import WandbRunLogger, has_wandb_credentials, wandb_mode
+    from videonorm.train.logger import WandbRunLogger, has_wandb_credentials, wandb_mode
 
     for var in ("WANDB_MODE", "WANDB_API_KEY", "WANDB_IDENTITY_TOKEN_FILE", "WANDB_BASE_URL"):
         monkeypatch.delenv(var, raising=False)

@@ -23,8 +23,8 @@ import torch
 import yaml
 
 from tests.test_runs import offline_wandb, write_offline_run  # noqa: F401 - offline_wandb: autouse fixture
-from videonorm import compare, paper
-from videonorm.runs import RunData, read_offline_run
+from videonorm.results import compare, comparison, paper, report
+from videonorm.results.runs import RunData, read_offline_run
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -202,13 +202,13 @@ def test_seed_cells_report_other_config_differences_and_no_paper_for_tiny_models
                    "model.lr": 0.1}, [(0.5, 0.9)])
     b = _run("b", {**tiny, "model.norm": "bn", "data.batch_size": 4, "data.num_frames": 8, "seed_everything": 1,
                    "model.lr": 0.2}, [(0.25, 0.8)])
-    comp = compare.build_comparison([a, b], metric="val")
+    comp = comparison.build_comparison([a, b], metric="val")
     (cell,) = comp.cells
     assert cell.n == 2 and cell.top1[0] == pytest.approx(37.5) and cell.top1[1] == pytest.approx(math.sqrt(0.5) * 25)
     assert cell.paper is None  # width 8 is not the paper's ResNet-50
     assert any("model.lr (0.1, 0.2)" in w for w in comp.warnings)
     assert not any("seed_everything" in w for w in comp.warnings)
-    md = compare.report_markdown(comp)
+    md = report.report_markdown(comp)
     assert "| BN | 37.5±17.7 / 85.0±7.1 (n=2) |" in md
     assert "no cell matches the paper's setting" in md and "| GN (G=32) | 73.0 / 90.6 |" in md
 
@@ -216,16 +216,16 @@ def test_seed_cells_report_other_config_differences_and_no_paper_for_tiny_models
 def test_repeated_augmentation_is_its_own_column_without_the_papers_numbers():
     plain = kinetics_config("gn", 4, 32, 2)
     ra2 = {**plain, "data.repeat_aug": 2, "seed_everything": 1}
-    comp = compare.build_comparison([_run("plain", plain, [(0.70, 0.90)]), _run("ra2", ra2, [(0.60, 0.85)])],
+    comp = comparison.build_comparison([_run("plain", plain, [(0.70, 0.90)]), _run("ra2", ra2, [(0.60, 0.85)])],
                                     metric="val")
-    cells = {c.setting.repeat_aug: c for c in comp.cells}
+    cells = {c.setting.column.repeat_aug: c for c in comp.cells}
     assert set(cells) == {1, 2} and cells[1].n == cells[2].n == 1  # not aggregated as seeds of one cell
     assert cells[1].paper is not None and cells[2].paper is None  # the paper has no repeated augmentation
     assert cells[2].top1[0] == pytest.approx(60.0)
-    md = compare.report_markdown(comp)
+    md = report.report_markdown(comp)
     assert "| norm | 4 (32f) | 4 (32f) paper | 4 (32f) Δ | 4 (32f, ra2) |" in md
     assert "| GN (G=32) | 70.0 / 90.0 | 72.8 / 90.6 | -2.8 / -0.6 | 60.0 / 85.0 |" in md
-    assert [row["repeat_aug"] for row in compare.csv_rows(comp)] == [1, 2]
+    assert [row["repeat_aug"] for row in report.csv_rows(comp)] == [1, 2]
 
 
 def test_runs_that_cannot_be_placed_are_listed():
@@ -235,9 +235,9 @@ def test_runs_that_cannot_be_placed_are_listed():
     percent = _run("percent", {**good.config, "data.batch_size": 4}, [(55.0, 90.0)])
     no_hash = _run("no-hash", {k: v for k, v in good.config.items() if k != "dataset.hash"}, [(0.5, 0.9)])
     twice = _run("good", good.config, [(0.5, 0.9)])
-    comp = compare.build_comparison([good, no_norm, percent, no_hash, twice])
-    assert [c.setting.batch_size for c in comp.cells] == [2]
-    assert compare.row_label(comp.cells[0].setting) == "GN (G=4)"
+    comp = comparison.build_comparison([good, no_norm, percent, no_hash, twice])
+    assert [c.setting.column.batch_size for c in comp.cells] == [2]
+    assert comp.cells[0].setting.row.label == "GN (G=4)"
     text = "\n".join(comp.excluded)
     assert "no-norm" in text and "config lacks model.norm, data.num_frames" in text
     assert "val/top1 = 55.0 is not a fraction" in text
@@ -281,7 +281,7 @@ def agent_argv(sweep: dict, params: dict) -> list[str]:
 
 @pytest.mark.parametrize("sweep_file", SWEEPS, ids=lambda p: p.name)
 def test_sweep_is_a_grid_of_videonorm_fit_over_the_experiment_files(sweep_file, monkeypatch):
-    from videonorm.trainer_cli import expand_base_configs
+    from videonorm.train.cli import expand_base_configs
 
     monkeypatch.setenv("DATA_ROOT", "/data/x")
     monkeypatch.chdir(REPO)  # sweep paths are relative to the repository root, where the agent runs

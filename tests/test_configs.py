@@ -11,7 +11,6 @@ import yaml
 from videonorm.cli import main
 
 
-
 def _is_wandb_sweep(path: Path) -> bool:
     """W&B sweep specs (configs/sweeps/, tested with the sweeps) are not Lightning CLI configs."""
     data = yaml.safe_load(path.read_text())
@@ -48,7 +47,7 @@ def test_config_parses_and_matches_its_name(path, capsys):
     assert cfg["checkpoint"]["save_last"] is False  # last.ckpt comes from last_checkpoint, every epoch
     last = cfg["last_checkpoint"]
     assert (last["monitor"], last["filename"], last["save_top_k"]) == (None, "last", 1)
-    assert cfg["trainer"]["logger"]["class_path"] == "videonorm.wandb_setup.WandbRunLogger"
+    assert cfg["trainer"]["logger"]["class_path"] == "videonorm.train.logger.WandbRunLogger"
     assert cfg["trainer"]["logger"]["init_args"]["group"] == path.parent.name
     match = NAME.search(path.name)
     if path.name == "base.yaml":

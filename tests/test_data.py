@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from dataclasses import replace
 
 import pytest
 import torch
@@ -12,13 +13,16 @@ from pytorch_lightning import seed_everything
 from torch.utils.data import DataLoader
 
 from tests.videos import make_dataset, write_not_a_video
-from videonorm.data import KineticsDataModule, VideoDataset, read_classes, read_manifest
-from videonorm.sampling import center_clip_indices, test_clip_indices
-from videonorm.transforms import test_transform, val_transform
-from videonorm.video import read_frames, video_info
+from videonorm.data.datamodule import KineticsDataModule
+from videonorm.data.dataset import ClipSpec, VideoDataset
+from videonorm.data.manifest import ManifestError, read_classes, read_manifest
+from videonorm.data.sampling import center_clip_indices, test_clip_indices
+from videonorm.data.transforms import test_transform, val_transform
+from videonorm.data.video import read_frames, video_info
 
-SMALL = dict(num_frames=4, sampling_rate=2, train_min_scale=48, train_max_scale=56, crop_size=40,
-             test_scale=48, test_crop_size=48)  # fmt: skip
+SMALL_ARGS = dict(num_frames=4, sampling_rate=2, train_min_scale=48, train_max_scale=56, crop_size=40,
+                  test_scale=48, test_crop_size=48)  # fmt: skip
+SMALL = ClipSpec(**SMALL_ARGS)
 
 
 @pytest.fixture(scope="session")
@@ -41,7 +45,7 @@ def is_blank(video: torch.Tensor) -> bool:
 def test_read_manifest(tmp_path):
     path = tmp_path / "m.txt"
     path.write_text("# comment\n\na/b.mp4 3\n  c/d.mp4\t0  \n\n")
-    assert read_manifest(path) == [("a/b.mp4", 3), ("c/d.mp4", 0)]
+    assert [(e.path, e.label, e.line) for e in read_manifest(path)] == [("a/b.mp4", 3, 3), ("c/d.mp4", 0, 4)]
 
 
 @pytest.mark.parametrize("line", ["a.mp4", "a.mp4 x", "a.mp4 1 2"])
@@ -65,14 +69,14 @@ def test_read_classes(tmp_path):
     path.write_text("\n")
     with pytest.raises(ValueError, match="no class names"):
         read_classes(path)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(ManifestError, match="nope.txt: class list not found"):
         read_classes(tmp_path / "nope.txt")
 
 
 # ---- VideoDataset ------------------------------------------------------------------------------------------
 def test_train_items(dataset):
     torch.manual_seed(0)  # train crops are random; a crop may miss the test pattern's bright block
-    ds = VideoDataset(dataset["root"], dataset["manifests"]["train"], "train", **SMALL)
+    ds = VideoDataset(dataset["root"], dataset["manifests"]["train"], "train", clip=SMALL)
     assert len(ds) == 6
     for i in range(len(ds)):
         item = ds[i]
@@ -84,7 +88,7 @@ def test_train_items(dataset):
 
 
 def test_val_item_is_center_clip_center_crop(dataset):
-    ds = VideoDataset(dataset["root"], dataset["manifests"]["val"], "val", **SMALL)
+    ds = VideoDataset(dataset["root"], dataset["manifests"]["val"], "val", clip=SMALL)
     path = dataset["root"] / dataset["videos"]["val"][4][0]
     expected = val_transform(48, 40)(read_frames(path, center_clip_indices(video_info(path)[0], 4, 2)))
     assert torch.equal(ds[4]["video"], expected)
@@ -92,7 +96,8 @@ def test_val_item_is_center_clip_center_crop(dataset):
 
 
 def test_test_views_count_order_and_content(dataset):
-    ds = VideoDataset(dataset["root"], dataset["manifests"]["val"], "test", test_clips=2, test_crops=3, **SMALL)
+    ds = VideoDataset(dataset["root"], dataset["manifests"]["val"], "test", clip=replace(SMALL, test_clips=2,
+                                                                                         test_crops=3))
     assert len(ds) == 6 * 2 * 3
     crops = test_transform(48, 48, 3)
     for item in range(len(ds)):
@@ -106,7 +111,7 @@ def test_test_views_count_order_and_content(dataset):
 
 
 def test_train_sampling_is_random_and_reproducible_under_a_seed(dataset):
-    ds = VideoDataset(dataset["root"], dataset["manifests"]["train"], "train", **SMALL)
+    ds = VideoDataset(dataset["root"], dataset["manifests"]["train"], "train", clip=SMALL)
     torch.manual_seed(0)
     a = [ds[1]["video"] for _ in range(4)]
     torch.manual_seed(0)
@@ -121,7 +126,7 @@ def broken_indices(data: dict, split: str = "train") -> dict[int, str]:
 
 def test_broken_videos_are_replaced_counted_and_logged_once(broken_dataset, caplog):
     ds = VideoDataset(broken_dataset["root"], broken_dataset["manifests"]["train"], "train",
-                      max_skip_fraction=1.0, **SMALL)  # fmt: skip
+                      max_skip_fraction=1.0, clip=SMALL)  # fmt: skip
     broken = broken_indices(broken_dataset)
     assert len(broken) == 3 and len(ds) == 9
     with caplog.at_level(logging.WARNING, logger="videonorm.data"):
@@ -143,8 +148,8 @@ def test_broken_videos_are_replaced_counted_and_logged_once(broken_dataset, capl
 
 
 def test_test_mode_broken_video_stands_in_with_the_replacements_own_views(broken_dataset):
-    ds = VideoDataset(broken_dataset["root"], broken_dataset["manifests"]["val"], "test", test_clips=2,
-                      test_crops=3, max_skip_fraction=1.0, **SMALL)  # fmt: skip
+    ds = VideoDataset(broken_dataset["root"], broken_dataset["manifests"]["val"], "test",
+                      clip=replace(SMALL, test_clips=2, test_crops=3), max_skip_fraction=1.0)
     broken = broken_indices(broken_dataset, "val")
     for b in broken:
         items = [ds[b * 6 + v] for v in range(6)]
@@ -159,7 +164,7 @@ def test_test_mode_broken_video_stands_in_with_the_replacements_own_views(broken
 
 def test_too_many_failures_stop_with_a_clear_error(broken_dataset):
     ds = VideoDataset(broken_dataset["root"], broken_dataset["manifests"]["train"], "train",
-                      max_skip_fraction=0.05, min_attempts=4, **SMALL)  # fmt: skip
+                      max_skip_fraction=0.05, min_attempts=4, clip=SMALL)  # fmt: skip
     with pytest.raises(RuntimeError, match=r"too many broken videos: \d+ of \d+ reads failed .*max_skip_fraction"):
         for i in range(len(ds)):
             ds[i]
@@ -184,20 +189,20 @@ def first_error(loader: DataLoader) -> str:
 
 def test_failure_error_crosses_dataloader_workers(broken_dataset):
     ds = VideoDataset(broken_dataset["root"], broken_dataset["manifests"]["train"], "train",
-                      max_skip_fraction=0.0, min_attempts=1, **SMALL)  # fmt: skip
+                      max_skip_fraction=0.0, min_attempts=1, clip=SMALL)  # fmt: skip
     assert "too many broken videos" in first_error(DataLoader(ds, batch_size=3, num_workers=2))
 
 
 def test_only_video_broken_raises(tmp_path):
     write_not_a_video(tmp_path / "x.mp4")
-    ds = VideoDataset(tmp_path, [("x.mp4", 0)], "val", max_skip_fraction=1.0, **SMALL)
+    ds = VideoDataset(tmp_path, [("x.mp4", 0)], "val", max_skip_fraction=1.0, clip=SMALL)
     with pytest.raises(RuntimeError, match="only video"):
         ds[0]
 
 
 # ---- KineticsDataModule ------------------------------------------------------------------------------------
 def datamodule(root, **kwargs) -> KineticsDataModule:
-    args = dict(batch_size=2, num_workers=2, test_clips=2, test_crops=3, **SMALL)
+    args = dict(batch_size=2, num_workers=2, test_clips=2, test_crops=3, **SMALL_ARGS)
     args.update(kwargs)
     return KineticsDataModule(str(root), **args)
 
@@ -226,7 +231,7 @@ def test_datamodule_batches_through_workers(dataset):
 
 def test_repeated_augmentation_k_clips_of_one_window(dataset):
     torch.manual_seed(0)
-    ds = VideoDataset(dataset["root"], dataset["manifests"]["train"], "train", repeat_aug=3, **SMALL)
+    ds = VideoDataset(dataset["root"], dataset["manifests"]["train"], "train", repeat_aug=3, clip=SMALL)
     item = ds[0]
     assert item["video"].shape == (3, 3, 4, 40, 40) and item["video"].dtype == torch.float32
     assert ds.attempts == 1  # one decode for the k clips
@@ -315,7 +320,7 @@ def test_datamodule_setup_errors(dataset, tmp_path):
     with pytest.raises(ValueError, match="repeat_aug=3 must be >= 1 and divide batch_size=2"):
         datamodule(root, repeat_aug=3)
     with pytest.raises(ValueError, match="1 outside train mode"):
-        VideoDataset(root, dataset["manifests"]["val"], "val", repeat_aug=2, **SMALL)
+        VideoDataset(root, dataset["manifests"]["val"], "val", repeat_aug=2, clip=SMALL)
 
 
 def test_datamodule_from_jsonargparse(dataset):

@@ -14,8 +14,8 @@ import pytest
 from data_prep import cli
 from data_prep.download import DownloadSettings, classify, download, resolve_executable
 from data_prep.errors import InputError
-from data_prep.io import PARTIAL_TAG
 from data_prep.synth import render, write_video
+from videonorm.files import PARTIAL_TAG
 
 # A stand-in for yt-dlp: same command line, behaviour chosen per id in $FAKE_YTDLP_DIR/behaviour.json,
 # every call logged (id and time) to calls.jsonl.

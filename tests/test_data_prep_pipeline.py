@@ -20,13 +20,14 @@ from data_prep import cli
 from data_prep.annotations import read_annotations
 from data_prep.encode import EncodeSettings
 from data_prep.errors import InputError
-from data_prep.io import PARTIAL_TAG
-from data_prep.manifest import read_classes, read_manifest, write_manifest
+from data_prep.manifest import write_manifest
 from data_prep.prepare import prepare
 from data_prep.resize import resize
 from data_prep.synth import SynthDataset, make_dataset, render, write_video
 from data_prep.trim import trim
 from data_prep.verify import check_video
+from videonorm.data.manifest import read_classes, read_manifest
+from videonorm.files import PARTIAL_TAG
 
 SMALL = EncodeSettings(short_side=48, gop=16, preset="ultrafast")
 HEADER = ["label", "youtube_id", "time_start", "time_end", "split"]

@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 import torch
 
-
 from tests.videos import make_dataset
 
 TESTS = Path(__file__).resolve().parent

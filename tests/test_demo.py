@@ -8,7 +8,7 @@ import matplotlib.image
 import pytest
 
 from videonorm import demo
-from videonorm.runs import load_runs
+from videonorm.results.runs import load_runs
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

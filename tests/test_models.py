@@ -10,7 +10,7 @@ from pytorchvideo.models.resnet import BottleneckBlock
 from torch.utils.flop_counter import FlopCounterMode
 
 from videonorm.models import i3d_resnet, inflate_2d, init_weights, num_parameters
-from videonorm.norm import NORM_NAMES, FrozenBatchNorm3d, SyncBatchNorm3d, is_norm
+from videonorm.models.norm import NORM_NAMES, FrozenBatchNorm3d, SyncBatchNorm3d, is_norm
 
 TINY = dict(width=8, norm_groups=4, num_classes=5)  # every channel count is a multiple of 8
 EXPECTED_TYPE = {

@@ -1,4 +1,4 @@
-"""VideoClassifier: schedule, parameter groups, video-level test metrics, frozen BN through a real fit."""
+"""VideoClassifier: schedule, parameter groups, video-level test metric, frozen BN through a real fit."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from videonorm.module import EpochSchedule, VideoClassifier, video_level_metrics
-from videonorm.norm import FrozenBatchNorm3d, is_norm
+from videonorm.models.norm import FrozenBatchNorm3d, is_norm
+from videonorm.train.metrics import VideoLevelAccuracy
+from videonorm.train.module import VideoClassifier
+from videonorm.train.schedule import EpochSchedule
 
 TINY = dict(depth=50, width=8, norm_groups=4, num_classes=5, dropout=0.0)
 
@@ -57,7 +59,7 @@ def _views(rows, num_classes=6):
     return index, view, label, probs
 
 
-def test_video_level_metrics_average_views_and_count_each_view_once():
+def test_video_level_accuracy_averages_views_and_counts_each_view_once():
     # video 0 (label 0): view 0 says class 1 strongly, views 1-2 say class 0 -> average picks 0 (correct)
     # video 1 (label 2): both views put class 2 third -> top-1 wrong, top-5 right
     # the duplicated (0, 0) row mimics DistributedSampler padding: counted once, or video 0 flips to class 1
@@ -76,7 +78,10 @@ def test_video_level_metrics_average_views_and_count_each_view_once():
             (0, 0, 0, p(0.0, 1.0, 0, 0, 0, 0)),  # padding duplicate
         ]
     )
-    m = video_level_metrics([batch1, batch2], num_classes=6, top_k=5)
+    metric = VideoLevelAccuracy(num_classes=6, top_k=5)
+    for index, view, label, probs in (batch1, batch2):
+        metric.update(probs, label, index, view)
+    m = metric.compute()
     assert m["videos"] == 2
     assert m["top1"] == pytest.approx(0.5)
     assert m["top5"] == pytest.approx(1.0)

@@ -1,10 +1,10 @@
-"""videonorm.norm: the factory, the statistics each norm takes, frozen BN."""
+"""videonorm.models.norm: the factory, the statistics each norm takes, frozen BN."""
 
 import pytest
 import torch
 import torch.nn as nn
 
-from videonorm.norm import (
+from videonorm.models.norm import (
     NORM_NAMES,
     NORM_TYPES,
     FrozenBatchNorm3d,

@@ -1,4 +1,4 @@
-"""videonorm.runs: reading real offline W&B runs (written here by wandb itself) without network."""
+"""videonorm.results.runs: reading real offline W&B runs (written here by wandb itself) without network."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from videonorm.runs import (
+from videonorm.results.runs import (
     RunReadError,
     find_offline_runs,
     flatten,

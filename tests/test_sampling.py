@@ -1,11 +1,11 @@
-"""videonorm.sampling: temporal windows and spatial test crops."""
+"""videonorm.data.sampling: temporal windows and spatial test crops."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from videonorm.sampling import (
+from videonorm.data.sampling import (
     center_clip_indices,
     crop_offsets,
     test_clip_indices,

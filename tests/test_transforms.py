@@ -1,4 +1,4 @@
-"""videonorm.transforms: torchvision v2 clip transforms, uint8 (T, 3, H, W) -> float (3, T, H, W)."""
+"""videonorm.data.transforms: torchvision v2 clip transforms, uint8 (T, 3, H, W) -> float (3, T, H, W)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 from torchvision.transforms.v2 import functional as F
 
-from videonorm.transforms import test_transform, train_transform, val_transform
+from videonorm.data.transforms import test_transform, train_transform, val_transform
 
 MEAN, STD = 0.45, 0.225
 
@@ -133,7 +133,7 @@ def test_scale_crop_matches_resize_then_crop():
 def test_fused_normalization_equals_torchvision_chain(clip):
     from torchvision.transforms import v2
 
-    from videonorm.transforms import ToNormalizedFloat
+    from videonorm.data.transforms import ToNormalizedFloat
 
     mean, std = (0.43, 0.4, 0.39), (0.23, 0.22, 0.225)
     ours = ToNormalizedFloat(mean, std)(clip)

@@ -1,4 +1,4 @@
-"""videonorm.video on real H.264 files: exact frames per backend against a full sequential decode."""
+"""videonorm.data.video on real H.264 files: exact frames per backend against a full sequential decode."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from tests.videos import frame_index, frame_indices
-from videonorm.video import BACKENDS, VideoDecodeError, read_clip, read_frames, video_info
+from videonorm.data.video import BACKENDS, VideoDecodeError, read_clip, read_frames, video_info
 
 
 def sequential_decode(path) -> torch.Tensor:
@@ -37,7 +37,7 @@ def test_exact_frames_match_sequential_decode(video_files, name, backend, caplog
         list(range(9, n, 2)),  # a strided window past several keyframes
         torch.randint(0, n, (12,), generator=generator).tolist(),
     ]
-    caplog.set_level(logging.DEBUG, logger="videonorm.video")
+    caplog.set_level(logging.DEBUG, logger="videonorm.data.video")
     for indices in requests:
         frames = read_frames(path, indices, backend=backend)
         assert frames.dtype == torch.uint8
@@ -45,7 +45,7 @@ def test_exact_frames_match_sequential_decode(video_files, name, backend, caplog
         assert torch.equal(frames, reference[indices]), (backend, indices)
         assert frame_indices(frames) == indices
     # the fast paths served every request: no fallback to the other backend or to a decode from the start
-    assert not [r.getMessage() for r in caplog.records if r.name == "videonorm.video"]
+    assert not [r.getMessage() for r in caplog.records if r.name == "videonorm.data.video"]
 
 
 def test_backends_agree_bit_for_bit(video_files):
@@ -119,7 +119,7 @@ def test_truncated_file_is_rejected_not_padded(video_files, backend):
 def test_without_decord_falls_back_to_pyav(video_files, monkeypatch, caplog):
     # decord has no wheels for some platforms: the default backend must still work there
     monkeypatch.setitem(sys.modules, "decord", None)  # `import decord` raises ImportError
-    with caplog.at_level(logging.DEBUG, logger="videonorm.video"):
+    with caplog.at_level(logging.DEBUG, logger="videonorm.data.video"):
         frames = read_frames(video_files["a25"], [1, 2, 20, 2], backend="decord")
         assert video_info(video_files["a25"], backend="decord") == (50, 25.0)
     assert frame_indices(frames) == [1, 2, 20, 2]

@@ -11,7 +11,7 @@ import sys
 
 # subcommand -> (module, one-line help). Each module exposes ``main(argv: list[str] | None) -> int``.
 EXTRA_COMMANDS = {
-    "compare": ("videonorm.compare", "put W&B runs side by side with the paper's table, as CSV/Markdown + plots"),
+    "compare": ("videonorm.results.compare", "put W&B runs side by side with the paper's table, as CSV/Markdown + plots"),
     "demo": ("videonorm.demo", "prepare built-in synthetic data, train BN/GN x 2 batch sizes, compare (CPU, < 5 min)"),
     "bench": ("videonorm.bench", "measure data pipeline and model throughput"),
 }
@@ -38,7 +38,7 @@ def main(args: list[str] | None = None) -> int:
     if argv[0] in EXTRA_COMMANDS:
         module = importlib.import_module(EXTRA_COMMANDS[argv[0]][0])
         return int(module.main(argv[1:]) or 0)
-    from videonorm.trainer_cli import run_lightning_cli
+    from videonorm.train.cli import run_lightning_cli
 
     run_lightning_cli(argv)
     return 0

@@ -63,7 +63,7 @@ def prepare_data(out: Path, classes: int, per_class: int, seed: int, jobs: int) 
 
 def train_and_test(config: Path, data: Path, runs: Path, extra: list[str]) -> Path:
     """``videonorm fit`` then ``videonorm test --ckpt_path last`` for one config; returns the run dir."""
-    from videonorm.trainer_cli import run_lightning_cli
+    from videonorm.train.cli import run_lightning_cli
 
     common = ["--config", str(config), "--data.root", str(data), "--trainer.default_root_dir", str(runs), *extra]
     # --ckpt_path last: a rerun of the demo resumes an interrupted run and finishes a complete one at once
@@ -77,7 +77,7 @@ def train_and_test(config: Path, data: Path, runs: Path, extra: list[str]) -> Pa
 
 def _metric(run_dir: Path, stage: str) -> str:
     """``top-1 / top-5`` (percent) of a finished run, read back from its W&B run (what compare sees)."""
-    from videonorm.runs import load_runs
+    from videonorm.results.runs import load_runs
 
     runs, _ = load_runs([str(run_dir)])
     if not runs:
@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         finished.append(run_dir)
         print(f"[demo] {run_dir.name}: test top-1 / top-5 = {_metric(run_dir, 'test')} "
               f"({time.perf_counter() - t0:.0f} s)", flush=True)
-    from videonorm.compare import main as compare
+    from videonorm.results.compare import main as compare
 
     status = compare([str(runs_dir), "--out", str(out / "compare")])
     print(f"[demo] done in {time.perf_counter() - start:.0f} s; runs in {runs_dir}, comparison in {out / 'compare'}")

@@ -11,8 +11,6 @@ Files are written to a temporary name and renamed, so a reader never sees half a
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import os
@@ -23,6 +21,8 @@ import sys
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+
+from videonorm.files import write_csv_atomic, write_text_atomic
 
 Row = dict[str, object]
 
@@ -132,12 +132,6 @@ def _json_value(value: object) -> object:
     return value
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def save_tables(
     out_dir: str | os.PathLike, prefix: str, tables: dict[str, tuple[Sequence[Row], Sequence[str]]], meta: dict
 ) -> list[Path]:
@@ -156,13 +150,8 @@ def save_tables(
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for name, (rows, columns) in tables.items():
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({c: "" if row.get(c) is None else row.get(c) for c in columns})
         path = out / f"{prefix}_{name}.csv"
-        _write_atomic(path, buffer.getvalue())
+        write_csv_atomic(path, list(columns), rows)
         written.append(path)
     document = {
         "meta": meta,
@@ -172,7 +161,7 @@ def save_tables(
         },
     }
     path = out / f"{prefix}.json"
-    _write_atomic(path, json.dumps(document, indent=1, default=str) + "\n")
+    write_text_atomic(path, json.dumps(document, indent=1, default=str) + "\n")
     written.append(path)
     return written
 

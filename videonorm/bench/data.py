@@ -55,9 +55,9 @@ import torch
 
 from videonorm.bench.common import Row, cpu_seconds, machine_info, median, report
 from videonorm.bench.videos import key_frame_interval, make_bench_videos
-from videonorm.sampling import train_clip_indices
-from videonorm.transforms import KINETICS_MEAN, KINETICS_STD, train_transform
-from videonorm.video import BACKENDS, read_clip, rgb_converter, video_info
+from videonorm.data.sampling import train_clip_indices
+from videonorm.data.transforms import KINETICS_MEAN, KINETICS_STD, train_transform
+from videonorm.data.video import BACKENDS, read_clip, rgb_converter, video_info
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".avi", ".mov")
 
@@ -105,13 +105,13 @@ def find_videos(spec: str | os.PathLike, limit: int) -> list[Path]:
     Raises:
         FileNotFoundError: No such folder/file, or no video in it.
     """
-    from videonorm.data import read_manifest
+    from videonorm.data.manifest import read_manifest
 
     spec = Path(spec)
     if spec.is_dir():
         files = sorted(p for p in spec.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
     elif spec.is_file():
-        files = [spec.parent / rel for rel, _ in read_manifest(spec)]
+        files = [spec.parent / entry.path for entry in read_manifest(spec)]
         missing = [str(f) for f in files if not f.is_file()]
         if missing:
             raise FileNotFoundError(f"{spec}: {len(missing)} listed files do not exist, e.g. {missing[0]}")
@@ -407,13 +407,11 @@ def measure_loader(
     """
     from torch.utils.data import DataLoader, RandomSampler
 
-    from videonorm.data import VideoDataset
+    from videonorm.data.dataset import ClipSpec, VideoDataset
 
-    dataset = VideoDataset(
-        "", [(str(f), 0) for f in files], mode="train", num_frames=settings.num_frames,
-        sampling_rate=settings.sampling_rate, train_min_scale=settings.min_scale, train_max_scale=settings.max_scale,
-        crop_size=settings.crop, decoder=backend, decoder_threads=threads,
-    )  # fmt: skip
+    clip = ClipSpec(num_frames=settings.num_frames, sampling_rate=settings.sampling_rate,
+                    train_min_scale=settings.min_scale, train_max_scale=settings.max_scale, crop_size=settings.crop)
+    dataset = VideoDataset("", [(str(f), 0) for f in files], "train", clip, decoder=backend, decoder_threads=threads)
     sampler = RandomSampler(dataset, replacement=True, num_samples=clips, generator=torch.Generator().manual_seed(seed))
     loader = DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=workers)
     wall, cpu, seen = time.perf_counter(), cpu_seconds(), 0

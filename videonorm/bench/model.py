@@ -4,7 +4,7 @@
                           [--norms bn,gn,syncbn,frozenbn,ln,in] [--steps 5] [--device cpu|cuda]
                           [--precision fp32,bf16] [--memory-format contiguous,channels_last] [--out bench_out]
 
-For each norm (and on CUDA each precision and memory format) a model ``i3d_resnet(depth, norm, width=...)``
+For each norm (and on CUDA each precision and memory format) a model ``build_model("i3d_resnet", ...)``
 in train mode takes SGD steps (momentum 0.9) on random ``(batch, 3, frames, size, size)`` clips. The models are
 built up front and stepped round-robin, one step each in turn, so load from elsewhere on the machine hits all
 norms alike; the table gives medians over ``--steps`` timed steps (after ``--warmup``):
@@ -23,10 +23,9 @@ norms alike; the table gives medians over ``--steps`` timed steps (after ``--war
     convolutions and matmuls; normalization and elementwise work are not counted), ``gflop_s`` achieved over
     the forward + backward time, and ``pct_peak`` of the ``peak`` table: a large 3x3x3 conv3d (forward)
     through the same backend, precision and memory format.
-  * ``syncbn`` on one device: without a process group ``nn.SyncBatchNorm`` runs plain batch norm (torch only
-    synchronizes when a group of more than one process exists), so its row measures the module's overhead over
-    ``bn``, not the all-reduce; a 1-process group would change nothing (world size 1 skips the sync) and on
-    CPU tensors torch refuses the synchronized path altogether.
+  * ``syncbn`` on one device: without a process group of more than one process our ``SyncBatchNorm3d`` runs
+    plain batch norm (world size 1 skips the sync), so its row measures the module's overhead over ``bn``, not
+    the all-reduce.
 
 Ratios (``ratios`` table): every norm's step, forward and backward time over ``bn``'s at the same settings;
 the data issue's target is GN <= 1.1x BN on CPU.
@@ -50,8 +49,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from videonorm.bench.common import Row, machine_info, median, report
-from videonorm.models import i3d_resnet, num_parameters
-from videonorm.norm import NORM_NAMES
+from videonorm.models import build_model, num_parameters
+from videonorm.models.norm import NORM_NAMES
 
 STEP_COLUMNS = [
     "norm", "precision", "memory_format", "batch", "step_ms_per_clip", "fwd_ms", "bwd_ms", "opt_ms", "clips_per_s",
@@ -284,7 +283,8 @@ def _choices(text: str, allowed: Sequence[str], what: str) -> list[str]:
 def _build(args, norm: str, precision: str, memory_format: str, device: torch.device) -> _Run:
     torch.manual_seed(args.seed)
     groups = args.groups or math.gcd(32, args.width)
-    model = i3d_resnet(args.depth, norm=norm, norm_groups=groups, num_classes=args.classes, width=args.width)
+    model = build_model("i3d_resnet", depth=args.depth, norm=norm, norm_groups=groups, num_classes=args.classes,
+                        width=args.width)
     model = model.to(device, memory_format=_FORMATS[memory_format]).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)  # small lr: stays finite for any norm
     return _Run(norm, precision, memory_format, model, optimizer)

@@ -1,6 +1,7 @@
-"""Atomic outputs and cleanup of what interrupted runs left behind.
+"""Atomic file writes and cleanup of what interrupted runs left behind: the one place videonorm and data_prep
+write files that others read (prepared videos, manifests, reports, comparison tables, plots, benchmark tables).
 
-Every file data_prep produces is first written as ``NAME.partial-<pid>`` in the same directory and then
+Every such file is first written as ``NAME.partial-<pid>`` in the same directory and then
 renamed to ``NAME`` with :func:`os.replace`, which is atomic on one filesystem. So an existing ``NAME`` is
 always complete, and a rerun can skip it; a ``*.partial-<pid>`` whose process is gone is garbage from a
 run that was killed, and :func:`remove_stale_partials` deletes it.
@@ -12,7 +13,7 @@ import csv
 import io
 import os
 import shutil
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -74,12 +75,20 @@ def write_text_atomic(path: Path, text: str) -> bool:
     return True
 
 
-def csv_text(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
-    """Render rows as CSV text (``\\n`` line ends)."""
+def csv_text(header: Sequence[str], rows: Iterable[Sequence[object] | Mapping[str, object]]) -> str:
+    """Render rows as CSV text (``\\n`` line ends).
+
+    Args:
+        header: column names.
+        rows: sequences in column order, or mappings by column name (missing keys and None print empty).
+    """
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(header)
-    writer.writerows(rows)
+    for row in rows:
+        if isinstance(row, Mapping):
+            row = ["" if row.get(c) is None else row.get(c) for c in header]
+        writer.writerow(row)
     return buf.getvalue()
 
 

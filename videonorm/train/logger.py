@@ -1,4 +1,4 @@
-"""Weights & Biases for training runs: logger defaults, run names, run directories, and the run config.
+"""Weights & Biases for training runs: the logger, run directories and ids, and the logged run config.
 
 Every run lives in one directory that is a pure function of its config, so ``--ckpt_path last`` finds the
 checkpoint of an interrupted run and the resumed run continues the same W&B run id::
@@ -9,11 +9,7 @@ checkpoint of an interrupted run and the resumed run continues the same W&B run 
         wandb/offline-run-*/   offline runs (``wandb sync`` them later); online runs keep their local copy here too
         checkpoints/last.ckpt, checkpoints/best.ckpt   (best by val/top1)
 
-Run name: ``{arch}-{norm}[-g{groups}][-w{width}]-b{batch}-{frames}x{rate}[-ra{k}][-s{seed}]``, for example
-``i3d_r50-gn-b4-32x2`` (the paper's GN, 4 clips per device, 32 frames at stride 2). ``-g`` appears only for
-norms that use groups and a group count other than 32, ``-w`` only for widths other than 64, ``-ra`` only for
-repeated augmentation (``data.repeat_aug`` > 1), ``-s`` only for seeds other than 0, so the paper's grid keeps
-its short names and seed repeats never share a directory.
+The run name comes from :func:`videonorm.identity.run_name` (e.g. ``i3d_r50-gn-b4-32x2``).
 
 W&B run config: the merged CLI config flattened to dot-separated keys (``model.norm``, ``data.batch_size``,
 ``trainer.devices``, ``seed_everything``...) plus ``world_size``, ``effective_batch_size`` (clips per optimizer
@@ -34,12 +30,11 @@ import wandb
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_only
 
-from videonorm.norm import uses_groups
+from videonorm.files import write_text_atomic
+from videonorm.identity import flatten
 
 RUN_ID_FILE = "wandb_run_id"
 CHECKPOINT_DIR = "checkpoints"
-DEFAULT_GROUPS = 32  # GroupNorm's default group count in the paper
-DEFAULT_WIDTH = 64  # ResNet stem width
 
 
 def has_wandb_credentials() -> bool:
@@ -161,55 +156,6 @@ class WandbRunLogger(WandbLogger):
             print(f"W&B run saved offline in {run_dir}\n  upload it later with: wandb sync {run_dir}")
 
 
-def arch_token(arch: str, depth: int) -> str:
-    """Short architecture name: ``("i3d_resnet", 50) -> "i3d_r50"``.
-
-    Args:
-        arch: Builder name (``VideoClassifier.arch``).
-        depth: Network depth.
-    """
-    return arch.replace("resnet", f"r{depth}") if "resnet" in arch else f"{arch}{depth}"
-
-
-def run_name(
-    arch: str,
-    depth: int,
-    norm: str,
-    norm_groups: int,
-    width: int,
-    batch_size: int,
-    num_frames: int,
-    sampling_rate: int,
-    seed: int | bool | None = 0,
-    repeat_aug: int = 1,
-) -> str:
-    """Name of a run, e.g. ``i3d_r50-gn-b4-32x2`` (format in the module docstring).
-
-    Args:
-        arch: Builder name (``model.arch``).
-        depth: ``model.depth``.
-        norm: ``model.norm``.
-        norm_groups: ``model.norm_groups``.
-        width: ``model.width``.
-        batch_size: ``data.batch_size`` (clips per device).
-        num_frames: ``data.num_frames``.
-        sampling_rate: ``data.sampling_rate``.
-        seed: ``seed_everything``; an int other than 0 adds ``-s{seed}``.
-        repeat_aug: ``data.repeat_aug``; k > 1 adds ``-ra{k}``.
-    """
-    parts = [arch_token(arch, depth), norm]
-    if norm_groups != DEFAULT_GROUPS and uses_groups(norm):
-        parts.append(f"g{norm_groups}")
-    if width != DEFAULT_WIDTH:
-        parts.append(f"w{width}")
-    parts += [f"b{batch_size}", f"{num_frames}x{sampling_rate}"]
-    if repeat_aug > 1:
-        parts.append(f"ra{repeat_aug}")
-    if isinstance(seed, int) and not isinstance(seed, bool) and seed != 0:
-        parts.append(f"s{seed}")
-    return "-".join(parts)
-
-
 def run_dir(root: str | os.PathLike, group: str | None, name: str) -> Path:
     """``root/group/name``: the directory holding a run's W&B files, checkpoints and config.
 
@@ -241,37 +187,8 @@ def resolve_run_id(directory: Path, reuse: bool) -> str:
     run_id = uuid.uuid4().hex[:8]
     if rank_zero_only.rank == 0:
         directory.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(run_id + "\n")
-        tmp.replace(path)  # atomic: a crash never leaves a half-written id
+        write_text_atomic(path, run_id + "\n")  # a crash never leaves a half-written id
     return run_id
-
-
-def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Flatten nested mappings to dot-separated keys; leaves become W&B-friendly scalars, strings or lists.
-
-    Args:
-        tree: Nested mapping (e.g. ``Namespace.as_dict()``).
-        prefix: Key prefix (without the trailing dot).
-    """
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}.{key}" if prefix else str(key)
-        if isinstance(value, Mapping):
-            flat.update(flatten(value, name))
-        else:
-            flat[name] = _plain(value)
-    return flat
-
-
-def _plain(value: Any) -> Any:
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    return str(value)
 
 
 def run_config(config: Mapping[str, Any], world_size: int, fingerprint: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -25,7 +25,8 @@ from pytorch_lightning.utilities import rank_zero_info
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from videonorm.norm import bn_modules
+from videonorm.models.norm import bn_modules
+
 
 @torch.no_grad()
 def update_bn_stats(

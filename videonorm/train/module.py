@@ -17,97 +17,37 @@ Logged metrics (fractions in [0, 1]):
 
 from __future__ import annotations
 
-import functools
 import math
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from pytorch_lightning.utilities import rank_zero_warn
 from torch import Tensor
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 from torchmetrics.functional.classification import multiclass_accuracy
 
-from videonorm import models
-from videonorm.norm import is_norm
-
-# arch name -> builder(depth=, norm=, norm_groups=, num_classes=, width=, dropout=, zero_init_residual=)
-ARCHS = {
-    "i3d_resnet": functools.partial(models.i3d_resnet, arch="i3d"),  # the paper's (Non-local) I3D
-    "c2d_resnet": functools.partial(models.i3d_resnet, arch="c2d"),  # no temporal kernels: a 2D baseline
-}
-
-
-class EpochSchedule:
-    """Learning-rate factor as a function of the optimizer step, defined in (fractional) epochs.
-
-    ``factor(step) = warmup(e) * main(e)`` with ``e = step / steps_per_epoch``: ``main`` is a step schedule
-    (``gamma ** (number of lr_steps <= e)``) or a cosine over ``max_epochs``; ``warmup`` rises linearly from
-    ``warmup_start_factor`` to 1 over ``warmup_epochs``. The optimizer step count lives in the checkpoint
-    (``LambdaLR.last_epoch``), the curve comes from the config: a resumed run with the same config continues
-    on exactly the same curve, and one resumed with a longer ``max_epochs`` follows the longer curve.
-
-    Args:
-        steps_per_epoch: Optimizer steps per epoch.
-        schedule: ``"step"`` or ``"cosine"``.
-        lr_steps: Epochs at which the step schedule multiplies the lr by ``lr_gamma``.
-        lr_gamma: Step-schedule factor.
-        max_epochs: Length of the cosine.
-        warmup_epochs: Linear warmup length in epochs (0: none).
-        warmup_start_factor: Warmup's initial factor.
-    """
-
-    def __init__(
-        self,
-        steps_per_epoch: int,
-        schedule: str = "step",
-        lr_steps: Sequence[float] = (),
-        lr_gamma: float = 0.1,
-        max_epochs: float | None = None,
-        warmup_epochs: float = 0.0,
-        warmup_start_factor: float = 0.1,
-    ) -> None:
-        if steps_per_epoch < 1:
-            raise ValueError(f"steps_per_epoch must be >= 1, got {steps_per_epoch}")
-        if schedule == "cosine" and not (max_epochs and max_epochs > 0):
-            raise ValueError("schedule='cosine' needs trainer.max_epochs > 0 (the cosine's length)")
-        self.steps_per_epoch = int(steps_per_epoch)
-        self.schedule = schedule
-        self.lr_steps = sorted(float(e) for e in lr_steps)
-        self.lr_gamma = float(lr_gamma)
-        self.max_epochs = float(max_epochs) if max_epochs else None
-        self.warmup_epochs = float(warmup_epochs)
-        self.warmup_start_factor = float(warmup_start_factor)
-
-    def __call__(self, step: int) -> float:
-        epoch = step / self.steps_per_epoch
-        if self.schedule == "cosine":
-            assert self.max_epochs is not None
-            factor = 0.5 * (1.0 + math.cos(math.pi * min(epoch, self.max_epochs) / self.max_epochs))
-        else:
-            factor = self.lr_gamma ** sum(epoch >= e for e in self.lr_steps)
-        if epoch < self.warmup_epochs:
-            factor *= self.warmup_start_factor + (1.0 - self.warmup_start_factor) * epoch / self.warmup_epochs
-        return factor
+from videonorm.models import build_model, inflate_2d
+from videonorm.models.norm import is_norm
+from videonorm.train.metrics import UniqueVideoAccuracy, VideoLevelAccuracy
+from videonorm.train.schedule import EpochSchedule
 
 
 class VideoClassifier(pl.LightningModule):
     """I3D ResNet trained with cross-entropy and SGD; norm and batch-size experiments change only plain values.
 
     Args:
-        arch: Builder name (key of ``ARCHS``).
+        arch: Backbone name (key of ``videonorm.models.BACKBONES``).
         depth: ResNet depth (50 in the paper).
         width: Stem width (64 in the paper; small widths for CPU demos).
-        norm: Norm name (``videonorm.norm.NORM_NAMES``). ``syncbn`` is the only way SyncBN is used.
+        norm: Norm name (``videonorm.models.norm.NORM_NAMES``). ``syncbn`` is the only way SyncBN is used.
         norm_groups: Group count for group-based norms.
         num_classes: Output classes; linked from ``data.num_classes`` by the CLI.
         dropout: Dropout before the classifier.
         zero_init_residual: Zero-init the last norm's gamma in each residual block.
-        pretrained_2d: Path to a 2D ImageNet ResNet checkpoint to inflate (``models.inflate_2d``) when a fit
+        pretrained_2d: Path to a 2D ImageNet ResNet checkpoint to inflate (``videonorm.models.inflate_2d``) when a fit
             starts from scratch (not when it resumes from a checkpoint).
         lr: Base learning rate for the whole (all-device) batch; the configs apply the linear scaling rule.
         momentum: SGD momentum.
@@ -144,12 +84,11 @@ class VideoClassifier(pl.LightningModule):
         warmup_start_factor: float = 0.1,
     ) -> None:
         super().__init__()
-        if arch not in ARCHS:
-            raise ValueError(f"unknown arch {arch!r}; known: {sorted(ARCHS)}")
-        # logger=False: W&B gets the full flattened CLI config instead (videonorm.wandb_setup.run_config);
+        # logger=False: W&B gets the full flattened CLI config instead (videonorm.train.logger.run_config);
         # the hparams still go into every checkpoint.
         self.save_hyperparameters(logger=False)
-        self.model = ARCHS[arch](
+        self.model = build_model(
+            arch,
             depth=depth,
             norm=norm,
             norm_groups=norm_groups,
@@ -161,8 +100,8 @@ class VideoClassifier(pl.LightningModule):
         self.top_k = min(5, num_classes)  # top-5 is undefined with fewer than 5 classes (tiny demos)
         self.train_loss_epoch = MeanMetric()
         self.train_top1_epoch = MulticlassAccuracy(num_classes, top_k=1, average="micro")
-        self._val_hits: list[Tensor] = []  # validation: (index, top-1 hit, top-k hit) rows per batch
-        self._views: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []  # test: (index, view, label, probs)
+        self.val_accuracy = UniqueVideoAccuracy(self.top_k)
+        self.test_accuracy = VideoLevelAccuracy(num_classes, self.top_k)
 
     def forward(self, video: Tensor) -> Tensor:
         """(N, 3, T, H, W) float -> (N, num_classes) logits."""
@@ -175,7 +114,7 @@ class VideoClassifier(pl.LightningModule):
             self.load_pretrained_2d(self.hparams.pretrained_2d)
 
     def load_pretrained_2d(self, path: str | Path) -> None:
-        """Inflate a 2D ResNet checkpoint into the 3D model (``models.inflate_2d``).
+        """Inflate a 2D ResNet checkpoint into the 3D model (``videonorm.models.inflate_2d``).
 
         Args:
             path: ``torch.save``d state dict (or a dict holding one under ``state_dict`` / ``model``).
@@ -187,7 +126,7 @@ class VideoClassifier(pl.LightningModule):
         for key in ("state_dict", "model"):
             if isinstance(state, dict) and isinstance(state.get(key), dict):
                 state = state[key]
-        models.inflate_2d(self.model, state)
+        inflate_2d(self.model, state)
 
     # ---- train / val -----------------------------------------------------------------------------------
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
@@ -208,16 +147,11 @@ class VideoClassifier(pl.LightningModule):
         return loss
 
     # ---- validation: clip-level accuracy, each video counted once over all ranks --------------------------
-    def on_validation_epoch_start(self) -> None:
-        self._val_hits = []
-
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         video, label = batch["video"], batch["label"]
         logits = self(video)
         loss = F.cross_entropy(logits, label)
-        top = logits.topk(self.top_k, dim=1).indices  # (N, k)
-        hits = torch.stack([batch["index"].long(), top[:, 0] == label, (top == label[:, None]).any(dim=1)], dim=1)
-        self._val_hits.append(hits.long().cpu())
+        self.val_accuracy.update(logits, label, batch["index"])
         n = label.shape[0]
         # the loss is a mean over batches, the sampler's padded duplicates included (at most world-1 clips)
         self.log("val/loss", loss, on_step=False, on_epoch=True, sync_dist=True, batch_size=n, prog_bar=True)
@@ -225,22 +159,14 @@ class VideoClassifier(pl.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         """val/top1, val/top5 over the unique val videos: DistributedSampler pads the last shard with repeats."""
-        rows = torch.cat(self._val_hits) if self._val_hits else torch.zeros(0, 3, dtype=torch.long)
-        self._val_hits = []
-        seen: set[int] = set()
-        top1 = topk = 0
-        for rows_r in _gather_rows(rows, self.trainer.strategy):
-            for index, hit1, hitk in rows_r.tolist():
-                if index not in seen:
-                    seen.add(index)
-                    top1, topk = top1 + hit1, topk + hitk
-        if not seen:
+        if self.val_accuracy.update_count == 0:
             return  # e.g. limit_val_batches=0
-        n = len(seen)
+        result = self.val_accuracy.compute()
+        self.val_accuracy.reset()
         # identical on every rank (gathered rows): sync_dist only keeps Lightning from warning
-        self.log("val/top1", top1 / n, on_step=False, on_epoch=True, sync_dist=True, prog_bar=True)
-        self.log("val/top5", topk / n, on_step=False, on_epoch=True, sync_dist=True)
-        self.log("val/videos", float(n), on_step=False, on_epoch=True, sync_dist=True)
+        self.log("val/top1", result["top1"], on_step=False, on_epoch=True, sync_dist=True, prog_bar=True)
+        self.log("val/top5", result["top5"], on_step=False, on_epoch=True, sync_dist=True)
+        self.log("val/videos", result["videos"], on_step=False, on_epoch=True, sync_dist=True)
 
     def _accuracy(self, logits: Tensor, label: Tensor, k: int) -> Tensor:
         return multiclass_accuracy(logits.detach(), label, self.hparams.num_classes, top_k=k, average="micro")
@@ -251,20 +177,14 @@ class VideoClassifier(pl.LightningModule):
             self.log(name, skipped, on_step=False, on_epoch=True, reduce_fx="sum", sync_dist=True, batch_size=1)
 
     # ---- test: video-level multi-view accuracy ----------------------------------------------------------
-    def on_test_epoch_start(self) -> None:
-        self._views = []
-
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        logits = self(batch["video"])
-        probs = logits.float().softmax(dim=1)  # (N, C); views are averaged in probability space
-        self._views.append(
-            (batch["index"].long().cpu(), batch["view"].long().cpu(), batch["label"].long().cpu(), probs.cpu())
-        )
+        probs = self(batch["video"]).float().softmax(dim=1)  # (N, C); views are averaged in probability space
+        self.test_accuracy.update(probs, batch["label"], batch["index"], batch["view"])
         self._log_skipped(batch, "data/skipped_videos_test")
 
     def on_test_epoch_end(self) -> None:
-        metrics = video_level_metrics(self._views, self.hparams.num_classes, self.top_k, self.trainer.strategy)
-        self._views = []
+        metrics = self.test_accuracy.compute()
+        self.test_accuracy.reset()
         for name, value in metrics.items():
             # identical on every rank (all-gathered keys, all-reduced sums): the mean over ranks changes
             # nothing, sync_dist only keeps Lightning from warning about unsynced epoch-level values
@@ -320,87 +240,3 @@ class VideoClassifier(pl.LightningModule):
         if not math.isfinite(batches):
             raise ValueError("the epoch-based lr schedule needs a train dataloader with a length")
         return max(1, math.ceil(batches / trainer.accumulate_grad_batches))
-
-
-def _gather_rows(rows: Tensor, strategy: Any) -> list[Tensor]:
-    """All-gather int64 ``(n_r, k)`` tensors whose lengths differ across ranks -> one tensor per rank."""
-    if getattr(strategy, "world_size", 1) == 1:
-        return [rows]
-    device = strategy.root_device
-    count = torch.tensor([rows.shape[0]], device=device)
-    counts = strategy.all_gather(count).reshape(-1).tolist()  # (W,)
-    padded = torch.full((max(counts), rows.shape[1]), -1, dtype=torch.long, device=device)
-    padded[: rows.shape[0]] = rows.to(device)
-    gathered = strategy.all_gather(padded)  # (W, max_n, k)
-    return [gathered[r, :n].cpu() for r, n in enumerate(counts)]
-
-
-def video_level_metrics(
-    views: list[tuple[Tensor, Tensor, Tensor, Tensor]], num_classes: int, top_k: int, strategy: Any = None
-) -> dict[str, float]:
-    """Video-level top-1/top-k from per-view probabilities, each (video, view) counted once over all ranks.
-
-    DistributedSampler pads the last shard by repeating the first samples, so a (video index, view) pair
-    can reach two ranks; the first occurrence in rank order is kept. Then each video's probabilities are
-    averaged over its views, and the per-video sums are all-reduced. Only keys travel in the all-gather; the
-    (videos x classes) sums travel in one all-reduce, so memory does not grow with the number of views.
-
-    Args:
-        views: This rank's ``(index, view, label, probs)`` per test batch; probs (N, C).
-        num_classes: C.
-        top_k: k of the second accuracy (5, or C when C < 5).
-        strategy: Lightning strategy (``None``: single process).
-
-    Returns:
-        ``top1``, ``top5`` (fractions), ``videos`` (count), ``views_per_video`` (mean), ``clip_top1``
-        (per-view accuracy over unique views).
-    """
-    if views:
-        index, view, label, probs = (torch.cat(parts) for parts in zip(*views))
-    else:
-        index = view = label = torch.zeros(0, dtype=torch.long)
-        probs = torch.zeros(0, num_classes)
-    rows = torch.stack([index, view, label], dim=1)  # (n, 3)
-    rank = getattr(strategy, "global_rank", 0)
-    keep = torch.zeros(len(rows), dtype=torch.bool)
-    seen: set[tuple[int, int]] = set()
-    video_label: dict[int, int] = {}
-    for r, rows_r in enumerate(_gather_rows(rows, strategy)):
-        for i, (idx, v, lab) in enumerate(rows_r.tolist()):
-            video_label.setdefault(idx, lab)
-            if (idx, v) not in seen:
-                seen.add((idx, v))
-                if r == rank:
-                    keep[i] = True
-    if not video_label:
-        raise RuntimeError("test produced no predictions (empty test set?)")
-    num_videos = max(video_label) + 1
-    sums = torch.zeros(num_videos, num_classes, dtype=torch.float64)
-    sums.index_add_(0, index[keep], probs[keep].double())
-    counts = torch.bincount(index[keep], minlength=num_videos).double()
-    clip_hits = (probs[keep].argmax(1) == label[keep]).sum().double()
-    if getattr(strategy, "world_size", 1) > 1:
-        device = strategy.root_device
-        sums = strategy.reduce(sums.to(device), reduce_op="sum").cpu()
-        stacked = strategy.reduce(torch.cat([counts, clip_hits.view(1)]).to(device), reduce_op="sum").cpu()
-        counts, clip_hits = stacked[:-1], stacked[-1]
-    present = counts > 0
-    labels = torch.full((num_videos,), -1, dtype=torch.long)
-    for idx, lab in video_label.items():
-        labels[idx] = lab
-    mean_probs = sums[present] / counts[present, None]  # (V, C)
-    targets = labels[present]
-    topk = mean_probs.topk(top_k, dim=1).indices  # (V, k)
-    views_per_video = counts[present]
-    if views_per_video.min() != views_per_video.max():
-        rank_zero_warn(
-            f"test: videos have between {int(views_per_video.min())} and {int(views_per_video.max())} views "
-            "(some views missing?)"
-        )
-    return {
-        "top1": (topk[:, 0] == targets).double().mean().item(),
-        "top5": (topk == targets[:, None]).any(dim=1).double().mean().item(),
-        "videos": float(present.sum().item()),
-        "views_per_video": views_per_video.mean().item(),
-        "clip_top1": (clip_hits / counts.sum()).item(),
-    }

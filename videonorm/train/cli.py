@@ -14,7 +14,7 @@ Besides the trainer, model and data sections, every subcommand has:
         the latest, and tested a model that was not the final one. A monitor-less checkpoint saves every epoch.
     precise_bn: PreciseBN (200 batches; a no-op for models without trainable BN)
     cpu_threads: CpuThreads (on CPU, torch threads = cores - data workers; ``--cpu_threads.enabled false``)
-The run directory and W&B run id are set here from the config (see ``videonorm.wandb_setup``), so
+The run directory and W&B run id are set here from the config (see ``videonorm.train.logger``), so
 ``--ckpt_path last`` resumes an interrupted fit into the same directory and W&B run, and ``validate``/``test``
 with ``--ckpt_path last|best`` find the trained run's checkpoints and log into its W&B run.
 """
@@ -34,9 +34,10 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.loggers import WandbLogger
 
-from videonorm import wandb_setup
-from videonorm.callbacks import CpuThreads, PreciseBN
-from videonorm.module import VideoClassifier
+from videonorm.identity import run_name
+from videonorm.train.callbacks import CpuThreads, PreciseBN
+from videonorm.train.logger import CHECKPOINT_DIR, resolve_run_id, run_config, run_dir
+from videonorm.train.module import VideoClassifier
 
 
 def _config_chain(path: str, seen: tuple[Path, ...] = ()) -> list[str]:
@@ -86,7 +87,7 @@ class RunConfigCallback(SaveConfigCallback):
     """Save the merged config into the run directory and send it, flattened, to W&B.
 
     ``config.yaml`` for ``fit``, ``config_<stage>.yaml`` for the other subcommands (so testing a run does
-    not overwrite how it was trained). The W&B run config is ``wandb_setup.run_config``: every CLI key
+    not overwrite how it was trained). The W&B run config is ``videonorm.train.logger.run_config``: every CLI key
     flattened, world size, effective batch size and the datamodule's dataset fingerprint.
     """
 
@@ -102,7 +103,7 @@ class RunConfigCallback(SaveConfigCallback):
         config["model"]["num_classes"] = pl_module.hparams.get("num_classes")  # linked at instantiation
         datamodule = trainer.datamodule
         fingerprint = datamodule.fingerprint() if hasattr(datamodule, "fingerprint") else None
-        params = wandb_setup.run_config(config, trainer.world_size, fingerprint)
+        params = run_config(config, trainer.world_size, fingerprint)
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
                 logger.log_hyperparams(params)
@@ -162,7 +163,7 @@ class VideonormCLI(LightningCLI):
                 "trainer.sync_batchnorm would silently turn every BN into SyncBN; choose the norm with model.norm "
                 "(BN statistics are per device unless the model's norm says otherwise)"
             )
-        name = wandb_setup.run_name(
+        name = run_name(
             arch=cfg.model.arch,
             depth=cfg.model.depth,
             norm=cfg.model.norm,
@@ -179,8 +180,8 @@ class VideonormCLI(LightningCLI):
         name = next((_logger_arg(lg, "name") for lg in loggers if _logger_arg(lg, "name")), name)
         if subcommand == "predict":
             cfg.trainer.logger, loggers = False, []  # predict logs nothing; Lightning would still open a W&B run
-        directory = wandb_setup.run_dir(cfg.trainer.get("default_root_dir") or "runs", group, name)
-        ckpt_dir = Path(cfg.checkpoint.get("dirpath") or directory / wandb_setup.CHECKPOINT_DIR)
+        directory = run_dir(cfg.trainer.get("default_root_dir") or "runs", group, name)
+        ckpt_dir = Path(cfg.checkpoint.get("dirpath") or directory / CHECKPOINT_DIR)
         cfg.checkpoint.dirpath = str(ckpt_dir)
         cfg.last_checkpoint.dirpath = cfg.last_checkpoint.get("dirpath") or str(ckpt_dir)
         ckpt_path = cfg.get("ckpt_path")
@@ -191,7 +192,7 @@ class VideonormCLI(LightningCLI):
             cfg.ckpt_path = str(found[-1])
         if loggers:
             reuse = subcommand != "fit" or ckpt_path is not None
-            run_id = wandb_setup.resolve_run_id(directory, reuse=reuse)
+            run_id = resolve_run_id(directory, reuse=reuse)
             for logger in loggers:
                 init = logger.init_args
                 init.name = init.get("name") or name
@@ -240,7 +241,7 @@ def run_lightning_cli(argv: list[str], run: bool = True) -> VideonormCLI:
     Returns:
         The CLI object (``.trainer``, ``.model``, ``.datamodule``, ``.config``, ``.run_dir``).
     """
-    from videonorm.data import KineticsDataModule  # imported here: ``videonorm --help`` stays fast
+    from videonorm.data.datamodule import KineticsDataModule  # imported here: ``videonorm --help`` stays fast
 
     with warnings.catch_warnings():
         # we pass args explicitly (expanded configs); Lightning warns whenever sys.argv also has arguments

@@ -7,7 +7,6 @@ one line per norm, the paper's points hollow and dotted (its batch-sensitivity f
 
 from __future__ import annotations
 
-import os
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,6 +19,8 @@ matplotlib.use("Agg")  # files only; must precede pyplot
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from videonorm.files import atomic_path  # noqa: E402
 
 _PALETTE = plt.get_cmap("tab10").colors
 
@@ -77,10 +78,11 @@ def batch_colors(columns: Sequence[Any]) -> dict[Any, Any]:
 def _save(fig: Any, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, path)  # a reader never sees a half-written PNG
+    try:
+        with atomic_path(path) as tmp:  # a reader never sees a half-written PNG
+            fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+    finally:
+        plt.close(fig)
     return path
 
 

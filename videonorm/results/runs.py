@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from videonorm.identity import flatten
+
 _FILE_HEADER = struct.Struct("<4sHB")  # ident, magic, version
 _CHUNK_HEADER = struct.Struct("<IHB")  # crc32, data length, chunk type
 _IDENT, _MAGIC, _VERSION = b":W&B", 0xBEE1, 0
@@ -94,23 +96,6 @@ class RunData:
     def label(self) -> str:
         """Short human name: ``name (id)``."""
         return f"{self.name or '?'} ({self.run_id or '?'})"
-
-
-def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Flatten nested dicts into dot-separated keys (``{"model": {"norm": "gn"}}`` -> ``{"model.norm": "gn"}``).
-
-    Args:
-        d: possibly nested mapping.
-        prefix: key prefix for recursion.
-    """
-    out: dict[str, Any] = {}
-    for key, value in d.items():
-        full = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            out.update(flatten(value, full + "."))
-        else:
-            out[full] = value
-    return out
 
 
 def _read_exact(data: bytes, offset: int, n: int, path: Path, records: int) -> bytes:

@@ -1,0 +1,173 @@
+"""The dataset's text files, one set of rules for everyone: manifests and the class list.
+
+Read by the datamodule, written and checked by ``kinetics-prep`` (``manifest``, ``verify``, ``prepare``) and by the
+tests, always through this module (standard library only, so ``data_prep`` imports it without torch)::
+
+    classes.txt    one class name per line; line i is label i
+    train.txt      one video per line: ``relative/path.mp4 <label>`` (PySlowFast / pytorchvideo format)
+
+Rules of a manifest line: the path and a non-negative integer label, separated by whitespace; the path has no
+whitespace of its own (Kinetics file names never do; a path with a space is an error that names the line, not a
+silent mis-split). Blank lines and whole-line ``#`` comments are ignored (``#`` may appear inside a file name).
+Rules of the class list: names are stripped, trailing blank lines are ignored, a blank line between names (it
+would shift every later label) and a name listed twice are errors. Both files are UTF-8; a byte-order mark is
+accepted (editors on Windows write one) and bytes that are not UTF-8 are an error naming the file and line.
+
+Every problem raises :class:`ManifestError` naming file and line; all bad lines of a file are listed at once.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+CLASSES_FILE = "classes.txt"
+_MAX_LISTED = 50
+
+
+class ManifestError(ValueError):
+    """A manifest or class list that cannot be used; the message names the file and line(s)."""
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    """One manifest line.
+
+    Args:
+        path: video path relative to the dataset root, as written.
+        label: class index (line of ``classes.txt``, from 0).
+        line: line number in the manifest (1-based; 0 when the entry was not read from a file).
+    """
+
+    path: str
+    label: int
+    line: int = 0
+
+
+def _lines(path: str | os.PathLike, what: str) -> list[str]:
+    """The file's lines, decoded as UTF-8 (a BOM is dropped); undecodable bytes name their line."""
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError(f"{path}: {what} not found")
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise ManifestError(
+            f"{path}:{line}: not UTF-8 (byte {data[err.start]:#04x} at offset {err.start}); save the {what} as UTF-8"
+        ) from None
+    return text.splitlines()
+
+
+def _raise_all(path: str | os.PathLike, errors: list[str]) -> None:
+    if errors:
+        more = f"\n  ... and {len(errors) - _MAX_LISTED} more" if len(errors) > _MAX_LISTED else ""
+        raise ManifestError(f"{len(errors)} bad line(s) in {path}:\n  " + "\n  ".join(errors[:_MAX_LISTED]) + more)
+
+
+def parse_line(text: str, where: str) -> tuple[str, int] | None:
+    """``(path, label)`` of one manifest line, None for a blank or comment line.
+
+    Args:
+        text: the line.
+        where: ``file:line`` for the error message.
+
+    Raises:
+        ManifestError: not ``path label``, or a label that is not a non-negative integer.
+    """
+    stripped = text.strip()
+    if not stripped or stripped.startswith("#"):
+        return None
+    parts = stripped.split()
+    if len(parts) != 2:
+        hint = " (paths may not contain spaces)" if len(parts) > 2 else ""
+        raise ManifestError(f"{where}: expected 'relative/path.mp4 <label>', got {stripped!r}{hint}")
+    path, label = parts
+    if not label.isdigit() or not label.isascii():
+        raise ManifestError(f"{where}: label {label!r} is not a non-negative integer")
+    return path, int(label)
+
+
+def read_manifest(path: str | os.PathLike, num_classes: int | None = None) -> list[ManifestEntry]:
+    """Read a manifest (rules in the module docstring).
+
+    Args:
+        path: manifest file.
+        num_classes: when given, every label must lie in ``[0, num_classes)``.
+
+    Returns:
+        The entries in file order.
+
+    Raises:
+        ManifestError: a missing file or bad lines (all of them listed, each with file and line).
+    """
+    entries, errors = [], []
+    for number, text in enumerate(_lines(path, "manifest"), start=1):
+        where = f"{path}:{number}"
+        try:
+            parsed = parse_line(text, where)
+        except ManifestError as err:
+            errors.append(str(err))
+            continue
+        if parsed is None:
+            continue
+        if num_classes is not None and parsed[1] >= num_classes:
+            errors.append(f"{where}: label {parsed[1]} outside [0, {num_classes}) ({num_classes} classes)")
+            continue
+        entries.append(ManifestEntry(parsed[0], parsed[1], number))
+    _raise_all(path, errors)
+    return entries
+
+
+def manifest_text(entries: Iterable[ManifestEntry | tuple[str, int]]) -> str:
+    """The manifest file contents for ``entries`` (one ``path label`` line each).
+
+    Raises:
+        ManifestError: a path with whitespace or a negative label (it could not be read back).
+    """
+    lines = []
+    for entry in entries:
+        path, label = (entry.path, entry.label) if isinstance(entry, ManifestEntry) else entry
+        if not path or any(c.isspace() for c in path) or label < 0:
+            raise ManifestError(f"cannot write manifest line {path!r} {label}: paths without whitespace, labels >= 0")
+        lines.append(f"{path} {label}\n")
+    return "".join(lines)
+
+
+def read_classes(path: str | os.PathLike) -> list[str]:
+    """Read a class list: one name per line, line i = label i (rules in the module docstring).
+
+    Raises:
+        ManifestError: missing file, no names, a blank line between names or a name listed twice.
+    """
+    names = [line.strip() for line in _lines(path, "class list")]
+    while names and not names[-1]:
+        names.pop()
+    if not names:
+        raise ManifestError(f"{path}: no class names")
+    errors, seen = [], {}
+    for number, name in enumerate(names, start=1):
+        if not name:
+            errors.append(f"{path}:{number}: blank line between class names (line i is label i-1)")
+        elif name in seen:
+            errors.append(f"{path}:{number}: class {name!r} already on line {seen[name]}")
+        else:
+            seen[name] = number
+    _raise_all(path, errors)
+    return names
+
+
+def classes_text(classes: Sequence[str]) -> str:
+    """The class list file contents.
+
+    Raises:
+        ManifestError: an empty name, surrounding spaces (they would not read back), or a line break (it would add
+            a line and shift every later label).
+    """
+    for name in classes:
+        if not name.strip() or name != name.strip() or len(name.splitlines()) != 1:
+            raise ManifestError(f"class name {name!r} is empty, has surrounding spaces or contains a line break")
+    return "".join(f"{name}\n" for name in classes)

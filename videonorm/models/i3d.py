@@ -1,0 +1,135 @@
+"""The I3D ResNet builder: temporal layouts as data (``LAYOUTS``), one builder over pytorchvideo's ``create_resnet``.
+
+The networks are pytorchvideo `create_resnet` models, so module names match pytorchvideo's `i3d_r50`
+(`blocks.0` stem, `blocks.1` res2, `blocks.2` temporal pool, `blocks.3..5` res3..res5, `blocks.6` head)
+and its checkpoints load with `strict=True` into the BN model.
+
+The default `arch="i3d"` is the Non-local paper's 32-frame I3D ResNet (video-nonlocal-net, the model of
+the Group Normalization paper's Kinetics experiment):
+
+    input                                        32 x 224 x 224 (T x H x W)
+    stem   5x7x7 conv, stride (2, 2, 2)          16 x 112 x 112
+           2x3x3 max-pool, stride (2, 2, 2)      8 x 56 x 56
+    res2   3 blocks, conv_a 3x1x1 in all         8 x 56 x 56
+    pool   2x1x1 max-pool, stride (2, 1, 1)      4 x 56 x 56
+    res3   conv_a 3x1x1 in blocks [1, 0, 1, 0]   4 x 28 x 28
+    res4   [1, 0, 1, 0, 1, 0] (R101: 1, 0, ... over 23 blocks)   4 x 14 x 14
+    res5   [0, 1, 0]                             4 x 7 x 7
+    head   global average pool, dropout, linear
+
+R50 with 400 classes: 28.0M parameters, 33.1 G multiply-adds per 32x224x224 clip (torch's FLOP counter / 2).
+
+pytorchvideo's own `i3d_r50` is the 8-frame variant of the same network (no temporal stride in the stem);
+the weights have identical shapes, so its checkpoints load here, but the temporal strides differ.
+`arch="c2d"` is the 2D baseline: 1x7x7 stem and all temporal kernels 1, no temporal striding or pooling.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch.nn as nn
+from pytorchvideo.models.head import create_res_basic_head
+from pytorchvideo.models.resnet import create_resnet
+
+from videonorm.models.init import init_weights
+from videonorm.models.norm import norm_layer
+
+# Bottleneck blocks per stage (res2..res5).
+STAGE_DEPTHS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
+
+
+@dataclass(frozen=True)
+class _Arch:
+    """Temporal layout of one architecture; spatial layout is the standard ResNet's."""
+
+    stem_kernel: tuple[int, int, int]
+    stem_stride: tuple[int, int, int]
+    stem_pool_kernel: tuple[int, int, int]
+    stem_pool_stride: tuple[int, int, int]
+    res2_pool_t: int  # temporal max-pool kernel = stride after res2 (1: none)
+    # Per stage, the temporal kernel of conv_a in consecutive blocks, repeated to the stage depth.
+    conv_a_t: tuple[tuple[int, ...], ...]
+
+
+LAYOUTS = {
+    "i3d": _Arch((5, 7, 7), (2, 2, 2), (2, 3, 3), (2, 2, 2), 2, ((3,), (3, 1), (3, 1), (1, 3))),
+    "c2d": _Arch((1, 7, 7), (1, 2, 2), (1, 3, 3), (1, 2, 2), 1, ((1,), (1,), (1,), (1,))),
+}
+
+
+def _max_pool(kernel_size: Sequence[int], stride: Sequence[int], padding: Sequence[int]) -> nn.Module:
+    """Max-pool that never pads in time (Non-local's pool1 is a max over frame pairs).
+
+    pytorchvideo pads every dimension by kernel // 2, which for a temporal kernel of 2 would add a frame.
+    Called by `create_resnet` for the stem pool and the pool after res2.
+    """
+    if tuple(kernel_size) == (1, 1, 1) and tuple(stride) == (1, 1, 1):
+        return nn.Identity()  # keeps the block indices of the pooled variant
+    return nn.MaxPool3d(kernel_size, stride=stride, padding=(0, *tuple(padding)[1:]))
+
+
+def _head(**kwargs: Any) -> nn.Module:
+    # Adaptive pooling instead of pytorchvideo's fixed AvgPool3d(4, 7, 7): any T >= 8, H, W >= 64 work.
+    kwargs.update(pool=nn.AdaptiveAvgPool3d, output_size=(1, 1, 1), activation=None)
+    return create_res_basic_head(**kwargs)
+
+
+def i3d_resnet(
+    depth: int = 50,
+    norm: str = "bn",
+    norm_groups: int = 32,
+    num_classes: int = 400,
+    width: int = 64,
+    dropout: float = 0.5,
+    zero_init_residual: bool = True,
+    head_init_std: float = 0.01,
+    arch: str = "i3d",
+) -> nn.Module:
+    """Build an I3D (or C2D) ResNet for `(N, 3, T, H, W)` clips returning `(N, num_classes)` logits.
+
+    Args:
+        depth: 50 or 101.
+        norm: a name from `videonorm.models.norm.NORM_NAMES`.
+        norm_groups: groups for `norm="gn"`; must divide `width` (every normalized channel count is
+            `width` times a power of two).
+        num_classes: classifier outputs.
+        width: stem channels (64 in the paper); stage i has `width * 2**i` bottleneck channels and
+            `4 * width * 2**i` outputs, so small values give tiny CPU models.
+        dropout: dropout rate before the classifier.
+        zero_init_residual: start each bottleneck's last norm at gamma = 0 (the block is the identity).
+        head_init_std: standard deviation of the classifier's initial weights.
+        arch: `"i3d"` (Non-local 32-frame I3D) or `"c2d"` (all temporal kernels 1, no temporal pooling).
+
+    Raises:
+        ValueError: unsupported depth or arch, unknown norm, or groups that do not divide the channels.
+    """
+    if depth not in STAGE_DEPTHS:
+        raise ValueError(f"unsupported depth {depth}; supported: {sorted(STAGE_DEPTHS)}")
+    if arch not in LAYOUTS:
+        raise ValueError(f"unknown arch {arch!r}; allowed: {', '.join(LAYOUTS)}")
+    if width < 1:
+        raise ValueError(f"width must be positive, got {width}")
+    spec = LAYOUTS[arch]
+    stage_kernels = [
+        [(t, 1, 1) for t in (pattern * n)[:n]] for pattern, n in zip(spec.conv_a_t, STAGE_DEPTHS[depth])
+    ]
+    model = create_resnet(
+        model_depth=depth,
+        model_num_class=num_classes,
+        dropout_rate=dropout,
+        norm=norm_layer(norm, norm_groups),
+        stem_dim_out=width,
+        stem_conv_kernel_size=spec.stem_kernel,
+        stem_conv_stride=spec.stem_stride,
+        stem_pool=_max_pool,
+        stem_pool_kernel_size=spec.stem_pool_kernel,
+        stem_pool_stride=spec.stem_pool_stride,
+        stage1_pool=_max_pool,
+        stage1_pool_kernel_size=(spec.res2_pool_t, 1, 1),
+        stage_conv_a_kernel_size=stage_kernels,
+        head=_head,
+    )
+    init_weights(model, zero_init_residual=zero_init_residual, head_init_std=head_init_std)
+    return model

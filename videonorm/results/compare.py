@@ -1,0 +1,66 @@
+"""``videonorm compare``: W&B runs side by side with the paper's Kinetics table, as Markdown/CSV + plots.
+
+    videonorm compare runs/kinetics400                        # offline runs below a directory, no network
+    videonorm compare my-team/videonorm --group kinetics400   # a W&B project, filtered by group (or --tag)
+    videonorm compare my-team/videonorm/1a2b3c4d runs/demo    # single online runs and local ones together
+
+Runs are read by :mod:`videonorm.results.runs`, placed in cells by :mod:`videonorm.results.comparison` (``--metric``
+and ``--dataset`` choose what is compared) and written by :mod:`videonorm.results.report`.
+Outputs in ``--out``: ``compare.md`` (table + notes), ``compare.csv`` (one row per cell, tidy),
+``val_error_curves.png`` (the paper's Fig. 7 style) and ``top1_vs_batch.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from videonorm.results.comparison import build_comparison
+from videonorm.results.report import make_plots, write_csv, write_markdown
+from videonorm.results.runs import load_runs
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``videonorm compare`` argument parser."""
+    p = argparse.ArgumentParser(
+        prog="videonorm compare",
+        description="Put W&B runs side by side with the paper's Kinetics table: Markdown + CSV + plots.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=(
+            "INPUTS: local paths (a run-*.wandb file, a run directory, or any directory above runs, searched "
+            "recursively; read offline, no network) or W&B paths: entity/project (all runs, filtered by --group/"
+            "--tag) or entity/project/run_id (uses wandb.Api: needs credentials and network)."
+        ),
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUTS", help="local run files/directories or W&B paths")
+    p.add_argument("--out", default="compare_out", help="output directory (default: compare_out)")
+    p.add_argument("--group", help="only runs in this W&B group")
+    p.add_argument("--tag", help="only runs with this W&B tag")
+    p.add_argument("--metric", choices=("auto", "val", "test"), default="auto",
+                   help="val: best validation epoch (single clip); test: video-level test; auto: test if every "
+                        "run has it, else val")
+    p.add_argument("--dataset", metavar="HASH", help="compare runs with this dataset.hash (default: the majority's)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``videonorm compare``; returns 0 when a table was written, 1 when no run could be compared.
+
+    Args:
+        argv: arguments after ``compare`` (``sys.argv[2:]`` when None).
+    """
+    args = build_parser().parse_args(sys.argv[2:] if argv is None else argv)
+    runs, errors = load_runs(args.inputs, group=args.group, tag=args.tag)
+    comp = build_comparison(runs, metric=args.metric, dataset=args.dataset, read_errors=errors)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    md_path, csv_path = out / "compare.md", out / "compare.csv"
+    report = write_markdown(comp, md_path)
+    write_csv(comp, csv_path)
+    pngs = make_plots(comp, out) if comp.cells else []
+    print(report)
+    print("Written:")
+    for path in (md_path, csv_path, *pngs):
+        print(f"  {path}")
+    return 0 if comp.cells else 1

@@ -1,0 +1,241 @@
+"""Runs -> a :class:`Comparison`: grid cells of seeds, each aggregated, and every run left out with its reason.
+
+Cells: rows = norm (with its group count), columns = clips per device and frames (``8 (32f)``), values =
+top-1 / top-5 in percent: the best validation epoch (single center clip, top-5 from the same epoch) with
+``metric="val"``, the video-level test result with ``metric="test"``; ``auto`` takes test when every run that logged
+accuracies has it. Runs that differ only in their seed share a cell: mean +- std (sample std), with n.
+Runs are left out, each with its reason, when they cannot be read, lack the metric or identity config keys,
+or were trained on another dataset copy than the majority (``dataset.hash``; a chosen hash wins).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from videonorm.identity import Setting, run_setting
+from videonorm.results import paper
+from videonorm.results.runs import RunData
+
+METRIC_KEYS = {"val": ("val/top1", "val/top5"), "test": ("test/top1", "test/top5")}
+METRIC_TEXT = {
+    "val": "best validation epoch, single center clip",
+    "test": "test, video level (views averaged)",
+}
+# Keys expected to differ between seeds of one cell; any other difference is reported.
+PER_RUN_KEYS = ("seed_everything", "data.seed", "trainer.logger", "trainer.default_root_dir", "checkpoint.dirpath",
+                "ckpt_path", "dataset.")
+
+
+@dataclass
+class RunResult:
+    """One run's numbers, in percent."""
+
+    run: RunData
+    setting: Setting
+    dataset_hash: str | None
+    val: tuple[float, float | None, Any] | None  # best val top-1, top-5 at that epoch, the epoch
+    test: tuple[float, float | None] | None
+    curve: list[tuple[float, float]]  # (epochs trained, val top-1 %)
+
+
+@dataclass
+class Cell:
+    """Runs of one setting (seeds) and their aggregate."""
+
+    setting: Setting
+    results: list[RunResult]
+    top1: tuple[float, float | None] = (math.nan, None)  # mean, std (None when n == 1)
+    top5: tuple[float, float | None] | None = None
+    paper: paper.PaperResult | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        return len(self.results)
+
+
+@dataclass
+class Comparison:
+    """Everything ``compare`` decided: the cells, the metric, and why runs were left out."""
+
+    cells: list[Cell]
+    metric: str
+    dataset_hash: str | None
+    excluded: list[str]  # one message per run (or input) not in the table
+    warnings: list[str]  # runs in the table with something to know (partial, killed, config differences)
+
+
+def _percent(value: Any, key: str) -> float | None:
+    """A logged accuracy fraction as percent; None for missing/NaN; ValueError if it is not a fraction."""
+    if value is None or isinstance(value, (str, bool, dict, list)):
+        return None
+    value = float(value)
+    if math.isnan(value):
+        return None
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{key} = {value} is not a fraction in [0, 1]")
+    return 100.0 * value
+
+
+def extract(run: RunData) -> RunResult:
+    """Pull the numbers ``compare`` needs out of a run.
+
+    Best validation = the history row with the highest ``val/top1`` (top-5 from the same row, i.e. the same
+    checkpoint). Test = the last logged ``test/top1`` (summary if the history has none).
+
+    Args:
+        run: a run read by ``videonorm.runs``.
+
+    Raises:
+        KeyError: identity config missing. ValueError: an accuracy that is not a fraction.
+    """
+    setting = run_setting(run.config)
+    top1_key, top5_key = METRIC_KEYS["val"]
+    # One validation per epoch; an epoch validated twice (a run killed after validating, before its checkpoint,
+    # then resumed) counts with its last result.
+    val_rows: dict[Any, dict] = {}
+    for i, row in enumerate(run.history):
+        if _percent(row.get(top1_key), top1_key) is not None:
+            val_rows[row.get("epoch", f"row {i}")] = row
+    val, curve = None, []
+    for epoch, row in val_rows.items():
+        top1 = _percent(row[top1_key], top1_key)
+        if isinstance(epoch, (int, float)):
+            curve.append((float(epoch) + 1.0, top1))  # Lightning logs the 0-based epoch that just ended
+        if val is None or top1 > val[0]:
+            val = (top1, _percent(row.get(top5_key), top5_key), epoch)
+    curve.sort()
+    test = None
+    t1_key, t5_key = METRIC_KEYS["test"]
+    for row in run.history:  # the last test wins (a later `videonorm test` on the same run)
+        top1 = _percent(row.get(t1_key), t1_key)
+        if top1 is not None:
+            test = (top1, _percent(row.get(t5_key), t5_key))
+    if test is None and _percent(run.summary.get(t1_key), t1_key) is not None:  # set in the summary only
+        test = (_percent(run.summary[t1_key], t1_key), _percent(run.summary.get(t5_key), t5_key))
+    return RunResult(run, setting, run.config.get("dataset.hash"), val, test, curve)
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float | None]:
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
+
+
+def _config_differences(results: Sequence[RunResult]) -> list[str]:
+    """Config keys (not per-run ones like the seed) whose values differ between the runs of a cell."""
+    keys = set().union(*(r.run.config for r in results))
+    diffs = []
+    for key in sorted(keys):
+        if any(key == p or key.startswith(p if p.endswith(".") else p + ".") for p in PER_RUN_KEYS):
+            continue
+        values = {repr(r.run.config.get(key)) for r in results}
+        if len(values) > 1:
+            diffs.append(f"{key} ({', '.join(sorted(values))})")
+    return diffs
+
+
+def _choose_metric(results: Sequence[RunResult], metric: str) -> str:
+    if metric != "auto":
+        return metric
+    with_any = [r for r in results if r.val is not None or r.test is not None]  # runs without either are left out anyway
+    return "test" if with_any and all(r.test is not None for r in with_any) else "val"
+
+
+def _choose_dataset(results: Sequence[RunResult], wanted: str | None) -> tuple[str | None, list[str]]:
+    """The dataset hash to compare on (``wanted`` or the majority's) and a note if the choice was a tie."""
+    if wanted:
+        return wanted, []
+    counts = Counter(r.dataset_hash for r in results if r.dataset_hash)
+    if not counts:
+        return None, []
+    ranked = counts.most_common()
+    notes = []
+    if len(ranked) > 1 and ranked[0][1] == ranked[1][1]:
+        notes.append(
+            f"dataset fingerprints tie ({', '.join(f'{h}: {n} runs' for h, n in ranked)}); "
+            f"compared {ranked[0][0]}; pick one with --dataset"
+        )
+    return ranked[0][0], notes
+
+
+def build_comparison(
+    runs: Sequence[RunData], metric: str = "auto", dataset: str | None = None, read_errors: Sequence[str] = ()
+) -> Comparison:
+    """Place runs in grid cells, leave out (with reasons) those that cannot be compared, aggregate seeds.
+
+    Args:
+        runs: runs from ``videonorm.runs.load_runs``.
+        metric: ``val``, ``test`` or ``auto`` (test when every run that logged accuracies has it).
+        dataset: compare runs with this ``dataset.hash``; None = the majority's.
+        read_errors: messages of runs that could not be read (carried into ``excluded``).
+    """
+    excluded = [f"unreadable: {e}" for e in read_errors]
+    warnings: list[str] = []
+    results: list[RunResult] = []
+    seen: dict[str, str] = {}
+    for run in runs:
+        if run.run_id and run.run_id in seen:
+            excluded.append(f"{run.label} {run.source}: same run id as {seen[run.run_id]}; counted once")
+            continue
+        seen[run.run_id] = run.source
+        try:
+            results.append(extract(run))
+        except (KeyError, ValueError) as e:
+            why = e.args[0] if e.args else str(e)
+            excluded.append(f"{run.label} {run.source}: {why}" + "".join(f"; {p}" for p in run.problems))
+
+    chosen, notes = _choose_dataset(results, dataset)
+    warnings.extend(notes)
+    kept = []
+    for r in results:
+        if r.dataset_hash is None:
+            excluded.append(f"{r.run.label} {r.run.source}: no dataset fingerprint (dataset.hash) in its config")
+        elif r.dataset_hash != chosen:
+            excluded.append(
+                f"{r.run.label} {r.run.source}: dataset fingerprint {r.dataset_hash} differs from "
+                f"{'the chosen' if dataset else 'the majority'} {chosen} (trained/evaluated on other data)"
+            )
+        else:
+            kept.append(r)
+
+    metric = _choose_metric(kept, metric)
+    with_metric = []
+    for r in kept:
+        if (r.val if metric == "val" else r.test) is None:
+            excluded.append(f"{r.run.label} {r.run.source}: no {METRIC_KEYS[metric][0]} logged"
+                            + "".join(f"; {p}" for p in r.run.problems))
+        else:
+            with_metric.append(r)
+            warnings.extend(f"{r.run.label}: {p}" for p in r.run.problems)  # in the table, marked †
+
+    by_setting: dict[Setting, list[RunResult]] = defaultdict(list)
+    for r in with_metric:
+        by_setting[r.setting].append(r)
+    cells = [_aggregate(s, rs, metric) for s, rs in by_setting.items()]
+    for cell in cells:
+        warnings.extend(cell.notes)
+    return Comparison(cells, metric, chosen, excluded, warnings)
+
+
+def _aggregate(setting: Setting, results: list[RunResult], metric: str) -> Cell:
+    pairs = [r.val[:2] if metric == "val" else r.test for r in results]
+    cell = Cell(setting, results, top1=_mean_std([p[0] for p in pairs]))
+    if all(p[1] is not None for p in pairs):
+        cell.top5 = _mean_std([p[1] for p in pairs])
+    row, col = setting.row, setting.column
+    cell.paper = None if col.repeat_aug > 1 else paper.paper_result(
+        row.norm, row.norm_groups, col.batch_size, col.num_frames,
+        col.sampling_rate if col.sampling_rate is not None else -1,
+        depth=row.depth if row.depth is not None else -1,
+        width=row.width if row.width is not None else -1,
+    )
+    diffs = _config_differences(results)
+    if diffs:
+        names = ", ".join(r.run.name for r in results)
+        cell.notes.append(f"{setting.label}: runs {names} differ in "
+                          f"{'; '.join(diffs)} besides the seed; aggregated anyway")
+    return cell
