@@ -269,10 +269,5 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m data_prep.download``: same as ``kinetics-prep download``."""
-    return run_step(sys.modules[__name__], argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # python -m data_prep.download: the same as kinetics-prep download
+    sys.exit(run_step(sys.modules[__name__]))

@@ -167,10 +167,5 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m data_prep.manifest``: same as ``kinetics-prep manifest``."""
-    return run_step(sys.modules[__name__], argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # python -m data_prep.manifest: the same as kinetics-prep manifest
+    sys.exit(run_step(sys.modules[__name__]))

@@ -190,10 +190,5 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m data_prep.prepare``: same as ``kinetics-prep prepare``."""
-    return run_step(sys.modules[__name__], argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # python -m data_prep.prepare: the same as kinetics-prep prepare
+    sys.exit(run_step(sys.modules[__name__]))

@@ -85,10 +85,5 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m data_prep.resize``: same as ``kinetics-prep resize``."""
-    return run_step(sys.modules[__name__], argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # python -m data_prep.resize: the same as kinetics-prep resize
+    sys.exit(run_step(sys.modules[__name__]))

@@ -48,8 +48,9 @@ def execute(step: ModuleType, args: argparse.Namespace) -> int:
 
 
 def step_name(step: ModuleType) -> str:
-    """``trim`` for ``data_prep.trim``."""
-    return step.__name__.rpartition(".")[2]
+    """``trim`` for ``data_prep.trim`` (also when it runs as ``__main__`` under ``python -m``)."""
+    spec = getattr(step, "__spec__", None)
+    return (spec.name if spec is not None else step.__name__).rpartition(".")[2]
 
 
 def run_step(step: ModuleType, argv: list[str] | None = None) -> int:

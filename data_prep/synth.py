@@ -371,10 +371,5 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m data_prep.synth``: same as ``kinetics-prep synth``."""
-    return run_step(sys.modules[__name__], argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # python -m data_prep.synth: the same as kinetics-prep synth
+    sys.exit(run_step(sys.modules[__name__]))

@@ -99,10 +99,5 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m data_prep.trim``: same as ``kinetics-prep trim``."""
-    return run_step(sys.modules[__name__], argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # python -m data_prep.trim: the same as kinetics-prep trim
+    sys.exit(run_step(sys.modules[__name__]))

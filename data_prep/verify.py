@@ -163,10 +163,5 @@ def run(args: argparse.Namespace) -> int:
     return 1 if bad and not args.drop else 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m data_prep.verify``: same as ``kinetics-prep verify``."""
-    return run_step(sys.modules[__name__], argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # python -m data_prep.verify: the same as kinetics-prep verify
+    sys.exit(run_step(sys.modules[__name__]))

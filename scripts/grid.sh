@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run an experiment grid without W&B's sweep agent: every experiment file of configs/<GRID>/ (the same cells as
-# configs/sweeps/<GRID>.yaml), one after another on this machine: fit, then the video-level test of the best
-# checkpoint; then `videonorm compare` on the runs.
+# configs/sweeps/<GRID>.yaml), one after another on this machine: fit, then the video-level test of the final
+# checkpoint (last.ckpt, as the paper reports); then `videonorm compare` on the runs.
 #
 #   DATA_ROOT=/data/kinetics400 scripts/grid.sh                 # the paper's grid: configs/kinetics400/*.yaml
 #   GRID=demo DATA_ROOT=demo_out/data scripts/grid.sh            # the CPU demo grid: configs/demo/*.yaml

@@ -1,6 +1,6 @@
 """Smoke tests of ``videonorm bench``: the commands run on tiny settings and write well-formed tables.
 
-No timing is asserted (numbers live in bench/RESULTS.md); the tests check what the tables contain: every
+No timing is asserted (numbers live in docs/BENCHMARKS.md); the tests check what the tables contain: every
 expected row and column, plausible values, and that CSV and JSON agree.
 """
 

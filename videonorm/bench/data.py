@@ -17,8 +17,8 @@ Tables (printed as Markdown, saved in ``--out`` as ``data_<table>.csv`` and all 
       - ``raw``: the decoder library alone, called directly (decord ``VideoReader.get_batch``; PyAV seek to
         the key frame before the window, decode forward, RGB arrays with swscale on one thread): uint8
         frames, no transforms;
-      - ``videonorm-decode``: :func:`videonorm.video.read_clip` (our decoding layer over the same library);
-      - ``videonorm``: our training pipeline, what :class:`videonorm.data.VideoDataset` does for a train item:
+      - ``videonorm-decode``: :func:`videonorm.data.video.read_clip` (our decoding layer over the same library);
+      - ``videonorm``: our training pipeline, what :class:`videonorm.data.dataset.VideoDataset` does for a train item:
         ``read_clip`` with ``train_clip_indices`` + ``train_transform``;
       - ``pytorchvideo``: the reference peer, ``EncodedVideo.from_path(p, decoder="pyav").get_clip(start,
         end)`` + the usual pytorchvideo Kinetics chain written with torchvision v2 (pytorchvideo's own
@@ -126,7 +126,7 @@ def find_videos(spec: str | os.PathLike, limit: int) -> list[Path]:
 
 def plan_clips(files: Sequence[Path], count: int, settings: Settings, seed: int) -> list[Clip]:
     """``count`` random training windows over ``files`` (cycling through the files), drawn with
-    :func:`videonorm.sampling.train_clip_indices` from seeded generators, so every pipeline reads the same
+    :func:`videonorm.data.sampling.train_clip_indices` from seeded generators, so every pipeline reads the same
     clips."""
     info = {str(f): video_info(f) for f in files}
     clips = []
@@ -191,7 +191,7 @@ def _check(frames: np.ndarray | torch.Tensor, clip: Clip) -> None:
 
 
 def videonorm_decode(backend: str, threads: int) -> Pipeline:
-    """:func:`videonorm.video.read_clip` only: uint8 (T, 3, H, W)."""
+    """:func:`videonorm.data.video.read_clip` only: uint8 (T, 3, H, W)."""
 
     def run(clip: Clip) -> tuple[int, float]:
         frames, _ = read_clip(clip.path, lambda n: clip.indices, backend, threads)

@@ -73,7 +73,7 @@ class KineticsDataModule(pl.LightningDataModule):
             flips of the same frames); must divide ``batch_size``. A batch then holds ``batch_size // k``
             videos x k clips, still ``batch_size`` clips per device, and an epoch visits every video once, so
             it has k times the steps (divide ``max_epochs`` by k to keep the number of clips). Decoding is the
-            dominant cost, so clips/s grows 1.6-1.8x at k=2 (bench/RESULTS.md). The k clips of a video land in
+            dominant cost, so clips/s grows 1.6-1.8x at k=2 (docs/BENCHMARKS.md). The k clips of a video land in
             the same batch, so they share BN's batch statistics: that changes what BN sees (the quantity this
             project studies), not what GN sees.
         seed: Seed of the replacement draws for broken videos.

@@ -1,6 +1,6 @@
 """Clip transforms, built on ``torchvision.transforms.v2`` only.
 
-Input: a clip as decoded by :mod:`videonorm.video`, uint8 ``(T, 3, H, W)``. Output: float32 ``(3, T, H, W)``,
+Input: a clip as decoded by :mod:`videonorm.data.video`, uint8 ``(T, 3, H, W)``. Output: float32 ``(3, T, H, W)``,
 channel-first, ready to be stacked into the model's ``(N, 3, T, H, W)``. The clip is wrapped in
 ``tv_tensors.Video``, so every random parameter (scale, crop position, flip) is drawn once per clip and
 applied to all of its frames. Resizing runs on uint8 (torchvision's fast path, antialiased) before the
@@ -10,7 +10,7 @@ cut before resizing (:class:`RandomShortSideScaleCrop`), so only kept pixels are
   * train: short side scaled to a random size in ``[min_scale, max_scale]``, random square crop, horizontal
     flip, /255, normalize (Kinetics mean/std 0.45/0.225);
   * val: short side to ``scale``, center crop;
-  * test: short side to ``scale``, one of ``num_crops`` crops (see :func:`videonorm.sampling.crop_offsets`):
+  * test: short side to ``scale``, one of ``num_crops`` crops (see :func:`videonorm.data.sampling.crop_offsets`):
     :func:`test_transform` returns one transform per spatial crop.
 """
 

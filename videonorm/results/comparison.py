@@ -89,7 +89,7 @@ def extract(run: RunData) -> RunResult:
     checkpoint). Test = the last logged ``test/top1`` (summary if the history has none).
 
     Args:
-        run: a run read by ``videonorm.runs``.
+        run: a run read by ``videonorm.results.runs``.
 
     Raises:
         KeyError: identity config missing. ValueError: an accuracy that is not a fraction.
@@ -168,7 +168,7 @@ def build_comparison(
     """Place runs in grid cells, leave out (with reasons) those that cannot be compared, aggregate seeds.
 
     Args:
-        runs: runs from ``videonorm.runs.load_runs``.
+        runs: runs from ``videonorm.results.runs.load_runs``.
         metric: ``val``, ``test`` or ``auto`` (test when every run that logged accuracies has it).
         dataset: compare runs with this ``dataset.hash``; None = the majority's.
         read_errors: messages of runs that could not be read (carried into ``excluded``).

@@ -1,0 +1,90 @@
+"""The layout's rules (docs/ARCHITECTURE.md), checked on the source: no import circle, lower layers never import
+higher ones, and the light modules that data_prep shares import neither torch nor Lightning."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("videonorm", "data_prep")
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def _imports(path: Path, top_level_only: bool = True) -> set[str]:
+    """Modules imported at import time (module level, not inside functions), resolved to full names."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    nodes = tree.body if top_level_only else list(ast.walk(tree))
+    found: set[str] = set()
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+@pytest.fixture(scope="module")
+def graph() -> dict[str, set[str]]:
+    files = {_module_name(p): p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")}
+    return {name: {m for m in _imports(path) if m in files} - {name} for name, path in files.items()}
+
+
+def test_no_import_circle(graph):
+    state: dict[str, int] = {}  # 1 visiting, 2 done
+
+    def visit(node: str, trail: list[str]) -> None:
+        state[node] = 1
+        for dep in sorted(graph[node]):
+            if state.get(dep) == 1:
+                raise AssertionError("import circle: " + " -> ".join(trail[trail.index(dep):] + [node, dep])
+                                     if dep in trail else f"import circle through {node} -> {dep}")
+            if dep not in state:
+                visit(dep, trail + [node])
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [])
+
+
+# (importer prefix, forbidden prefixes): lower layers never import higher ones
+LAYERS = [
+    ("videonorm.models", ("videonorm.data", "videonorm.train", "videonorm.results", "videonorm.bench")),
+    ("videonorm.data", ("videonorm.models", "videonorm.train", "videonorm.results", "videonorm.bench")),
+    ("videonorm.results", ("videonorm.train", "videonorm.data", "videonorm.bench")),
+    ("videonorm.files", ("videonorm.",)),
+    ("videonorm.identity", ("videonorm.",)),
+]
+
+
+@pytest.mark.parametrize("importer, forbidden", LAYERS)
+def test_layers(graph, importer, forbidden):
+    for module, deps in graph.items():
+        if module == importer or module.startswith(importer + "."):
+            bad = sorted(d for d in deps if d.startswith(forbidden) and not d.startswith(importer))
+            assert not bad, f"{module} imports {bad}"
+
+
+def test_data_prep_imports_only_the_shared_light_modules(graph):
+    allowed = {"videonorm", "videonorm.files", "videonorm.data", "videonorm.data.manifest"}
+    for module, deps in graph.items():
+        if module.startswith("data_prep"):
+            assert {d for d in deps if d.startswith("videonorm")} <= allowed, module
+
+
+@pytest.mark.parametrize("module", ["videonorm/files.py", "videonorm/identity.py", "videonorm/data/manifest.py",
+                                    "videonorm/__init__.py", "videonorm/data/__init__.py"])
+def test_shared_modules_stay_light(module):
+    heavy = {m for m in _imports(ROOT / module) if m.split(".")[0] in ("torch", "pytorch_lightning", "lightning",
+                                                                       "torchvision", "av", "decord", "wandb")}
+    assert not heavy, f"{module} imports {heavy} at module level"
