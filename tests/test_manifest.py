@@ -91,3 +91,12 @@ def test_writing_refuses_what_could_not_be_read_back():
     with pytest.raises(ManifestError):
         manifest_text([ManifestEntry("a.mp4", -1)])
     assert classes_text(["a", "air drumming"]) == "a\nair drumming\n"
+
+
+def test_unlabelled_manifests_hold_paths_alone(tmp_path):
+    path = write(tmp_path / "test.txt", manifest_text([("videos/test/a.mp4", None), ("videos/test/b.mp4", None)]))
+    assert path.read_text() == "videos/test/a.mp4\nvideos/test/b.mp4\n"
+    assert [(e.path, e.label) for e in read_manifest(path, labelled=False)] == [("videos/test/a.mp4", None),
+                                                                              ("videos/test/b.mp4", None)]
+    with pytest.raises(ManifestError, match=r"test\.txt:1: expected"):
+        read_manifest(path)  # training needs labels

@@ -8,7 +8,8 @@ tests, always through this module (standard library only, so ``data_prep`` impor
 
 Rules of a manifest line: the path and a non-negative integer label, separated by whitespace; the path has no
 whitespace of its own (Kinetics file names never do; a path with a space is an error that names the line, not a
-silent mis-split). Blank lines and whole-line ``#`` comments are ignored (``#`` may appear inside a file name).
+silent mis-split). An unlabelled manifest (videos to predict, e.g. Kinetics-700-2020's test split) has the path
+alone on its lines; it is read with ``labelled=False``, which accepts both kinds of line. Blank lines and whole-line ``#`` comments are ignored (``#`` may appear inside a file name).
 Rules of the class list: names are stripped, trailing blank lines are ignored, a blank line between names (it
 would shift every later label) and a name listed twice are errors. Both files are UTF-8; a byte-order mark is
 accepted (editors on Windows write one) and bytes that are not UTF-8 are an error naming the file and line.
@@ -37,12 +38,12 @@ class ManifestEntry:
 
     Args:
         path: video path relative to the dataset root, as written.
-        label: class index (line of ``classes.txt``, from 0).
+        label: class index (line of ``classes.txt``, from 0); None in an unlabelled manifest.
         line: line number in the manifest (1-based; 0 when the entry was not read from a file).
     """
 
     path: str
-    label: int
+    label: int | None
     line: int = 0
 
 
@@ -68,12 +69,13 @@ def _raise_all(path: str | os.PathLike, errors: list[str]) -> None:
         raise ManifestError(f"{len(errors)} bad line(s) in {path}:\n  " + "\n  ".join(errors[:_MAX_LISTED]) + more)
 
 
-def parse_line(text: str, where: str) -> tuple[str, int] | None:
+def parse_line(text: str, where: str, labelled: bool = True) -> tuple[str, int | None] | None:
     """``(path, label)`` of one manifest line, None for a blank or comment line.
 
     Args:
         text: the line.
         where: ``file:line`` for the error message.
+        labelled: the line must carry a label; with False a path alone is accepted (label None).
 
     Raises:
         ManifestError: not ``path label``, or a label that is not a non-negative integer.
@@ -82,6 +84,8 @@ def parse_line(text: str, where: str) -> tuple[str, int] | None:
     if not stripped or stripped.startswith("#"):
         return None
     parts = stripped.split()
+    if len(parts) == 1 and not labelled:
+        return parts[0], None
     if len(parts) != 2:
         hint = " (paths may not contain spaces)" if len(parts) > 2 else ""
         raise ManifestError(f"{where}: expected 'relative/path.mp4 <label>', got {stripped!r}{hint}")
@@ -91,12 +95,14 @@ def parse_line(text: str, where: str) -> tuple[str, int] | None:
     return path, int(label)
 
 
-def read_manifest(path: str | os.PathLike, num_classes: int | None = None) -> list[ManifestEntry]:
+def read_manifest(path: str | os.PathLike, num_classes: int | None = None, labelled: bool = True
+                  ) -> list[ManifestEntry]:
     """Read a manifest (rules in the module docstring).
 
     Args:
         path: manifest file.
         num_classes: when given, every label must lie in ``[0, num_classes)``.
+        labelled: every line needs a label; with False, lines may be a path alone (label None).
 
     Returns:
         The entries in file order.
@@ -108,13 +114,13 @@ def read_manifest(path: str | os.PathLike, num_classes: int | None = None) -> li
     for number, text in enumerate(_lines(path, "manifest"), start=1):
         where = f"{path}:{number}"
         try:
-            parsed = parse_line(text, where)
+            parsed = parse_line(text, where, labelled)
         except ManifestError as err:
             errors.append(str(err))
             continue
         if parsed is None:
             continue
-        if num_classes is not None and parsed[1] >= num_classes:
+        if num_classes is not None and parsed[1] is not None and parsed[1] >= num_classes:
             errors.append(f"{where}: label {parsed[1]} outside [0, {num_classes}) ({num_classes} classes)")
             continue
         entries.append(ManifestEntry(parsed[0], parsed[1], number))
@@ -122,8 +128,8 @@ def read_manifest(path: str | os.PathLike, num_classes: int | None = None) -> li
     return entries
 
 
-def manifest_text(entries: Iterable[ManifestEntry | tuple[str, int]]) -> str:
-    """The manifest file contents for ``entries`` (one ``path label`` line each).
+def manifest_text(entries: Iterable[ManifestEntry | tuple[str, int | None]]) -> str:
+    """The manifest file contents for ``entries`` (one ``path label`` line each; ``path`` alone for label None).
 
     Raises:
         ManifestError: a path with whitespace or a negative label (it could not be read back).
@@ -131,9 +137,9 @@ def manifest_text(entries: Iterable[ManifestEntry | tuple[str, int]]) -> str:
     lines = []
     for entry in entries:
         path, label = (entry.path, entry.label) if isinstance(entry, ManifestEntry) else entry
-        if not path or any(c.isspace() for c in path) or label < 0:
+        if not path or any(c.isspace() for c in path) or (label is not None and label < 0):
             raise ManifestError(f"cannot write manifest line {path!r} {label}: paths without whitespace, labels >= 0")
-        lines.append(f"{path} {label}\n")
+        lines.append(f"{path}\n" if label is None else f"{path} {label}\n")
     return "".join(lines)
 
 
