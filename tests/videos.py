@@ -8,7 +8,9 @@ that a decoder returned *exactly* the frames it was asked for. 16 bits: up to 65
 Public API (other test modules import these; keep it small and stable)::
 
     write_video(path, num_frames=30, width=64, height=48, fps=25, gop=None, pattern="index", color=None,
-                faststart=False, bframes=2, timestamps=None) -> Path
+                faststart=False, bframes=2, timestamps=None, codec="libx264", pix_fmt="yuv420p", format=None,
+                rotation=None, hflip=False) -> Path   # raises EncoderUnavailable for what nothing here encodes
+    EncoderUnavailable                   # a RuntimeError: tests skip on it
     write_truncated_video(path, num_frames=40, keep_fraction=0.5, **write_video_kwargs) -> Path
     write_not_a_video(path) -> Path
     frame_index(frame) -> int            # one decoded frame, (3, H, W) or (H, W, 3), uint8
@@ -25,6 +27,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
+
+import shutil
+import subprocess
 
 import av
 import numpy as np
@@ -101,6 +106,27 @@ def frame_indices(frames: torch.Tensor | np.ndarray) -> list[int]:
     return [frame_index(f) for f in frames]
 
 
+class EncoderUnavailable(RuntimeError):
+    """Neither PyAV nor an ``ffmpeg`` program on PATH can write the asked kind of file here."""
+
+
+def _encoder_options(codec: str, pattern: str, gop: int | None, bframes: int) -> dict[str, str]:
+    """High-quality settings per encoder, so that :func:`frame_index` reads every frame back."""
+    if codec in ("libx264", "libx265"):
+        options = {"crf": "12", "preset": "ultrafast" if pattern == "index" else "veryfast", "bf": str(bframes)}
+        if codec == "libx265":
+            options["x265-params"] = "log-level=error"
+    elif codec in ("libvpx", "libvpx-vp9", "libaom-av1"):
+        options = {"crf": "12", "b": "0"} | ({"cpu-used": "8"} if codec == "libaom-av1" else {})
+    elif codec == "libsvtav1":
+        options = {"preset": "10", "crf": "20", "svtav1-params": "log-level=0"}
+    else:  # mpeg2video, mpeg4: constant quantizer
+        options = {"qscale": "2", "bf": str(bframes)}
+    if gop is not None:
+        options.update(g=str(gop), keyint_min=str(gop), sc_threshold="0")
+    return options
+
+
 def write_video(
     path: str | Path,
     num_frames: int = 30,
@@ -113,25 +139,41 @@ def write_video(
     faststart: bool = False,
     bframes: int = 2,
     timestamps: Sequence[float] | None = None,
+    codec: str = "libx264",
+    pix_fmt: str = "yuv420p",
+    format: str | None = None,
+    rotation: int | None = None,
+    hflip: bool = False,
 ) -> Path:
-    """Write an H.264 mp4 whose frame ``i`` spells ``i`` (see module docstring).
+    """Write a video whose frame ``i`` spells ``i`` (see module docstring), H.264 mp4 by default.
+
+    Written with PyAV; where PyAV's FFmpeg lacks the encoder or pixel format (its libvpx has no 10-bit VP9),
+    with the ``ffmpeg`` program, if there is one and no timestamps or display matrix are asked for.
 
     Args:
-        path: Output file (parent folders are created).
+        path: Output file (parent folders are created); its suffix picks the container unless ``format``.
         num_frames: Number of frames.
         width: Width in pixels (even).
         height: Height in pixels (even).
         fps: Frame rate (constant).
-        gop: Keyframe interval in frames (default: libx264's, 250), small values make seeking matter.
+        gop: Keyframe interval in frames (default: the encoder's), small values make seeking matter.
         pattern: ``"index"`` (frames spell their index) or ``"noise"`` (index cells plus seeded noise in
             the dark cells: a harder, more realistic stream for timing; indices still readable).
         color: RGB of the bright cells (e.g. ``CLASS_COLORS[label]``), default white.
         faststart: Put the index (moov atom) before the data, as streaming-ready files do.
         bframes: Max consecutive B-frames (reordering makes pts != decode order, as in real files).
         timestamps: Presentation time of each frame in seconds (variable frame rate); default ``i / fps``.
+        codec: FFmpeg encoder, e.g. ``libx264``, ``libx265``, ``libvpx-vp9``, ``libsvtav1``, ``mpeg2video``.
+        pix_fmt: Pixel format, e.g. ``yuv420p10le`` for 10-bit.
+        format: Container format (e.g. ``"mpeg"`` for an MPEG-2 program stream), default from the suffix.
+        rotation: Display matrix: counter-clockwise rotation in degrees (needs PyAV >= 18), as phones write it.
+        hflip: Display matrix: mirror after the rotation.
 
     Returns:
         ``path`` as a Path.
+
+    Raises:
+        EncoderUnavailable: Nothing here can write this kind of file.
     """
     if pattern not in ("index", "noise"):
         raise ValueError(f"unknown pattern {pattern!r}: use 'index' or 'noise'")
@@ -142,22 +184,36 @@ def write_video(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(num_frames)
-    options = {"crf": "12", "preset": "ultrafast" if pattern == "index" else "veryfast", "bf": str(bframes)}
-    if gop is not None:
-        options.update(g=str(gop), keyint_min=str(gop), sc_threshold="0")
+    pictures = []
+    for i in range(num_frames):
+        frame = index_frame(i, width, height, color)
+        if pattern == "noise":
+            dark = frame.max(axis=2, keepdims=True) <= DARK
+            noise = rng.integers(0, 40, size=frame.shape, dtype=np.uint8)
+            frame = np.where(dark, noise, frame).astype(np.uint8)
+        pictures.append(frame)
+    options = _encoder_options(codec, pattern, gop, bframes)
+    try:
+        _write_pyav(path, pictures, fps, codec, pix_fmt, format, options, faststart, timestamps, rotation, hflip)
+    except (av.error.FFmpegError, ValueError, AttributeError) as error:  # unknown encoder or format, old PyAV
+        path.unlink(missing_ok=True)
+        if timestamps is not None or rotation is not None or hflip or shutil.which("ffmpeg") is None:
+            raise EncoderUnavailable(f"cannot write {codec} {pix_fmt} here: {error}") from None
+        _write_ffmpeg(path, pictures, fps, codec, pix_fmt, format, options, faststart)
+    return path
+
+
+def _write_pyav(path, pictures, fps, codec, pix_fmt, format, options, faststart, timestamps, rotation, hflip):
     container_options = {"movflags": "+faststart"} if faststart else {}
-    with av.open(str(path), mode="w", options=container_options) as container:
-        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+    with av.open(str(path), mode="w", format=format, options=container_options) as container:
+        stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
+        stream.width, stream.height, stream.pix_fmt = pictures[0].shape[1], pictures[0].shape[0], pix_fmt
         stream.options = options
+        if rotation is not None or hflip:
+            stream.set_display_rotation(rotation or 0, hflip=hflip)  # PyAV >= 18; AttributeError before
         if timestamps is not None:
             stream.codec_context.time_base = Fraction(1, 1000)  # millisecond pts, any spacing
-        for i in range(num_frames):
-            frame = index_frame(i, width, height, color)
-            if pattern == "noise":
-                dark = frame.max(axis=2, keepdims=True) <= DARK
-                noise = rng.integers(0, 40, size=frame.shape, dtype=np.uint8)
-                frame = np.where(dark, noise, frame).astype(np.uint8)
+        for i, frame in enumerate(pictures):
             picture = av.VideoFrame.from_ndarray(frame, format="rgb24")
             if timestamps is not None:
                 picture.pts, picture.time_base = round(timestamps[i] * 1000), Fraction(1, 1000)
@@ -165,7 +221,19 @@ def write_video(
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
-    return path
+
+
+def _write_ffmpeg(path, pictures, fps, codec, pix_fmt, format, options, faststart):
+    height, width = pictures[0].shape[:2]
+    args = ["ffmpeg", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}",
+            "-r", str(Fraction(fps).limit_denominator(1001)), "-i", "-", "-c:v", codec, "-pix_fmt", pix_fmt]
+    for key, value in options.items():
+        args += [f"-{'b:v' if key == 'b' else key}", value]
+    args += (["-movflags", "+faststart"] if faststart else []) + (["-f", format] if format else []) + [str(path)]
+    result = subprocess.run(args, input=b"".join(p.tobytes() for p in pictures), capture_output=True)
+    if result.returncode:
+        path.unlink(missing_ok=True)
+        raise EncoderUnavailable(f"ffmpeg cannot write {codec} {pix_fmt}: {result.stderr.decode()[-300:]}")
 
 
 def write_truncated_video(
