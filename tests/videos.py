@@ -24,12 +24,11 @@ Sizes must be even (yuv420p). Keep them tiny in tests (64x48, 20-60 frames): eac
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
-
-import shutil
-import subprocess
 
 import av
 import numpy as np

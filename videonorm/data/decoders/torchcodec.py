@@ -15,7 +15,13 @@ from __future__ import annotations
 
 import torch
 
-from videonorm.data.decoders import EIGHT_BIT_FORMATS, DecoderUnavailableError, NotExact, VideoDecodeError, container_family
+from videonorm.data.decoders import (
+    EIGHT_BIT_FORMATS,
+    DecoderUnavailableError,
+    NotExact,
+    VideoDecodeError,
+    container_family,
+)
 
 EXACT_CODECS = frozenset({"h264", "hevc", "mpeg4", "vp8", "vp9", "av1"})
 
