@@ -2,11 +2,13 @@
 
 Usage::
 
-    kinetics-prep verify MANIFEST [--root ROOT] [--jobs N] [--drop]
+    kinetics-prep verify MANIFEST [--root ROOT] [--jobs N] [--drop] [--decoder pyav]
 
-For each line the video ``ROOT/path`` (``ROOT`` defaults to the manifest's folder) is checked: it opens,
-has a video stream, its packets can all be read and their count matches the header's frame count (a
-truncated file fails here), and the frames at the start, middle and end decode. Problems go to
+For each line the video ``ROOT/path`` (``ROOT`` defaults to the manifest's folder) is checked through the
+decoding training uses (:func:`videonorm.data.video.read_clip`, with the same ``--decoder`` as
+``data.decoder``, PyAV by default): it opens, has a video stream, its packets can all be read and their count
+matches the header's frame count (a truncated file fails here), and the frames at the start, middle and end
+decode. So a video that training can read is never reported bad, and one it cannot read is. Problems go to
 ``MANIFEST.bad.csv`` (``path,label,status,reason,message``).
 
 ``--drop`` rewrites ``MANIFEST`` without the bad lines, first saving the manifest as it was to
@@ -24,14 +26,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import av
-
-from data_prep.errors import ItemError
+from data_prep.errors import InputError, ItemError
 from data_prep.parallel import parallel_map
 from data_prep.report import FAILED, Outcome, Summary, attempt
 from data_prep.runner import run_step
+from videonorm.data.decoders import BACKENDS, DEFAULT_BACKEND
 from videonorm.data.manifest import ManifestEntry, manifest_text, read_manifest
 from videonorm.files import atomic_path, remove_stale_partials, write_text_atomic
+
+# videonorm.data.video is imported where it is used: it loads torch (a second or more), which the other steps
+# of kinetics-prep and their worker processes do not need (videonorm.data.decoders alone imports no torch).
 
 
 @dataclass(frozen=True)
@@ -43,59 +47,54 @@ class VideoCheck:
     height: int
 
 
-def _decode_at(container: av.container.InputContainer, stream: av.video.stream.VideoStream, pts: int) -> None:
-    """Seek to the key frame before ``pts`` and decode up to the frame at ``pts``."""
-    container.seek(pts, stream=stream, backward=True)
-    for frame in container.decode(stream):
-        if frame.pts is not None and frame.pts >= pts:
-            if frame.width <= 0 or frame.height <= 0:
-                raise ItemError("decode_error", f"frame at pts {pts} has size {frame.width}x{frame.height}")
-            return
-    raise ItemError("decode_error", f"no frame decoded at pts {pts}")
-
-
-def check_video(path: Path) -> VideoCheck:
-    """Check that one video opens, is complete and decodes at its start, middle and end.
+def check_video(path: Path, decoder: str = DEFAULT_BACKEND) -> VideoCheck:
+    """Check that one video opens, is complete and decodes at its start, middle and end, as training decodes it.
 
     Args:
         path: the video file.
+        decoder: the video backend training uses (``data.decoder``).
 
     Raises:
         ItemError: ``missing``, ``unreadable`` (cannot open), ``no_video_stream``, ``empty``,
-            ``truncated`` (fewer packets than the header says, or a read error), ``decode_error``.
+            ``truncated`` (fewer packets than the header says, or a read error), ``unsupported``,
+            ``decode_error``.
     """
-    if not path.is_file():
-        raise ItemError("missing", f"{path} does not exist")
+    from videonorm.data.video import VideoDecodeError, read_clip
+
+    counts: list[int] = []
+
+    def start_middle_end(num_frames: int) -> list[int]:
+        counts.append(num_frames)  # the last call is the backend that decoded
+        return sorted({0, num_frames // 2, num_frames - 1})
+
     try:
-        container = av.open(str(path))
-    except (av.error.FFmpegError, OSError) as err:
-        raise ItemError("unreadable", str(err)) from None
-    with container:
-        if not container.streams.video:
-            raise ItemError("no_video_stream", "no video stream")
-        stream = container.streams.video[0]
-        header_frames = stream.frames
-        try:  # demux only (cheap): every packet must be readable
-            pts = sorted(p.pts for p in container.demux(stream) if p.size and p.pts is not None)
-        except av.error.FFmpegError as err:
-            raise ItemError("truncated", f"read error: {err}") from None
-        if not pts:
-            raise ItemError("empty", "no video frames")
-        if header_frames and len(pts) < header_frames:
-            raise ItemError("truncated", f"header says {header_frames} frames, {len(pts)} readable")
-        try:
-            for i in sorted({0, len(pts) // 2, len(pts) - 1}):
-                _decode_at(container, stream, pts[i])
-        except av.error.FFmpegError as err:
-            raise ItemError("decode_error", str(err)) from None
-        return VideoCheck(len(pts), stream.codec_context.width, stream.codec_context.height)
+        frames, _ = read_clip(path, start_middle_end, decoder)  # (T, 3, H, W)
+    except VideoDecodeError as err:
+        raise ItemError(err.kind, err.reason) from None
+    return VideoCheck(counts[-1], frames.shape[3], frames.shape[2])
 
 
-def _check_entry(root: Path, entry: ManifestEntry) -> Outcome:
-    return attempt(entry.path, {"label": entry.label}, functools.partial(check_video, root / entry.path))
+def _check_entry(root: Path, decoder: str, entry: ManifestEntry) -> Outcome:
+    return attempt(entry.path, {"label": entry.label}, functools.partial(check_video, root / entry.path, decoder))
 
 
-def check_entries(entries: Sequence[ManifestEntry], root: Path, report: Path, jobs: int = 1) -> Summary:
+def require_decoder(decoder: str) -> None:
+    """Stop before any work if ``decoder`` cannot run here.
+
+    Raises:
+        InputError: Unknown decoder, or one that cannot run here (the message says what to install).
+    """
+    from videonorm.data.video import DecoderUnavailableError, require_backend
+
+    try:
+        require_backend(decoder)
+    except (DecoderUnavailableError, ValueError) as err:
+        raise InputError(f"--decoder {decoder}: {err}") from None
+
+
+def check_entries(
+    entries: Sequence[ManifestEntry], root: Path, report: Path, jobs: int = 1, decoder: str = DEFAULT_BACKEND
+) -> Summary:
     """Check the videos of ``entries`` in parallel and write the bad ones to ``report``.
 
     Rows of an earlier report whose path is no longer in ``entries`` (lines dropped before) are kept.
@@ -105,12 +104,17 @@ def check_entries(entries: Sequence[ManifestEntry], root: Path, report: Path, jo
         root: dataset root the paths are relative to.
         report: CSV for bad videos.
         jobs: worker processes.
+        decoder: the video backend training uses (``data.decoder``).
 
     Returns:
         The summary: ``done`` = good videos, ``failed`` = bad ones.
+
+    Raises:
+        InputError: ``decoder`` cannot run here.
     """
+    require_decoder(decoder)
     summary = Summary("verify", report, ("path", "label"), "lines dropped earlier still listed")
-    for outcome in parallel_map(functools.partial(_check_entry, root), entries, jobs=jobs, desc="verify"):
+    for outcome in parallel_map(functools.partial(_check_entry, root, decoder), entries, jobs=jobs, desc="verify"):
         summary.add(outcome)
     listed = {e.path for e in entries}
     for path in summary.previous:
@@ -120,7 +124,10 @@ def check_entries(entries: Sequence[ManifestEntry], root: Path, report: Path, jo
     return summary
 
 
-def verify(manifest: Path | str, root: Path | str | None = None, *, jobs: int = 1, drop: bool = False) -> Summary:
+def verify(
+    manifest: Path | str, root: Path | str | None = None, *, jobs: int = 1, drop: bool = False,
+    decoder: str = DEFAULT_BACKEND,
+) -> Summary:
     """Verify every video of a manifest; with ``drop``, remove the bad lines (see the module docstring).
 
     Args:
@@ -128,6 +135,7 @@ def verify(manifest: Path | str, root: Path | str | None = None, *, jobs: int = 
         root: dataset root (default: the manifest's folder).
         jobs: worker processes.
         drop: rewrite the manifest without bad lines, saving the previous version as ``MANIFEST.orig``.
+        decoder: the video backend training uses (``data.decoder``).
 
     Returns:
         The summary.
@@ -136,7 +144,7 @@ def verify(manifest: Path | str, root: Path | str | None = None, *, jobs: int = 
     root = Path(root) if root is not None else manifest.parent
     entries = read_manifest(manifest)
     remove_stale_partials(manifest.parent)
-    summary = check_entries(entries, root, manifest.with_name(manifest.name + ".bad.csv"), jobs)
+    summary = check_entries(entries, root, manifest.with_name(manifest.name + ".bad.csv"), jobs, decoder)
     bad = {o.key for o in summary.outcomes if o.status == FAILED}
     if drop and bad:
         with atomic_path(manifest.with_name(manifest.name + ".orig")) as tmp:
@@ -152,11 +160,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", type=int, default=1, help="parallel worker processes")
     parser.add_argument("--drop", action="store_true",
                         help="rewrite MANIFEST without bad lines (previous version kept as MANIFEST.orig)")
+    parser.add_argument("--decoder", default=DEFAULT_BACKEND, choices=BACKENDS,
+                        help="video backend, as training's data.decoder (default %(default)s)")
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``verify`` from parsed arguments; prints the summary; 1 if bad videos remain listed."""
-    summary = verify(args.manifest, args.root, jobs=args.jobs, drop=args.drop)
+    summary = verify(args.manifest, args.root, jobs=args.jobs, drop=args.drop, decoder=args.decoder)
     bad = summary.count(FAILED)
     action = f"; dropped from {args.manifest} (was saved to {args.manifest}.orig)" if args.drop and bad else ""
     print(summary.line(done="ok", failed="bad", skipped=False) + action)

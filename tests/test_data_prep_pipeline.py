@@ -15,6 +15,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+import torch
 
 from data_prep import cli
 from data_prep.annotations import read_annotations
@@ -26,7 +27,10 @@ from data_prep.resize import resize
 from data_prep.synth import SynthDataset, make_dataset, render, write_video
 from data_prep.trim import trim
 from data_prep.verify import check_video
+from tests import videos as test_videos
+from videonorm.data import decoders
 from videonorm.data.manifest import read_classes, read_manifest
+from videonorm.data.video import BACKENDS, DecoderUnavailableError, VideoDecodeError, read_clip, require_backend
 from videonorm.files import PARTIAL_TAG
 
 SMALL = EncodeSettings(short_side=48, gop=16, preset="ultrafast")
@@ -309,6 +313,74 @@ def test_verify_finds_truncated_corrupt_and_missing_and_drop_keeps_everything(pr
     before = snapshot(tmp_path)
     assert cli.main(["verify", str(manifest), "--drop"]) == 0
     assert snapshot(tmp_path) == before  # dropped rows stay in the bad report; nothing rewritten
+
+
+def _mpeg_program_stream(path: Path) -> Path:
+    """A good 1.9 s MPEG-2 program stream as the ffmpeg program writes it (48 frames, key frame every 12).
+
+    ``verify --drop`` used to drop such files ("no frame decoded at pts 217800"): its seek to the last frame of
+    an MPEG-PS lands after the last key frame, so nothing decodes there, yet training reads the file. (Without
+    the ffmpeg program, a PyAV-written one, which the old check passed too.)
+    """
+    if shutil.which("ffmpeg") is None:
+        return test_videos.write_video(path, 48, 160, 90, codec="mpeg2video", format="mpeg", gop=12)
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "testsrc2=s=160x90:r=25:d=1.92",
+                    "-c:v", "mpeg2video", "-b:v", "4M", str(path)], check=True)
+    return path
+
+
+@pytest.mark.parametrize("decoder", BACKENDS)
+def test_verify_verdict_is_the_training_verdict(tmp_path, decoder):
+    # verify decodes through read_clip, as training does: a file is dropped exactly when training cannot read it
+    try:
+        require_backend(decoder)
+    except DecoderUnavailableError as err:
+        pytest.skip(str(err))
+    videos = tmp_path / "videos"
+    files = {
+        "good.mp4": lambda p: test_videos.write_video(p, 40, gop=8),
+        "rotated.mp4": lambda p: test_videos.write_video(p, 40, gop=8, rotation=90),
+        "ten_bit.mkv": lambda p: test_videos.write_video(p, 40, gop=8, codec="libx265", pix_fmt="yuv420p10le"),
+        "program_stream.mpg": _mpeg_program_stream,
+        "truncated.mp4": lambda p: test_videos.write_truncated_video(p, 40, keep_fraction=0.6, gop=8),
+        "not_a_video.mp4": test_videos.write_not_a_video,
+    }
+    names = []
+    for name, write in files.items():
+        try:
+            write(videos / name)
+        except test_videos.EncoderUnavailable:
+            continue
+        names.append(name)
+    manifest = tmp_path / "train.txt"
+    manifest.write_text("".join(f"videos/{n} 0\n" for n in names + ["gone.mp4"]))
+    assert cli.main(["verify", str(manifest), "--drop", "--decoder", decoder]) == 0
+    kept = {Path(e.path).name for e in read_manifest(manifest)}
+    readable = set()
+    for name in names:
+        try:  # training's read of a random window
+            read_clip(videos / name, lambda n: torch.randint(0, n, (8,)), decoder)
+            readable.add(name)
+        except VideoDecodeError:
+            pass
+    assert kept == readable
+    assert {"good.mp4", "rotated.mp4", "program_stream.mpg"} <= kept
+    assert {"truncated.mp4", "not_a_video.mp4"} <= set(names) - kept
+    statuses = {Path(r[0]).name: r[3] for r in rows_of(tmp_path / "train.txt.bad.csv")}
+    assert statuses == {"truncated.mp4": "truncated", "not_a_video.mp4": "unreadable", "gone.mp4": "missing"}
+
+
+def test_verify_with_a_decoder_that_cannot_run_is_one_clear_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "decord", None)  # as where decord is not installed
+    monkeypatch.setattr(decoders, "_load", decoders._load.__wrapped__)
+    manifest = tmp_path / "train.txt"
+    test_videos.write_video(tmp_path / "a.mp4", 8)
+    manifest.write_text("a.mp4 0\n")
+    assert cli.main(["verify", str(manifest), "--decoder", "decord"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("kinetics-prep: error: --decoder decord: decord is not installed") and "\n" not in err
+    assert "pip install 'videonorm[decord]'" in err
+    assert not (tmp_path / "train.txt.bad.csv").exists()
 
 
 def test_prepare_end_to_end_and_rerun(synth, tmp_path):

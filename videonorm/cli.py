@@ -38,9 +38,13 @@ def main(args: list[str] | None = None) -> int:
     if argv[0] in EXTRA_COMMANDS:
         module = importlib.import_module(EXTRA_COMMANDS[argv[0]][0])
         return int(module.main(argv[1:]) or 0)
+    from videonorm.data.decoders import DecoderUnavailableError
     from videonorm.train.cli import run_lightning_cli
 
-    run_lightning_cli(argv)
+    try:
+        run_lightning_cli(argv)
+    except DecoderUnavailableError as error:  # data.decoder names one that cannot run here: say what to install
+        raise SystemExit(f"error: {error}") from None
     return 0
 
 

@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader
 
 from videonorm.data.dataset import SHOW_PATHS, ClipSpec, VideoDataset, collate_repeated, seed_worker
 from videonorm.data.manifest import ManifestEntry, read_classes, read_manifest
+from videonorm.data.video import DEFAULT_BACKEND, require_backend
 
 log = logging.getLogger("videonorm.data")
 
@@ -63,7 +64,8 @@ class KineticsDataModule(pl.LightningDataModule):
         crop_size: Training crop and validation center crop.
         test_scale: Short side in validation and test.
         test_crop_size: Side of each test crop.
-        decoder: ``"decord"`` (falls back to ``"pyav"`` per file) or ``"pyav"``.
+        decoder: ``"pyav"`` (default: exact on every file kind), ``"torchcodec"`` or ``"decord"`` (optional
+            extras; files they are not tested exact on are decoded by PyAV): :mod:`videonorm.data.video`.
         decoder_threads: Decoder threads per read.
         test_clips: Temporal clips per test video.
         test_crops: Spatial crops per test clip (1 or 3).
@@ -96,7 +98,7 @@ class KineticsDataModule(pl.LightningDataModule):
         crop_size: int = 224,
         test_scale: int = 256,
         test_crop_size: int = 256,
-        decoder: str = "decord",
+        decoder: str = DEFAULT_BACKEND,
         decoder_threads: int = 1,
         test_clips: int = 10,
         test_crops: int = 3,
@@ -121,6 +123,7 @@ class KineticsDataModule(pl.LightningDataModule):
         self.batch_size, self.num_workers, self.pin_memory = batch_size, num_workers, pin_memory
         args = locals()
         self.clip = ClipSpec(**{f.name: args[f.name] for f in dataclasses.fields(ClipSpec) if f.name in args})
+        require_backend(decoder)  # a missing optional decoder stops here, in one line, not in every worker
         self.reading = dict(decoder=decoder, decoder_threads=decoder_threads, max_skip_fraction=max_skip_fraction,
                             seed=seed)
         self._manifests: dict[str, _Manifest] = {}

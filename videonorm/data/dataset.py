@@ -48,7 +48,7 @@ from torch.utils.data import Dataset, default_collate
 from videonorm.data.manifest import ManifestEntry, read_manifest
 from videonorm.data.sampling import center_clip_indices, test_clip_indices, train_clip_indices
 from videonorm.data.transforms import KINETICS_MEAN, KINETICS_STD, test_transform, train_transform, val_transform
-from videonorm.data.video import VideoDecodeError, read_clip
+from videonorm.data.video import DEFAULT_BACKEND, VideoDecodeError, read_clip
 
 log = logging.getLogger("videonorm.data")
 
@@ -123,7 +123,7 @@ class VideoDataset(Dataset):
         manifest: str | os.PathLike | Sequence[ManifestEntry | tuple[str, int]],
         mode: str = "train",
         clip: ClipSpec = ClipSpec(),
-        decoder: str = "decord",
+        decoder: str = DEFAULT_BACKEND,
         decoder_threads: int = 1,
         max_skip_fraction: float = 0.05,
         min_attempts: int = MIN_ATTEMPTS,
