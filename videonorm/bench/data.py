@@ -1,6 +1,6 @@
 """``videonorm bench data``: how fast the training data pipeline turns video files into clips, and why.
 
-    videonorm bench data [--videos DIR_OR_MANIFEST] [--clips 20] [--rounds 3] [--backends decord,pyav]
+    videonorm bench data [--videos DIR_OR_MANIFEST] [--clips 20] [--rounds 3] [--backends pyav,torchcodec,decord]
                          [--threads 1,2] [--workers 0,1,2] [--repeat 2,4] [--out bench_out]
 
 The access pattern is training's: one random 32 x 2 window (32 frames at stride 2) per clip, the file opened
@@ -14,9 +14,9 @@ Tables (printed as Markdown, saved in ``--out`` as ``data_<table>.csv`` and all 
   * ``clips``: one process, torch at 1 thread (as in a DataLoader worker), the same planned windows for every
     row, rows interleaved clip by clip so that load from elsewhere on the machine hits all rows alike:
 
-      - ``raw``: the decoder library alone, called directly (decord ``VideoReader.get_batch``; PyAV seek to
-        the key frame before the window, decode forward, RGB arrays with swscale on one thread): uint8
-        frames, no transforms;
+      - ``raw``: the decoder library alone, called directly (decord ``VideoReader.get_batch``; torchcodec
+        ``VideoDecoder(seek_mode="exact").get_frames_at``; PyAV seek to the key frame before the window, decode
+        forward, RGB arrays with swscale on one thread): uint8 frames, no transforms;
       - ``videonorm-decode``: :func:`videonorm.data.video.read_clip` (our decoding layer over the same library);
       - ``videonorm``: our training pipeline, what :class:`videonorm.data.dataset.VideoDataset` does for a train item:
         ``read_clip`` with ``train_clip_indices`` + ``train_transform``;
@@ -55,9 +55,17 @@ import torch
 
 from videonorm.bench.common import Row, cpu_seconds, machine_info, median, report
 from videonorm.bench.videos import key_frame_interval, make_bench_videos
+from videonorm.data.decoders.pyav import rgb_converter
 from videonorm.data.sampling import train_clip_indices
 from videonorm.data.transforms import KINETICS_MEAN, KINETICS_STD, train_transform
-from videonorm.data.video import BACKENDS, read_clip, rgb_converter, video_info
+from videonorm.data.video import (
+    BACKENDS,
+    DecoderUnavailableError,
+    available_backends,
+    read_clip,
+    require_backend,
+    video_info,
+)
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".avi", ".mov")
 
@@ -183,6 +191,21 @@ def raw_pyav(threads: int) -> Pipeline:
         return 1, float("nan")
 
     return run
+
+
+def raw_torchcodec(threads: int) -> Pipeline:
+    """torchcodec alone: ``VideoDecoder(path, seek_mode="exact").get_frames_at(indices)``, (T, H, W, 3)."""
+    from torchcodec.decoders import VideoDecoder
+
+    def run(clip: Clip) -> tuple[int, float]:
+        decoder = VideoDecoder(clip.path, seek_mode="exact", num_ffmpeg_threads=threads, dimension_order="NHWC")
+        _check(decoder.get_frames_at(clip.indices.tolist()).data, clip)
+        return 1, float("nan")
+
+    return run
+
+
+RAW = {"pyav": raw_pyav, "torchcodec": raw_torchcodec, "decord": raw_decord}
 
 
 def _check(frames: np.ndarray | torch.Tensor, clip: Clip) -> None:
@@ -382,6 +405,13 @@ def full_decode(files: Sequence[Path], backend: str, threads: int, chunk: int) -
             for first in range(0, len(reader), chunk):
                 frames += len(reader.get_batch(list(range(first, min(first + chunk, len(reader))))).asnumpy())
             del reader
+        elif backend == "torchcodec":
+            from torchcodec.decoders import VideoDecoder
+
+            decoder = VideoDecoder(str(path), seek_mode="exact", num_ffmpeg_threads=threads, dimension_order="NHWC")
+            for first in range(0, len(decoder), chunk):
+                frames += len(decoder.get_frames_in_range(first, min(first + chunk, len(decoder))).data)
+            del decoder
         else:
             import av
 
@@ -447,7 +477,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cache", help="folder for the made videos (default ~/.cache/videonorm/bench)")
     parser.add_argument("--clips", type=int, default=20, help="clips per row and round")
     parser.add_argument("--rounds", type=int, default=3, help="rounds; tables give medians")
-    parser.add_argument("--backends", default="decord,pyav", help="decoder backends")
+    parser.add_argument("--backends", help="decoder backends (default: every one that can run here)")
     parser.add_argument("--threads", default="1,2", help="decoder threads per read")
     parser.add_argument("--workers", default="0,1,2", help="DataLoader num_workers values ('' skips the table)")
     parser.add_argument("--batch", type=int, default=4, help="DataLoader batch size")
@@ -488,12 +518,11 @@ def _describe(name: str, files: Sequence[Path]) -> Row:
 
 
 def _entries(args, backends, threads_list, repeats, settings) -> list[_Entry]:
-    raw = {"decord": raw_decord, "pyav": raw_pyav}
     entries = []
     for threads in threads_list:
         for backend in backends:
             label = {"backend": backend, "threads": threads, "repeat": 1}
-            entries.append(_Entry({"pipeline": "raw", **label}, raw[backend](threads)))
+            entries.append(_Entry({"pipeline": "raw", **label}, RAW[backend](threads)))
             entries.append(_Entry({"pipeline": "videonorm-decode", **label}, videonorm_decode(backend, threads)))
             entries.append(_Entry({"pipeline": "videonorm", **label}, videonorm_train(backend, threads, settings)))
     if not args.no_reference:
@@ -569,7 +598,12 @@ def ratios(clip_rows: list[Row], loader_rows: list[Row]) -> list[Row]:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``bench data`` with parsed ``args``; returns the exit status."""
-    backends = _names(args.backends, BACKENDS, "backend")
+    backends = _names(args.backends, BACKENDS, "backend") if args.backends else available_backends()
+    for backend in backends:
+        try:
+            require_backend(backend)
+        except DecoderUnavailableError as error:
+            raise SystemExit(f"error: --backends {backend}: {error}") from None
     threads_list, workers_list, repeats = _ints(args.threads), _ints(args.workers), _ints(args.repeat)
     if not threads_list:
         raise SystemExit("error: --threads needs at least one value")
