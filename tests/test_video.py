@@ -5,17 +5,19 @@ optional decoder is one clear line."""
 from __future__ import annotations
 
 import logging
+import os
 import pickle
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import av
 import numpy as np
 import pytest
 import torch
 
-from tests.videos import EncoderUnavailable, frame_index, frame_indices, write_video
+from tests.videos import EncoderUnavailable, frame_index, frame_indices, make_dataset, write_video
 from videonorm.data import decoders, video
 from videonorm.data.video import (
     BACKENDS,
@@ -27,6 +29,7 @@ from videonorm.data.video import (
     video_info,
 )
 
+ROOT = Path(__file__).resolve().parents[1]
 _VFR = [sum(1 / 25 if (k // 10) % 2 == 0 else 1 / 12.5 for k in range(i)) for i in range(32)]  # 25 / 12.5 fps
 
 # name -> (file name, write_video arguments, display transform of (N, H, W, 3) pictures). 32 frames, key frame
@@ -225,6 +228,20 @@ def test_missing_optional_decoder_is_one_clear_line(video_files, monkeypatch, ba
             call()
         assert install in str(info.value) and "\n" not in str(info.value)
     assert backend not in decoders.available_backends()
+
+
+def test_missing_decoder_stops_videonorm_fit_in_one_line(tmp_path):
+    # the datamodule checks data.decoder before any worker starts; the CLI prints the line, no traceback
+    make_dataset(tmp_path / "data", per_class=1)
+    code = ("import sys; sys.modules['decord'] = None; from videonorm.cli import main; "
+            f"main(['fit', '--config', {str(ROOT / 'configs/demo/bn_b4_8x2.yaml')!r}, '--data.root', "
+            f"{str(tmp_path / 'data')!r}, '--data.decoder', 'decord', '--trainer.max_epochs', '1'])")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                            env={**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "disabled"})
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: decord is not installed") and "pip install 'videonorm[decord]'" in last
+    assert "Traceback" not in result.stderr
 
 
 def test_torchcodec_without_ffmpeg_libraries_is_one_clear_line(monkeypatch):

@@ -9,8 +9,9 @@ A backend module (``pyav.py``, ``torchcodec.py``, ``decord.py``) defines
     :class:`NotExact` for a file outside what the backend is tested exact on (the caller then uses the reference
     backend for that file) and :class:`VideoDecodeError` for a broken file.
 
-:func:`videonorm.data.video.read_clip` is the only caller. Adding a decoder = one module + one entry in
-:data:`BACKENDS` + its name in the shared exactness tests (``tests/test_video.py`` runs every entry).
+:func:`videonorm.data.video.read_clip` is the only caller. Adding a decoder = one module + its name in
+:data:`BACKENDS`; ``tests/test_video.py`` runs every name on every file kind (give it the kinds the new backend
+serves itself in ``SERVED`` there).
 
 Exactness: frame ``i`` is the ``i``-th frame in presentation order; pixels are FFmpeg's swscale RGB24 of the
 decoded picture; the display matrix (rotation, mirroring) is applied as players apply it. :data:`REFERENCE`
