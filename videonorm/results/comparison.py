@@ -52,6 +52,7 @@ class Cell:
     top1: tuple[float, float | None] = (math.nan, None)  # mean, std (None when n == 1)
     top5: tuple[float, float | None] | None = None
     paper: paper.PaperResult | None = None
+    paper_gaps: list[str] = field(default_factory=list)  # the paper has this cell, but this setup is not the paper's
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -226,13 +227,11 @@ def _aggregate(setting: Setting, results: list[RunResult], metric: str) -> Cell:
     cell = Cell(setting, results, top1=_mean_std([p[0] for p in pairs]))
     if all(p[1] is not None for p in pairs):
         cell.top5 = _mean_std([p[1] for p in pairs])
+    cell.paper = paper.paper_result(setting)
     row, col = setting.row, setting.column
-    cell.paper = None if col.repeat_aug > 1 else paper.paper_result(
-        row.norm, row.norm_groups, col.batch_size, col.num_frames,
-        col.sampling_rate if col.sampling_rate is not None else -1,
-        depth=row.depth if row.depth is not None else -1,
-        width=row.width if row.width is not None else -1,
-    )
+    if cell.paper is None and paper.cell_result(row.norm, row.norm_groups, col.batch_size, col.num_frames,
+                                                col.sampling_rate):
+        cell.paper_gaps = paper.setup_gaps(setting)
     diffs = _config_differences(results)
     if diffs:
         names = ", ".join(r.run.name for r in results)

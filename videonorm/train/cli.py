@@ -34,7 +34,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.loggers import WandbLogger
 
-from videonorm.identity import run_name
+from videonorm.identity import flatten, run_name, run_setting
 from videonorm.train.callbacks import CpuThreads, PreciseBN
 from videonorm.train.logger import CHECKPOINT_DIR, resolve_run_id, run_config, run_dir
 from videonorm.train.module import VideoClassifier
@@ -163,18 +163,8 @@ class VideonormCLI(LightningCLI):
                 "trainer.sync_batchnorm would silently turn every BN into SyncBN; choose the norm with model.norm "
                 "(BN statistics are per device unless the model's norm says otherwise)"
             )
-        name = run_name(
-            arch=cfg.model.arch,
-            depth=cfg.model.depth,
-            norm=cfg.model.norm,
-            norm_groups=cfg.model.norm_groups,
-            width=cfg.model.width,
-            batch_size=cfg.data.batch_size,
-            num_frames=cfg.data.num_frames,
-            sampling_rate=cfg.data.sampling_rate,
-            seed=cfg.get("seed_everything"),
-            repeat_aug=cfg.data.get("repeat_aug") or 1,
-        )
+        setting = run_setting(flatten({"model": cfg.model.as_dict(), "data": cfg.data.as_dict()}))
+        name = run_name(setting, seed=cfg.get("seed_everything"))
         loggers = _wandb_logger_configs(cfg.trainer.get("logger"))
         group = next((_logger_arg(lg, "group") for lg in loggers if _logger_arg(lg, "group")), None)
         name = next((_logger_arg(lg, "name") for lg in loggers if _logger_arg(lg, "name")), name)
