@@ -195,7 +195,38 @@ def test_corrupted_and_truncated_runs(grid_runs, tmp_path, capsys):
 
 def test_nothing_to_compare(tmp_path, capsys):
     assert compare.main([str(tmp_path), "--out", str(tmp_path / "out")]) == 1
-    assert "no W&B run files (run-*.wandb) found below it" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "no W&B run files (run-*.wandb) found below it" in printed and "Nothing written" in printed
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_mistyped_path_never_replaces_an_earlier_report(grid_runs, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert compare.main([str(grid_runs), "--out", str(out)]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert set(before) == {"compare.md", "compare.csv", "val_error_curves.png", "top1_vs_batch.png"}
+    assert compare.main([str(grid_runs) + "_typo", "--out", str(out)]) == 1
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing replaced, nothing removed
+    assert "Nothing written" in capsys.readouterr().out
+
+
+def test_out_that_is_a_file_is_a_clear_error(grid_runs, tmp_path, capsys):
+    out = tmp_path / "report.md"
+    out.write_text("mine")
+    with pytest.raises(SystemExit) as info:
+        compare.main([str(grid_runs), "--out", str(out)])
+    assert info.value.code == 2 and "is a file" in capsys.readouterr().err and out.read_text() == "mine"
+
+
+def test_a_figure_without_data_does_not_stay_behind(grid_runs, tmp_path):
+    out = tmp_path / "out"
+    assert compare.main([str(grid_runs), "--out", str(out)]) == 0
+    assert (out / "val_error_curves.png").is_file()
+    # a run with a test result but no validation history: nothing to draw as curves
+    bare = tmp_path / "bare"
+    write_offline_run(bare, "bare", kinetics_config("gn", 8, 32, 2), [{"test/top1": 0.7, "test/top5": 0.9}])
+    assert compare.main([str(bare), "--out", str(out)]) == 0
+    assert not (out / "val_error_curves.png").exists() and (out / "top1_vs_batch.png").is_file()
 
 
 def _run(name: str, config: dict, val: list[tuple[float, float]], test=None) -> RunData:
@@ -269,7 +300,8 @@ def _setup_variants() -> dict[str, dict]:
     base = kinetics_config("gn", 4, 32, 2)
     return {
         "paper": base,
-        "scratch": {**base, "model.pretrained_2d": None, "init.source": None, "init.sha256": None, "seed_everything": 1},
+        "scratch": {**base, "model.pretrained_2d": None, "init.source": None, "init.sha256": None,
+                    "seed_everything": 1},
         "c2d": {**base, "model.arch": "c2d_resnet", "seed_everything": 2},
         "other-2d": {**base, "init.source": "timm:resnet50_gn", "init.sha256": "777777777777", "seed_everything": 3},
         "4-gpus": {**base, "world_size": 4, "seed_everything": 4},

@@ -323,6 +323,19 @@ def test_datamodule_setup_errors(dataset, tmp_path):
         VideoDataset(root, dataset["manifests"]["val"], "val", repeat_aug=2, clip=SMALL)
 
 
+def test_manifest_paths_outside_the_root_need_an_opt_in(dataset, tmp_path):
+    root = tmp_path / "copy"
+    shutil.copytree(dataset["root"], root)
+    outside = tmp_path / "elsewhere.mp4"
+    shutil.copy(root / dataset["videos"]["val"][0][0], outside)
+    (root / "escape.txt").write_text(f"../elsewhere.mp4 0\n{outside} 1\n")
+    with pytest.raises(ValueError, match=r"escape.txt:1: '../elsewhere.mp4' is outside the dataset root"):
+        datamodule(root, val_manifest="escape.txt").setup("validate")
+    dm = datamodule(root, val_manifest="escape.txt", allow_outside_root=True)
+    dm.setup("validate")
+    assert len(dm.val_set) == 2 and dm.val_set[0]["video"].shape == (3, 4, 40, 40)
+
+
 def test_datamodule_from_jsonargparse(dataset):
     parser = ArgumentParser()
     parser.add_class_arguments(KineticsDataModule, "data")

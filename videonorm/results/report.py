@@ -215,8 +215,11 @@ def write_markdown(comp: Comparison, path: Path) -> str:
 # ---------------------------------------------------------------- plots
 
 
+PLOTS = ("val_error_curves.png", "top1_vs_batch.png")
+
+
 def make_plots(comp: Comparison, out: Path) -> list[Path]:
-    """Write the two figures for ``comp`` into ``out``; returns their paths."""
+    """Write the figures of ``PLOTS`` that ``comp`` has data for into ``out``; returns their paths."""
     from videonorm.results import plots
 
     # One color per table column (clips per device, frames): per batch size when the frames are fixed, as in
@@ -250,8 +253,8 @@ def make_plots(comp: Comparison, out: Path) -> list[Path]:
                                             _line_key(s), r.batch_size, r.top1))
     paths = []
     if curves:
-        paths.append(plots.plot_val_error_curves(curves, out / "val_error_curves.png"))
+        paths.append(plots.plot_val_error_curves(curves, out / PLOTS[0]))
     if points:
         ylabel = f"top-1 (%), {METRIC_TEXT[comp.metric]}"
-        paths.append(plots.plot_top1_vs_batch(points, paper_points, out / "top1_vs_batch.png", ylabel=ylabel))
+        paths.append(plots.plot_top1_vs_batch(points, paper_points, out / PLOTS[1], ylabel=ylabel))
     return paths
