@@ -14,6 +14,7 @@ Besides the trainer, model and data sections, every subcommand has:
         the latest, and tested a model that was not the final one. A monitor-less checkpoint saves every epoch.
     precise_bn: PreciseBN (200 batches; a no-op for models without trainable BN)
     cpu_threads: CpuThreads (on CPU, torch threads = cores - data workers; ``--cpu_threads.enabled false``)
+    data_wait: DataWait (data/wait_fraction and data/clips_per_s per epoch; warns above 5% wait)
 The run directory and W&B run id are set here from the config (see ``videonorm.train.logger``), so
 ``--ckpt_path last`` resumes an interrupted fit into the same directory and W&B run, and ``validate``/``test``
 with ``--ckpt_path last|best`` find the trained run's checkpoints and log into its W&B run.
@@ -36,6 +37,7 @@ from pytorch_lightning.loggers import WandbLogger
 
 from videonorm.identity import flatten, run_name, run_setting
 from videonorm.train.callbacks import CpuThreads, PreciseBN
+from videonorm.train.data_wait import DataWait
 from videonorm.train.logger import CHECKPOINT_DIR, resolve_run_id, run_config, run_dir
 from videonorm.train.module import VideoClassifier
 
@@ -153,6 +155,7 @@ class VideonormCLI(LightningCLI):
         )
         parser.add_lightning_class_args(PreciseBN, "precise_bn")
         parser.add_lightning_class_args(CpuThreads, "cpu_threads")
+        parser.add_lightning_class_args(DataWait, "data_wait")
 
     def before_instantiate_classes(self) -> None:
         """Fill in the run name, run directory, W&B run id and checkpoint directory from the config."""
