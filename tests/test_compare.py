@@ -115,7 +115,7 @@ def test_table_matches_logged_test_metrics(grid_runs, tmp_path, capsys):
         assert row["metric"] == "test" and row["dataset_hash"] == "k400-a"
         if (norm, b, f) == ("gn", 4, 32):
             continue  # the seeds, below
-        assert int(row["n"]) == 1 and row["top1_std"] == ""
+        assert int(row["n"]) == 1 and row["top1_se"] == ""
         assert float(row["top1"]) == pytest.approx(100 * test[0]) and float(row["top5"]) == pytest.approx(100 * test[1])
         ref = paper.cell_result(norm, 32, b, f, rate)
         assert float(row["paper_top1"]) == ref.top1 and float(row["paper_top5"]) == ref.top5
@@ -124,8 +124,9 @@ def test_table_matches_logged_test_metrics(grid_runs, tmp_path, capsys):
     row = rows[("gn", 4, 32)]
     assert int(row["n"]) == 3
     assert float(row["top1"]) == pytest.approx(statistics.fmean(100 * t[0] for t in seeds))
-    assert float(row["top1_std"]) == pytest.approx(statistics.stdev(100 * t[0] for t in seeds))
-    assert float(row["top5_std"]) == pytest.approx(statistics.stdev(100 * t[1] for t in seeds))
+    # standard errors of the mean over the 3 seeds
+    assert float(row["top1_se"]) == pytest.approx(statistics.stdev(100 * t[0] for t in seeds) / math.sqrt(3))
+    assert float(row["top5_se"]) == pytest.approx(statistics.stdev(100 * t[1] for t in seeds) / math.sqrt(3))
     assert row["runs"].count("i3d_r50-gn-b4-32x2") == 3
 
     md = (out / "compare.md").read_text()
@@ -242,12 +243,12 @@ def test_seed_cells_report_other_config_differences_and_no_paper_for_tiny_models
                    "model.lr": 0.2}, [(0.25, 0.8)])
     comp = comparison.build_comparison([a, b], metric="val")
     (cell,) = comp.cells
-    assert cell.n == 2 and cell.top1[0] == pytest.approx(37.5) and cell.top1[1] == pytest.approx(math.sqrt(0.5) * 25)
+    assert cell.n == 2 and cell.top1[0] == pytest.approx(37.5) and cell.top1[1] == pytest.approx(12.5)  # SE of 2
     assert cell.paper is None  # width 8 is not the paper's ResNet-50
     assert any("model.lr (0.1, 0.2)" in w for w in comp.warnings)
     assert not any("seed_everything" in w for w in comp.warnings)
     md = report.report_markdown(comp)
-    assert "| BN | 37.5±17.7 / 85.0±7.1 (n=2) |" in md
+    assert "| BN | 37.5±12.5 / 85.0±5.0 (n=2) |" in md
     assert "no cell has the paper's setup" in md and "| GN (G=32) | 73.0 / 90.6 |" in md
 
 

@@ -133,7 +133,7 @@ def report_markdown(comp: Comparison, title: str = "videonorm compare") -> str:
     parts = [f"# {title}", ""]
     if comp.cells:
         parts += [
-            f"Top-1 / top-5 accuracy (%), {METRIC_TEXT[comp.metric]}; mean±std over seeds where n > 1.",
+            f"Top-1 / top-5 accuracy (%), {METRIC_TEXT[comp.metric]}; mean±standard error over seeds where n > 1.",
             "",
             markdown_table(comp),
             "",
@@ -165,6 +165,11 @@ def report_markdown(comp: Comparison, title: str = "videonorm compare") -> str:
             parts.append("† a run in this cell is partial or had problems (see below).")
     else:
         parts.append("No runs to compare.")
+    if comp.verdicts:
+        parts += ["", "## Does top-1 change with clips per device?", "",
+                  "Largest -> smallest batch of each series, mean ± standard error over seeds (n); a change is called "
+                  "only beyond 2 standard errors.", ""]
+        parts += [f"- {v.line}" for v in comp.verdicts]
     if comp.warnings:
         parts += ["", "## Warnings", ""] + [f"- {w}" for w in comp.warnings]
     if comp.excluded:
@@ -176,7 +181,7 @@ def report_markdown(comp: Comparison, title: str = "videonorm compare") -> str:
 
 CSV_FIELDS = ("norm", "norm_groups", "depth", "width", "batch_size", "num_frames", "sampling_rate", "repeat_aug",
               "metric", "n",
-              "top1", "top1_std", "top5", "top5_std", "paper_top1", "paper_top5", "diff_top1", "diff_top5",
+              "top1", "top1_se", "top5", "top5_se", "paper_top1", "paper_top5", "diff_top1", "diff_top5",
               "dataset_hash", "runs")
 
 
@@ -190,7 +195,7 @@ def csv_rows(comp: Comparison) -> list[dict[str, Any]]:
             "norm": row.norm, "norm_groups": row.norm_groups, "depth": row.depth, "width": row.width,
             "batch_size": col.batch_size, "num_frames": col.num_frames, "sampling_rate": col.sampling_rate,
             "repeat_aug": col.repeat_aug, "metric": comp.metric, "n": cell.n,
-            "top1": cell.top1[0], "top1_std": cell.top1[1], "top5": top5[0], "top5_std": top5[1],
+            "top1": cell.top1[0], "top1_se": cell.top1[1], "top5": top5[0], "top5_se": top5[1],
             "paper_top1": p.top1 if p else None, "paper_top5": p.top5 if p else None,
             "diff_top1": cell.top1[0] - p.top1 if p else None,
             "diff_top5": top5[0] - p.top5 if p and top5[0] is not None else None,
