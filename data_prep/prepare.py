@@ -162,7 +162,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     """Add ``prepare``'s arguments to ``parser``."""
     parser.add_argument("annotations", type=Path, help="folder with train.csv, validate.csv (or val.csv), test.csv")
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--raw", type=Path, help="folder of full sources {youtube_id}.{mp4,webm,mkv} (trim route)")
+    source.add_argument("--raw", type=Path, help="folder of sources {youtube_id}.{mp4,webm,mkv,...} (trim route)")
     source.add_argument("--trimmed", type=Path, help="CVDF pre-trimmed videos in {train,val,test}/ (resize route)")
     parser.add_argument("--out", type=Path, required=True, help="dataset folder to fill")
     parser.add_argument("--splits", default="train,validate", help="comma-separated splits (train,validate,test)")

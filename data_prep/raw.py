@@ -4,7 +4,8 @@
 is the section ``start``-``end`` s of it (``download`` fetches the annotated segments plus a margin, not whole
 videos), and keeps the video's own timeline: its frames carry their times in the whole video (yt-dlp's section
 download through ffmpeg with ``-copyts``), so a segment is cut from it by the same times as from the whole video.
-``ext`` is one of :data:`SOURCE_EXTS` (what yt-dlp produces for YouTube). ``download`` fills this folder;
+``ext`` is one of :data:`SOURCE_EXTS` (what yt-dlp produces for YouTube first, then other containers of
+own copies). ``download`` fills this folder;
 ``trim`` reads it. Temporary ``*.partial-<pid>`` entries are ignored.
 """
 
@@ -18,7 +19,7 @@ from pathlib import Path
 from data_prep.errors import InputError
 from videonorm.files import PARTIAL_TAG
 
-SOURCE_EXTS = (".mp4", ".webm", ".mkv")
+SOURCE_EXTS = (".mp4", ".webm", ".mkv", ".mov", ".avi", ".mpg", ".mpeg", ".ts", ".flv", ".3gp")
 _SECTION = re.compile(r"^(?P<id>.+)_(?P<start>\d{6})_(?P<end>\d{6})$")
 
 

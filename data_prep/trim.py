@@ -6,7 +6,7 @@ Usage::
         [--short-side 256] [--gop 16] [--crf 23] [--keep-audio] [--min-duration 2.0] [--jobs N]
 
 For every row ``label,youtube_id,time_start,time_end,split`` the source (``RAW_DIR/{youtube_id}.{mp4,webm,
-mkv}``, or a section download ``RAW_DIR/{youtube_id}_{start:06d}_{end:06d}.{ext}`` holding the segment, see
+mkv,...}``, or a section download ``RAW_DIR/{youtube_id}_{start:06d}_{end:06d}.{ext}`` holding the segment, see
 :mod:`data_prep.raw`) is decoded from a seek to ``time_start``, and ``[time_start, time_end)`` is resampled to
 a constant frame rate by time, resized and encoded (see :mod:`data_prep.encode`) to
 ``VIDEOS_DIR/{youtube_id}_{time_start:06d}_{time_end:06d}.mp4``.
@@ -32,7 +32,7 @@ from pathlib import Path
 
 from data_prep.annotations import SEGMENT_COLUMNS, read_annotations
 from data_prep.encode import EncodeJob, EncodeSettings, add_encode_arguments, encode_all, settings_from
-from data_prep.raw import SOURCE_EXTS, index_sources, source_for
+from data_prep.raw import index_sources, source_for
 from data_prep.report import FAILED, Outcome, Summary, read_report, report_path
 from data_prep.runner import run_step
 from videonorm.files import remove_stale_partials
@@ -45,7 +45,7 @@ def trim(annotations: Path | str, raw_dir: Path | str, out_dir: Path | str,
 
     Args:
         annotations: Kinetics annotation CSV.
-        raw_dir: folder of full sources ``{youtube_id}.{mp4,webm,mkv}``.
+        raw_dir: folder of sources ``{youtube_id}.{mp4,webm,mkv,...}`` or sections (see :mod:`data_prep.raw`).
         out_dir: output folder (created).
         settings: encoder settings.
         min_duration: flag outputs shorter than this (seconds).
@@ -72,8 +72,8 @@ def trim(annotations: Path | str, raw_dir: Path | str, out_dir: Path | str,
         if source is None:
             known = downloads.get(seg.youtube_id)
             message = (f"download failed ({known['reason']}): {known['message']}" if known else
-                       f"no {seg.youtube_id}{{{'/'.join(SOURCE_EXTS)}}} (or a section of it holding "
-                       f"{seg.time_start}-{seg.time_end} s) in {raw_dir}")
+                       f"no video {seg.youtube_id}.* (nor a section of it holding {seg.time_start}-"
+                       f"{seg.time_end} s) in {raw_dir}")
             summary.add(Outcome(seg.name, FAILED, "missing_source", message, seg.fields()))
         else:
             todo.append(EncodeJob(seg.name, source.path, out_dir / seg.name, settings, float(seg.time_start),
@@ -88,10 +88,11 @@ def trim(annotations: Path | str, raw_dir: Path | str, out_dir: Path | str,
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add ``trim``'s arguments to ``parser``."""
     parser.add_argument("annotations", type=Path, help="Kinetics annotation CSV")
-    parser.add_argument("--raw", type=Path, required=True, help="folder of full sources {youtube_id}.{mp4,webm,mkv}")
+    parser.add_argument("--raw", type=Path, required=True, help="folder of sources {youtube_id}.{mp4,webm,mkv,...}")
     parser.add_argument("--out", type=Path, required=True, help="output folder for trimmed videos")
     parser.add_argument("--split", choices=("train", "validate", "test"), help="only rows of this split")
-    parser.add_argument("--skip-bad-rows", action="store_true", help="skip malformed CSV rows (listed) instead of stopping")
+    parser.add_argument("--skip-bad-rows", action="store_true",
+                        help="skip malformed CSV rows (listed) instead of stopping")
     add_encode_arguments(parser)
 
 

@@ -264,7 +264,7 @@ def test_manifest_lists_present_videos_and_explains_missing(problems, synth):
         assert classes[e.label] == segments[Path(e.path).name].label
     missing = {r[0]: r[-2:] for r in rows_of(root / "train.txt.missing.csv")}
     assert missing["missingAAAA_000000_000002.mp4"][0] == "missing_source"
-    assert missing["missingAAAA_000000_000002.mp4"][1].startswith("trim: no missingAAAA")
+    assert missing["missingAAAA_000000_000002.mp4"][1].startswith("trim: no video missingAAAA.*")
     assert missing["corruptAAAA_000000_000002.mp4"][0] == "corrupt_source"
     assert missing["corruptAAAA_000000_000002.mp4"][1].startswith("trim: cannot open")
     assert missing[f"{problems['first_id']}_000020_000030.mp4"][0] == "empty_segment"
