@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from data_prep.errors import NO_SPACE, ItemError
+from data_prep.errors import NO_SPACE, InputError, ItemError
 from videonorm.files import write_csv_atomic
 
 DONE, SKIPPED, FAILED, FLAGGED = "done", "skipped", "failed", "flagged"
@@ -55,7 +55,8 @@ def attempt(key: str, fields: dict[str, object], work: Callable[[], object]) -> 
     An :class:`ItemError` becomes a failure with its reason; any other exception becomes a failure with
     reason ``error`` (one odd file must not stop a run over 240k videos), except a full disk
     (:data:`~data_prep.errors.NO_SPACE`), which is raised again as a plain :class:`OSError` (picklable, so it
-    reaches the parent of a worker process) to stop the step.
+    reaches the parent of a worker process) to stop the step, and an :class:`InputError` (e.g. a missing tool
+    that every item needs), which stops it too.
 
     Args:
         key: report key of the item.
@@ -66,6 +67,8 @@ def attempt(key: str, fields: dict[str, object], work: Callable[[], object]) -> 
         flag = work()
     except ItemError as err:
         return Outcome(key, FAILED, err.reason, err.message, fields)
+    except InputError:
+        raise
     except OSError as err:
         if err.errno in NO_SPACE:
             raise OSError(err.errno, err.strerror, str(err.filename or "")) from None

@@ -354,7 +354,8 @@ def test_prepare_cvdf_route_resizes_pretrimmed_videos(synth, tmp_path):
     assert results["train"]["resize"].count("done") == 6 and results["validate"]["resize"].count("done") == 3
     assert len(read_manifest(tmp_path / "dataset" / "train.txt")) == 6
     assert len(read_manifest(tmp_path / "dataset" / "val.txt")) == 3
-    assert min(decode(tmp_path / "dataset" / read_manifest(tmp_path / "dataset" / "val.txt")[0].path)[0].shape[1:3]) == 48
+    first_val = tmp_path / "dataset" / read_manifest(tmp_path / "dataset" / "val.txt")[0].path
+    assert min(decode(first_val)[0].shape[1:3]) == 48
 
 
 def test_prepare_checks_every_label_before_any_video_work(synth, tmp_path):
