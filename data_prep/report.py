@@ -2,8 +2,9 @@
 
 Each step feeds one :class:`Outcome` per item into a :class:`Summary`, prints :meth:`Summary.line` at the
 end and writes :meth:`Summary.write`: a CSV with one row per failed or flagged item (sorted by key, so the
-file does not depend on the order in which parallel workers finish). Items a rerun skips keep their rows
-from the previous report (:meth:`Summary.keep_previous`), so a rerun reproduces the report exactly.
+file does not depend on the order in which parallel workers finish). Items a rerun skips keep their rows,
+from what is on disk (:meth:`Summary.keep`: ``trim`` and ``resize`` read each video's record) or from the
+previous report (:meth:`Summary.keep_previous`), so a rerun reproduces the report exactly.
 """
 
 from __future__ import annotations
