@@ -300,3 +300,21 @@ def test_full_disk_stops_trim_cleanly_and_keeps_the_report(tmp_path, small_disk,
     assert "Traceback" not in full.stderr
     assert sorted(p.name for p in out.iterdir()) == ["smallAAAAAA_000000_000010.mp4"]  # no partial left
     assert report_rows(report)["smallAAAAAA_000000_000010.mp4"]["reason"] == "short"  # the report is kept
+
+
+def test_outputs_without_records_are_measured_on_rerun(tmp_path):
+    raw = tmp_path / "raw"
+    write_video(raw / "shortAAAAAA.mp4", 125)  # 5 s
+    csv_path = write_rows(tmp_path / "a.csv", [["x", "shortAAAAAA", 2, 8, "train"], ["x", "shortAAAAAA", 4, 9, "train"],
+                                               ["x", "shortAAAAAA", 0, 2, "train"]])
+    out = tmp_path / "out"
+    trim(csv_path, raw, out, FAST, min_duration=2.0)
+    shutil.rmtree(tmp_path / "out.records")  # as if made by a version without records
+    (tmp_path / "out.trim-failures.csv").unlink()
+    again = trim(csv_path, raw, out, FAST, min_duration=2.0)
+    assert again.count("skipped") == 3
+    rows = report_rows(tmp_path / "out.trim-failures.csv")
+    assert {name: row["reason"] for name, row in rows.items()} == {
+        "shortAAAAAA_000002_000008.mp4": "incomplete", "shortAAAAAA_000004_000009.mp4": "short"}
+    assert "3.00 s of 6 s requested (made without a record" in rows["shortAAAAAA_000002_000008.mp4"]["message"]
+    assert read_record(out / "shortAAAAAA_000000_000002.mp4")["frames"] == 50  # measured once, then kept
