@@ -49,7 +49,7 @@ from pathlib import Path
 from data_prep.annotations import Segment, read_annotations
 from data_prep.errors import InputError, ItemError
 from data_prep.parallel import parallel_map
-from data_prep.raw import SOURCE_EXTS, index_sources, section_name
+from data_prep.raw import SOURCE_EXTS, RawSource, index_sources, section_name
 from data_prep.report import DONE, SKIPPED, Outcome, Summary, attempt, report_path
 from data_prep.runner import run_step
 from videonorm.files import partial_path, remove_stale_partials
@@ -283,7 +283,7 @@ def _download_item(out_dir: Path, settings: DownloadSettings, gate: RateGate, wa
     return attempt(want.youtube_id, {}, functools.partial(download_one, want, out_dir, settings, gate))
 
 
-def _held(files: list, want: Wanted) -> bool:
+def _held(files: list[RawSource], want: Wanted) -> bool:
     """Whether a file of the raw folder holds all of the video's segments."""
     return any(f.overlap(want.start, want.end) >= want.end - want.start for f in files)
 
