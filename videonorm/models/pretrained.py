@@ -16,7 +16,9 @@ Detectron's ImageNet models (``R-50-GN.pkl``, the Group Normalization paper's GN
 (Detectron's ``PIXEL_MEANS`` are "BGR order", detectron/core/config.py; detectron2 feeds the same file BGR),
 while video-nonlocal-net's ``r50_pretrain_c2_model_iter450450_clean.pkl`` comes from the trainer whose defaults
 are its lib/core/config.py (``MODEL.USE_BGR = False``, mean 114.75, std 57.375; ``SOLVER.STEP_SIZES`` 3 x 150150
-= the file's iteration 450450), i.e. RGB. ``caffe2-bgr:`` turns the stem to RGB (our clips are RGB).
+= the file's iteration 450450), i.e. RGB. ``caffe2-bgr:`` turns the stem to RGB (our clips are RGB). Whether the
+GN paper fed R-50-GN.pkl through the Non-local code's RGB input unchanged is not documented; ``caffe2-rgb:`` on it
+would reproduce that.
 
 Input scale is not converted: our clips are ``(x / 255 - 0.45) / 0.225``, which is the Non-local trainer's own
 normalization; torchvision/timm models saw ImageNet's per-channel mean/std (at most 0.035 and 2 % away) and
