@@ -38,6 +38,7 @@ from videonorm.models.pretrained import (
     read_caffe2_pickle,
     state_dict_sha256,
 )
+from videonorm.results.runs import find_offline_runs, read_offline_run
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -446,7 +447,7 @@ def test_resume_does_not_need_the_2d_file(tmp_path, wandb_offline):
     torch.save(_tiny_2d(), pth)
     fit = functools.partial(_fit, dataset, tmp_path / "runs", "--model.pretrained_2d", str(pth), "--model.lr", "0")
     fit("--trainer.max_epochs", "1")
-    ckpt_dir = tmp_path / "runs" / "demo" / "i3d_r50-bn-w8-b4-8x2" / "checkpoints"
+    ckpt_dir = tmp_path / "runs" / "demo" / "i3d_r50-bn-w8-b4-8x2-in1k" / "checkpoints"
     first = torch.load(ckpt_dir / "last.ckpt", map_location="cpu", weights_only=False)
     # lr 0: the weights are the inflated 2D ones (the stem's 2D kernel spread over its 5 frames)
     stem = first["state_dict"]["model.blocks.0.conv.weight"]  # (8, 3, 5, 7, 7)
@@ -458,6 +459,10 @@ def test_resume_does_not_need_the_2d_file(tmp_path, wandb_offline):
     resumed = torch.load(ckpt_dir / "last.ckpt", map_location="cpu", weights_only=False)
     assert resumed["global_step"] == 2 * first["global_step"] > 0
     assert resumed["pretrained_2d"] == first["pretrained_2d"]  # what the run started from, still known
+    # ... and in the W&B config of both parts of the run (what compare groups runs by)
+    parts = [read_offline_run(p).config for p in find_offline_runs(ckpt_dir.parent)]
+    assert len(parts) == 2
+    assert all((c["init.source"], c["init.sha256"]) == ("file", first["pretrained_2d"]["sha256"]) for c in parts)
     # a fresh fit does need it, and says so
     with pytest.raises(FileNotFoundError, match=rf"no such file: {re.escape(str(pth))}"):
         _fit(dataset, tmp_path / "other_runs", "--model.pretrained_2d", str(pth), "--trainer.max_epochs", "1")
