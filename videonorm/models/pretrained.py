@@ -20,8 +20,9 @@ are its lib/core/config.py (``MODEL.USE_BGR = False``, mean 114.75, std 57.375; 
 GN paper fed R-50-GN.pkl through the Non-local code's RGB input unchanged is not documented; ``caffe2-rgb:`` on it
 would reproduce that.
 
-Input scale is not converted: our clips are ``(x / 255 - 0.45) / 0.225``, which is the Non-local trainer's own
-normalization; torchvision/timm models saw ImageNet's per-channel mean/std (at most 0.035 and 2 % away) and
+Input scale is not converted: clips are normalized with ``model.mean`` / ``model.std``, by default
+``(x / 255 - 0.45) / 0.225``, the Non-local trainer's own normalization; torchvision/timm models saw ImageNet's
+per-channel mean/std (at most 0.035 and 2 % away; set ``model.mean``/``model.std`` to match them exactly) and
 Detectron's GN model raw BGR pixels minus the mean. BN (batch statistics in training) and GN (per group)
 normalize right after the stem convolution, so fine-tuning is insensitive to the scale.
 
