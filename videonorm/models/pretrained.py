@@ -41,6 +41,7 @@ import hashlib
 import pickle
 import re
 import urllib.error
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -63,8 +64,8 @@ KNOWN_FILES = {
     "R-101-GN.pkl": "https://dl.fbaipublicfiles.com/detectron/ImageNetPretrained/47592356/R-101-GN.pkl "
     "(Detectron projects/GN: GN ResNet-101, 22.6% top-1 error); use caffe2-bgr:",
     "r50_pretrain_c2_model_iter450450_clean.pkl": "pretrained_model/ in "
-    "https://s3.amazonaws.com/video-nonlocal/pretrained_model.tar.gz (video-nonlocal-net README; the same "
-    "bucket is also served as https://dl.fbaipublicfiles.com/video-nonlocal/); use caffe2-rgb:",
+    "https://s3.amazonaws.com/video-nonlocal/pretrained_model.tar.gz (video-nonlocal-net README; FAIR's S3 "
+    "files moved to https://dl.fbaipublicfiles.com/video-nonlocal/, try there if S3 refuses); use caffe2-rgb:",
 }
 
 
@@ -211,8 +212,6 @@ class _WeightsUnpickler(pickle.Unpickler):
                 f"refused global {module}.{name}: a Caffe2 weights pickle holds only dicts, strings, numbers and "
                 "numpy arrays (this file would run code when loaded)")
         if module == "collections":
-            from collections import OrderedDict
-
             return OrderedDict
         if name in ("ndarray", "dtype"):
             return getattr(np, name)
@@ -223,8 +222,9 @@ class _WeightsUnpickler(pickle.Unpickler):
 def read_caffe2_pickle(path: str | Path) -> dict[str, np.ndarray]:
     """The weight blobs of a Caffe2 pickle: ``{"blobs": {...}}`` or the blob dict itself.
 
-    Optimizer state (``*_momentum``) and bookkeeping (``lr``, ``model_iter``) are dropped, as both Caffe2
-    loaders (Non-local lib/utils/checkpoints.py, Detectron utils/net.py) and PySlowFast's converter skip them.
+    Optimizer state (``*_momentum``) and bookkeeping (``lr``, ``model_iter``) are dropped: they are not weights
+    (the Non-local loader leaves the momentum out for a pretrained file, ``load_momentum=False`` in
+    lib/utils/checkpoints.py; PySlowFast's converter skips all three).
 
     Args:
         path: the ``.pkl`` file.
@@ -256,8 +256,8 @@ def read_caffe2_pickle(path: str | Path) -> dict[str, np.ndarray]:
 # projection shortcut, conv1 / res_conv1_bn (BN) or conv1_gn (Detectron's GN stem) the stem, pred the classifier.
 _BLOCK = re.compile(r"res(\d+)_(\d+)_branch(1|2[abc])(?:_(bn|gn))?_(w|b|s|rm|riv)")
 _STEM_NORM = re.compile(r"(?:res_conv1_bn|conv1_gn)_(s|b|rm|riv)")
-_SUFFIX = {"w": "weight", "s": "weight", "b": "bias", "rm": "running_mean", "riv": "running_var"}  # riv: a
-# variance despite the name ("riv is actually running var", Non-local lib/utils/bn_helper.py)
+# riv is a variance despite its name ("riv is actually running var", Non-local lib/utils/bn_helper.py)
+_SUFFIX = {"w": "weight", "s": "weight", "b": "bias", "rm": "running_mean", "riv": "running_var"}
 
 
 def _torchvision_name(blob: str) -> str | None:
@@ -410,7 +410,7 @@ def initialize_from(model3d: nn.Module, spec: str, skip_classifier: bool = True)
                          f"{model_kind}: use a checkpoint trained with the model's norm, or change model.norm")
     if loaded.groups is not None and groups and groups != {loaded.groups}:
         raise ValueError(f"model.pretrained_2d {spec!r} was trained with GN groups={loaded.groups}, the model has "
-                         f"groups={sorted(groups)}: set model.norm_groups {loaded.groups}")
+                         f"groups={sorted(groups)}: use model.norm gn with model.norm_groups {loaded.groups}")
     try:
         inflate_2d(model3d, loaded.state_dict, skip_classifier=skip_classifier)
     except ValueError as err:
