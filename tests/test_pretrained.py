@@ -10,6 +10,7 @@ caches where the ``torchvision:`` and ``timm:`` sources look.
 from __future__ import annotations
 
 import functools
+import io
 import json
 import os
 import pickle
@@ -169,9 +170,11 @@ def _write_caffe2_pickle(path: Path, blobs: dict, wrap: bool = True) -> Path:
     data = dict(blobs)
     data["conv1_w_momentum"] = np.zeros_like(blobs["conv1_w"])  # optimizer state, as checkpoints carry it
     content = {"blobs": data, "lr": np.array(0.1, dtype=np.float32), "model_iter": 450450} if wrap else data
-    f = __import__("io").BytesIO()
+    f = io.BytesIO()
     _Py2Pickler(f, protocol=2).dump(content)
-    path.write_bytes(f.getvalue().replace(b"cnumpy._core.multiarray\n", b"cnumpy.core.multiarray\n"))
+    data = f.getvalue().replace(b"cnumpy._core.multiarray\n", b"cnumpy.core.multiarray\n")
+    assert b"cnumpy.core.multiarray\n_reconstruct\n" in data and b"_codecs" not in data  # as Python 2 wrote them
+    path.write_bytes(data)
     return path
 
 
