@@ -4,11 +4,13 @@ One definition, used where runs are named (the CLI: run directory and W&B name),
 (W&B), and where they are grouped and compared (``videonorm compare``): runs of one :class:`Setting` differ only
 in their seed and are averaged; runs of different settings never are.
 
-Run name: ``{arch}-{norm}[-g{groups}][-w{width}]-b{batch}-{frames}x{rate}[-ra{k}][-s{seed}]``, for example
-``i3d_r50-gn-b4-32x2`` (the paper's GN, 4 clips per device, 32 frames at stride 2). ``-g`` appears only for
-norms that use groups and a group count other than 32, ``-w`` only for widths other than 64, ``-ra`` only for
-repeated augmentation (``data.repeat_aug`` > 1), ``-s`` only for seeds other than 0, so the paper's grid keeps
-its short names and seed repeats never share a directory.
+Run name: ``{arch}-{norm}[-k{sync}][-g{groups}][-w{width}]-b{batch}-{frames}x{rate}[-ra{k}][-s{seed}]``, for
+example ``i3d_r50-gn-b4-32x2`` (the paper's GN, 4 clips per device, 32 frames at stride 2). ``-k`` appears only
+for SyncBN over groups of k processes (``model.norm_sync_group`` > 0: its statistics pool k x batch clips, so the
+norm is ``syncbn-k{k}`` in names and comparisons alike), ``-g`` only for norms that use groups and a group count
+other than 32, ``-w`` only for widths other than 64, ``-ra`` only for repeated augmentation (``data.repeat_aug``
+> 1), ``-s`` only for seeds other than 0, so the paper's grid keeps its short names and seed repeats never share a
+directory.
 """
 
 from __future__ import annotations
@@ -32,6 +34,22 @@ def _uses_groups(norm: str) -> bool:
         return True
 
 
+def norm_token(norm: str, sync_group: int | None) -> str:
+    """The norm as runs are named and compared: ``syncbn-k2`` for SyncBN over groups of 2 processes, else ``norm``.
+
+    Args:
+        norm: ``model.norm``.
+        sync_group: ``model.norm_sync_group`` (0 or None: all processes, the plain ``syncbn``).
+    """
+    from videonorm.models.norm import uses_sync_group  # imports torch, so lazily
+
+    try:
+        synced = uses_sync_group(norm)
+    except ValueError:  # a norm this version does not know
+        synced = False
+    return f"{norm}-k{int(sync_group)}" if synced and sync_group else norm
+
+
 def arch_token(arch: str, depth: int) -> str:
     """Short architecture name: ``("i3d_resnet", 50) -> "i3d_r50"``.
 
@@ -53,6 +71,7 @@ def run_name(
     sampling_rate: int,
     seed: int | bool | None = 0,
     repeat_aug: int = 1,
+    norm_sync_group: int = 0,
 ) -> str:
     """Name of a run, e.g. ``i3d_r50-gn-b4-32x2`` (format in the module docstring).
 
@@ -67,8 +86,9 @@ def run_name(
         sampling_rate: ``data.sampling_rate``.
         seed: ``seed_everything``; an int other than 0 adds ``-s{seed}``.
         repeat_aug: ``data.repeat_aug``; k > 1 adds ``-ra{k}``.
+        norm_sync_group: ``model.norm_sync_group``; k > 0 with ``syncbn`` adds ``-k{k}``.
     """
-    parts = [arch_token(arch, depth), norm]
+    parts = [arch_token(arch, depth), norm_token(norm, norm_sync_group)]
     if norm_groups != DEFAULT_GROUPS and _uses_groups(norm):
         parts.append(f"g{norm_groups}")
     if width != DEFAULT_WIDTH:
@@ -183,7 +203,7 @@ def run_setting(config: Mapping[str, Any]) -> Setting:
     row = Row(
         depth=_int_or_none(config.get("model.depth")),
         width=_int_or_none(config.get("model.width")),
-        norm=norm,
+        norm=norm_token(norm, _int_or_none(config.get("model.norm_sync_group"))),
         norm_groups=groups if groups is not None and _uses_groups(norm) else None,
     )
     column = Column(

@@ -31,10 +31,10 @@ from typing import Any, Sequence
 
 import torch.nn as nn
 from pytorchvideo.models.head import create_res_basic_head
-from pytorchvideo.models.resnet import create_resnet
+from pytorchvideo.models.resnet import ResBlock, create_resnet
 
 from videonorm.models.init import init_weights
-from videonorm.models.norm import norm_layer
+from videonorm.models.norm import get_scheme, norm_layer, prepare_model
 
 # Bottleneck blocks per stage (res2..res5).
 STAGE_DEPTHS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
@@ -76,10 +76,23 @@ def _head(**kwargs: Any) -> nn.Module:
     return create_res_basic_head(**kwargs)
 
 
+def _norm_act_residuals(model: nn.Module, make) -> None:
+    """For norm-act schemes: the norms before each residual sum (``norm_c``, the shortcut's) lose their
+    nonlinearity, and the ReLU after the sum, which has no norm before it, stays a ReLU."""
+    for block in model.modules():
+        if isinstance(block, ResBlock):
+            block.branch2.norm_c = make(block.branch2.norm_c.num_features, apply_act=False)
+            if block.branch1_norm is not None:
+                block.branch1_norm = make(block.branch1_norm.num_features, apply_act=False)
+            block.activation = nn.ReLU()
+
+
 def i3d_resnet(
     depth: int = 50,
     norm: str = "bn",
     norm_groups: int = 32,
+    norm_sync_group: int = 0,
+    norm_options: dict[str, float] | None = None,
     num_classes: int = 400,
     width: int = 64,
     dropout: float = 0.5,
@@ -92,8 +105,10 @@ def i3d_resnet(
     Args:
         depth: 50 or 101.
         norm: a name from `videonorm.models.norm.NORM_NAMES`.
-        norm_groups: groups for `norm="gn"`; must divide `width` (every normalized channel count is
-            `width` times a power of two).
+        norm_groups: groups for the grouped norms (`gn`, `gn_ws`, `evonorm_s0`); must divide `width` (every
+            normalized channel count is `width` times a power of two).
+        norm_sync_group: for `norm="syncbn"`, processes per statistics group (0: all).
+        norm_options: overrides of the norm scheme's paper options (`videonorm.models.norm.resolve_options`).
         num_classes: classifier outputs.
         width: stem channels (64 in the paper); stage i has `width * 2**i` bottleneck channels and
             `4 * width * 2**i` outputs, so small values give tiny CPU models.
@@ -115,11 +130,14 @@ def i3d_resnet(
     stage_kernels = [
         [(t, 1, 1) for t in (pattern * n)[:n]] for pattern, n in zip(spec.conv_a_t, STAGE_DEPTHS[depth])
     ]
+    scheme = get_scheme(norm)
+    make = norm_layer(norm, norm_groups, sync_group=norm_sync_group, options=norm_options, defer_errors=True)
     model = create_resnet(
         model_depth=depth,
         model_num_class=num_classes,
         dropout_rate=dropout,
-        norm=norm_layer(norm, norm_groups),
+        norm=make,
+        activation=None if scheme.norm_act else nn.ReLU,  # a norm-act layer is its own activation
         stem_dim_out=width,
         stem_conv_kernel_size=spec.stem_kernel,
         stem_conv_stride=spec.stem_stride,
@@ -131,5 +149,8 @@ def i3d_resnet(
         stage_conv_a_kernel_size=stage_kernels,
         head=_head,
     )
+    if scheme.norm_act:
+        _norm_act_residuals(model, make)
+    prepare_model(model, norm, norm_groups, norm_options)
     init_weights(model, zero_init_residual=zero_init_residual, head_init_std=head_init_std)
     return model

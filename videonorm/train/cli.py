@@ -174,6 +174,7 @@ class VideonormCLI(LightningCLI):
             sampling_rate=cfg.data.sampling_rate,
             seed=cfg.get("seed_everything"),
             repeat_aug=cfg.data.get("repeat_aug") or 1,
+            norm_sync_group=cfg.model.get("norm_sync_group") or 0,
         )
         loggers = _wandb_logger_configs(cfg.trainer.get("logger"))
         group = next((_logger_arg(lg, "group") for lg in loggers if _logger_arg(lg, "group")), None)
