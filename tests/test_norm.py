@@ -296,6 +296,20 @@ def test_brn_schedule_in_steps():
     assert layer.limits() == at[22500]
 
 
+def test_precise_bn_recomputes_brn_statistics_as_for_bn_without_advancing_its_schedule():
+    from videonorm.train.callbacks import update_bn_stats
+
+    torch.manual_seed(0)
+    brn = nn.Sequential(nn.Conv3d(C, C, 1), _brn(warmup_steps=0))
+    bn = nn.Sequential(nn.Conv3d(C, C, 1), nn.BatchNorm3d(C))
+    bn.load_state_dict(brn.state_dict(), strict=True)
+    batches = [_video(seed) for seed in range(3)]
+    assert update_bn_stats(brn, batches, 3) == update_bn_stats(bn, batches, 3) == 3
+    torch.testing.assert_close(brn[1].running_mean, bn[1].running_mean)
+    torch.testing.assert_close(brn[1].running_var, bn[1].running_var)
+    assert int(brn[1].num_batches_tracked) == 0  # no-grad passes are not training steps
+
+
 def test_brn_rejects_impossible_bounds():
     with pytest.raises(ValueError, match="r_max >= 1"):
         norm_layer("brn", options={"r_max": 0.5})(C)

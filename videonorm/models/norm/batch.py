@@ -215,7 +215,6 @@ class BatchRenorm3d(nn.BatchNorm3d):
             return super().forward(x)
         r_max, d_max = self.limits()
         dims = [0, *range(2, x.dim())]
-        shape = (1, -1) + (1,) * (x.dim() - 2)
         with torch.no_grad():  # r and d are constants for backprop; taken before the running update below
             var_b, mean_b = torch.var_mean(x.float(), dims, correction=0)
             sigma = (self.running_var + self.eps).sqrt()
@@ -224,10 +223,11 @@ class BatchRenorm3d(nn.BatchNorm3d):
         if torch.is_grad_enabled():
             self.num_batches_tracked.add_(1)
         momentum = 1.0 / float(max(int(self.num_batches_tracked), 1)) if self.momentum is None else self.momentum
-        # BN's fused kernel: (x - mu_B) / sigma_B with its gradient, and the running update (stats in fp32)
-        x_hat = F.batch_norm(x, self.running_mean, self.running_var, None, None, True, momentum, self.eps)
-        weight, bias = self.weight * r, self.bias + self.weight * d  # gamma (x_hat r + d) + beta
-        return (x_hat * weight.view(shape) + bias.view(shape)).to(x.dtype)
+        # gamma (x_hat r + d) + beta = x_hat (gamma r) + (beta + gamma d): BN's fused kernel with that affine
+        # transform normalizes with the batch statistics, backpropagates through them, and updates the running
+        # statistics as BN does (in fp32 under autocast too); one pass, BN's memory.
+        return F.batch_norm(x, self.running_mean, self.running_var, self.weight * r, self.bias + self.weight * d,
+                            True, momentum, self.eps)  # fmt: skip
 
     def extra_repr(self) -> str:
         return (super().extra_repr() + f", r_max={self.r_max:g}, d_max={self.d_max:g}, warmup_steps="

@@ -67,8 +67,10 @@ class FilterResponseNorm3d(_AffineNormAct):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         xf = x.float()
-        nu2 = xf.square().mean(dim=tuple(range(2, x.dim())), keepdim=True)
-        y = self._affine(xf * torch.rsqrt(nu2 + self.eps))
+        nu2 = xf.square().mean(dim=tuple(range(2, x.dim())), keepdim=True)  # (N, C, 1, 1, 1)
+        # gamma folded into the per-(sample, channel) scale: backward keeps x and that small scale, not x_hat
+        y = torch.addcmul(_channel_view(self.bias, x.dim()), xf,
+                          torch.rsqrt(nu2 + self.eps) * _channel_view(self.weight, x.dim()))  # fmt: skip
         if self.apply_act:
             y = torch.maximum(y, _channel_view(self.tau, y.dim()))
         return y.to(x.dtype)
@@ -99,12 +101,15 @@ class EvoNormS0(_AffineNormAct):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         xf = x.float()
-        if self.apply_act:
-            g = xf.reshape(x.shape[0], self.groups, -1)  # (N, G, C/G * T * H * W)
-            var = g.var(dim=-1, correction=0, keepdim=True)
-            inv_std = torch.rsqrt(var + self.eps).expand_as(g).reshape_as(xf)
-            xf = xf * torch.sigmoid(_channel_view(self.v, x.dim()) * xf) * inv_std
-        return self._affine(xf).to(x.dtype)
+        if not self.apply_act:
+            return self._affine(xf).to(x.dtype)
+        n, c = x.shape[:2]
+        var = xf.reshape(n, self.groups, -1).var(dim=-1, correction=0)  # (N, G) over (C/G, T, H, W)
+        inv_std = torch.rsqrt(var + self.eps).repeat_interleave(c // self.groups, dim=1)  # (N, C)
+        scale = inv_std.view((n, c) + (1,) * (x.dim() - 2)) * _channel_view(self.weight, x.dim())  # gamma folded in
+        y = torch.addcmul(_channel_view(self.bias, x.dim()), xf * torch.sigmoid(_channel_view(self.v, x.dim()) * xf),
+                          scale)  # fmt: skip
+        return y.to(x.dtype)
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, groups={self.groups}, eps={self.eps}, apply_act={self.apply_act}"
