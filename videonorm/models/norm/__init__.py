@@ -61,7 +61,8 @@ class Scheme:
         sync: reduces statistics over a group of processes of size ``sync_group`` (part of the identity).
         norm_act: applies its own activation: the builder drops the ReLU after it and asks for
             ``apply_act=False`` where a norm has no ReLU after it.
-        conv: class replacing every ``nn.Conv3d`` of the model (``from_conv(conv, **options)``).
+        conv: class replacing every ``nn.Conv3d`` of the model (``from_conv(conv, **options)``: the scheme's
+            options are the convolution's).
         batch_stats: normalizes with statistics of the batch in training (warned about at one clip).
         precise_bn: has BN running statistics that precise BN recomputes (``bn_modules``).
     """
@@ -81,9 +82,14 @@ def _group_norm(c: int, *, eps: float, groups: int, **_: Any) -> nn.GroupNorm:
     return nn.GroupNorm(groups, c, eps=eps, affine=True)
 
 
+# The papers' values of each scheme's knobs (the layers' docstrings give the sources); norm_options overrides them.
 BRN_PAPER = {"r_max": 3.0, "d_max": 5.0, "warmup_steps": 5000, "r_max_steps": 40000, "d_max_steps": 25000}
+WS_PAPER = {"ws_eps": 1e-5}  # weight standardization's eps (the GN after it keeps the builder's 1e-5)
+FRN_PAPER = {"eps": 1e-6}
+EVONORM_PAPER = {"eps": 1e-5}  # both variants; S0's groups are norm_groups (32 in the paper)
 
 SCHEMES: dict[str, Scheme] = {
+    # the batch-norm family: statistics of the batch on one device (syncbn: of a group of devices)
     "bn": Scheme(nn.BatchNorm3d, lambda c, *, eps, momentum, **_: nn.BatchNorm3d(c, eps=eps, momentum=momentum),
                  batch_stats=True, precise_bn=True),
     "syncbn": Scheme(SyncBatchNorm3d, lambda c, *, eps, momentum, sync_group, **_: SyncBatchNorm3d(
@@ -91,16 +97,18 @@ SCHEMES: dict[str, Scheme] = {
     "frozenbn": Scheme(FrozenBatchNorm3d, lambda c, *, eps, **_: FrozenBatchNorm3d(c, eps=eps)),
     "brn": Scheme(BatchRenorm3d, lambda c, *, eps, momentum, groups, sync_group, apply_act, **options: BatchRenorm3d(
         c, eps=eps, momentum=momentum, **options), options=BRN_PAPER, batch_stats=True, precise_bn=True),
+    # the group-norm family: statistics of each sample
     "gn": Scheme(nn.GroupNorm, _group_norm, groups=True),
     "ln": Scheme(nn.GroupNorm, lambda c, *, eps, **_: nn.GroupNorm(1, c, eps=eps)),
     "in": Scheme(nn.GroupNorm, lambda c, *, eps, **_: nn.GroupNorm(c, c, eps=eps)),
-    "gn_ws": Scheme(nn.GroupNorm, _group_norm, options={"ws_eps": 1e-5}, groups=True, conv=StdConv3d),
+    "gn_ws": Scheme(nn.GroupNorm, _group_norm, options=WS_PAPER, groups=True, conv=StdConv3d),
+    # normalization-activation layers
     "frn": Scheme(FilterResponseNorm3d, lambda c, *, eps, apply_act, **_: FilterResponseNorm3d(
-        c, eps=eps, apply_act=apply_act), options={"eps": 1e-6}, norm_act=True),
+        c, eps=eps, apply_act=apply_act), options=FRN_PAPER, norm_act=True),
     "evonorm_s0": Scheme(EvoNormS0, lambda c, *, eps, groups, apply_act, **_: EvoNormS0(
-        c, groups=groups, eps=eps, apply_act=apply_act), options={"eps": 1e-5}, groups=True, norm_act=True),
+        c, groups=groups, eps=eps, apply_act=apply_act), options=EVONORM_PAPER, groups=True, norm_act=True),
     "evonorm_b0": Scheme(EvoNormB0, lambda c, *, eps, momentum, apply_act, **_: EvoNormB0(
-        c, eps=eps, momentum=momentum, apply_act=apply_act), options={"eps": 1e-5}, norm_act=True,
+        c, eps=eps, momentum=momentum, apply_act=apply_act), options=EVONORM_PAPER, norm_act=True,
         batch_stats=True),
 }  # fmt: skip
 NORM_NAMES = tuple(SCHEMES)
@@ -274,11 +282,10 @@ def prepare_model(model: nn.Module, name: str, groups: int = 32, options: Mappin
                          f"layer's channels: {_divisors(math.gcd(*channels))}")  # fmt: skip
     if scheme.conv is not None:
         settings = resolve_options(name, options)
-        conv_options = {k: v for k, v in settings.items() if k.startswith("ws_")}
         for parent in list(model.modules()):
             for child_name, child in parent.named_children():
                 if type(child) is nn.Conv3d:
-                    setattr(parent, child_name, scheme.conv.from_conv(child, **conv_options))
+                    setattr(parent, child_name, scheme.conv.from_conv(child, **settings))
     if scheme.batch_stats:
         _SingleClipWarning(model, name)
 
@@ -303,10 +310,10 @@ class _SingleClipWarning:
 
     def before(self, model: nn.Module, args: tuple) -> None:
         self._remove(self.layer_handles)  # left by a forward that raised
+        self.values = {}
         x = args[0] if args else None
         if not (model.training and torch.is_tensor(x) and x.dim() >= 3 and x.shape[0] == 1):
             return  # the cheap test first: this runs before every forward
-        self.values = {}
         self.layer_handles = [
             m.register_forward_pre_hook(functools.partial(self.record, path)) for path, m in model.named_modules()
             if isinstance(m, _BATCH_STAT_TYPES) and _statistics_batch(m, 1) == 1
