@@ -10,7 +10,7 @@ from pytorchvideo.models.resnet import BottleneckBlock
 from torch.utils.flop_counter import FlopCounterMode
 
 from videonorm.models import i3d_resnet, inflate_2d, init_weights, num_parameters
-from videonorm.models.norm import NORM_NAMES, SCHEMES, StdConv3d, get_scheme, is_norm, uses_groups
+from videonorm.models.norm import NORM_NAMES, SCHEMES, StdConv3d, get_scheme, is_norm
 
 TINY = dict(width=8, norm_groups=4, num_classes=5)  # every channel count is a multiple of 8
 R50_NORM_LAYERS = 1 + 16 * 3 + 4  # stem + three per bottleneck + one per stage shortcut
@@ -30,10 +30,11 @@ def r50_bn():
 # ---------------------------------------------------------------- every norm, tiny model
 
 
-@pytest.mark.parametrize("norm, width", [(n, 8) for n in NORM_NAMES] + [(n, 16) for n in NORM_NAMES if uses_groups(n)])
-def test_training_step_every_norm(norm, width):  # the demo's widths with 4 groups (width matters where groups do)
+@pytest.mark.parametrize("depth, width", [(50, 8), (14, 16)])  # the demo's R50 at width 8; a shallow width-16 one
+@pytest.mark.parametrize("norm", NORM_NAMES)
+def test_training_step_every_norm(norm, depth, width):
     torch.manual_seed(0)
-    model = i3d_resnet(norm=norm, zero_init_residual=False, **{**TINY, "width": width}).train()
+    model = i3d_resnet(norm=norm, depth=depth, zero_init_residual=False, **{**TINY, "width": width}).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     logits = model(_clip())
     assert logits.shape == (2, 5)
@@ -203,7 +204,7 @@ def test_init_weights_resets_a_trained_model(norm):
                                           r"counts that divide every norm layer's channels: \[1, 2, 4, 8\]"),
         (dict(norm="evonorm_s0", norm_groups=3), "3 groups do not divide 8 channels of layer blocks.0.norm"),
         (dict(norm="brn", norm_options={"rmax": 2}), "norm 'brn' has no option 'rmax'"),
-        (dict(depth=34), r"unsupported depth 34; supported: \[50, 101\]"),
+        (dict(depth=34), r"unsupported depth 34; supported: \[14, 26, 50, 101\]"),
         (dict(arch="slowfast"), "unknown arch 'slowfast'"),
     ],
 )
@@ -306,3 +307,25 @@ def test_inflate_strict_flags_missing_and_unknown_keys(r50_bn):
     assert "missing 3D key: blocks.4.res_blocks.1.branch2.conv_b.weight" in str(info.value)
     assert "unmapped 2D key: layer9.0.conv1.weight" in str(info.value)
     inflate_2d(r50_bn, state, strict=False)  # tolerated when not strict
+
+
+@pytest.mark.parametrize("depth, blocks", [(14, (1, 1, 1, 1)), (26, (2, 2, 2, 2))])
+def test_shallow_variants_keep_the_first_blocks_of_each_r50_stage(depth, blocks):
+    from pytorchvideo.models.resnet import ResStage
+
+    torch.manual_seed(0)
+    shallow = i3d_resnet(depth=depth, norm="gn", norm_groups=4, width=16, num_classes=5, dropout=0.0)
+    torch.manual_seed(0)
+    r50 = i3d_resnet(depth=50, norm="gn", norm_groups=4, width=16, num_classes=5, dropout=0.0)
+    stages = [b for b in shallow.blocks if isinstance(b, ResStage)]
+    assert tuple(len(s.res_blocks) for s in stages) == blocks
+    # every kept tensor has R50's name and shape (same stem, strides, widths and temporal kernels), nothing extra
+    full = r50.state_dict()
+    for name, tensor in shallow.state_dict().items():
+        assert name in full and full[name].shape == tensor.shape, name
+    kernels = [[tuple(b.branch2.conv_a.kernel_size) for b in s.res_blocks] for s in stages]
+    r50_kernels = [[tuple(b.branch2.conv_a.kernel_size) for b in s.res_blocks][:n]
+                   for s, n in zip([b for b in r50.blocks if isinstance(b, ResStage)], blocks)]
+    assert kernels == r50_kernels
+    assert shallow(torch.randn(2, 3, 8, 64, 64)).shape == (2, 5)
+    assert num_parameters(shallow) < num_parameters(r50)
