@@ -14,7 +14,7 @@ from videonorm.cli import main
 from videonorm.results.runs import find_offline_runs, read_offline_run
 from videonorm.train.schedule import EpochSchedule
 
-DEMO = Path(__file__).resolve().parents[1] / "configs" / "demo"
+DEMO = Path(__file__).resolve().parents[1] / "videonorm" / "configs" / "demo"
 TRAIN_VIDEOS, BATCH = 12, 4  # 3 classes x 4 videos, 4 clips per step: 3 steps per epoch
 
 
@@ -36,11 +36,13 @@ def wandb_offline(monkeypatch, tmp_path):
 def _run(subcommand: str, norm: str, dataset: Path, runs: Path, *extra: str) -> None:
     args = [
         subcommand,
-        "--config", str(DEMO / f"{norm}_b{BATCH}_8x2.yaml"),
+        "--config", str(DEMO / f"b{BATCH}_8x2.yaml"), "--model.norm", norm,
         "--data.root", str(dataset),
         "--trainer.default_root_dir", str(runs),
         "--trainer.enable_progress_bar", "false",
         "--precise_bn.num_batches", "2",
+        # the demo validates every other epoch and logs every 10 steps; these tests look at every epoch and step
+        "--trainer.check_val_every_n_epoch", "1", "--trainer.log_every_n_steps", "1",
         *extra,
     ]
     assert main(args) == 0
@@ -51,7 +53,7 @@ def test_fit_then_resume_continues_step_epoch_schedule_and_wandb_run(dataset, tm
     schedule_args = ("--model.lr", "0.02", "--model.schedule", "step", "--model.lr_steps", "[1.5]",
                      "--model.warmup_epochs", "0.5")
     _run("fit", "bn", dataset, runs, "--trainer.max_epochs", "1", *schedule_args)
-    run_dir = runs / "demo" / "i3d_r50-bn-w8-b4-8x2"
+    run_dir = runs / "demo" / "i3d_r14-bn-w16-b4-8x2"
     ckpt_dir = run_dir / "checkpoints"
     assert (ckpt_dir / "last.ckpt").is_file() and (ckpt_dir / "best.ckpt").is_file()
     assert (run_dir / "config.yaml").is_file()
@@ -76,13 +78,13 @@ def test_fit_then_resume_continues_step_epoch_schedule_and_wandb_run(dataset, tm
     assert len(run_files) == 2
     parts = sorted((read_offline_run(p) for p in run_files), key=lambda r: r.source)
     assert parts[0].run_id == parts[1].run_id == (run_dir / "wandb_run_id").read_text().strip()
-    assert parts[0].name == "i3d_r50-bn-w8-b4-8x2" and parts[0].group == "demo"
+    assert parts[0].name == "i3d_r14-bn-w16-b4-8x2" and parts[0].group == "demo"
     epochs = [{row["epoch"] for row in p.history if "epoch" in row} for p in parts]
     assert epochs == [{0}, {1}]
     assert min(row["trainer/global_step"] for row in parts[1].history if "train/loss" in row) == steps
 
     config = parts[1].config  # the contract with `videonorm compare`
-    assert (config["model.norm"], config["model.norm_groups"], config["model.width"]) == ("bn", 4, 8)
+    assert (config["model.norm"], config["model.norm_groups"], config["model.width"]) == ("bn", 4, 16)
     assert (config["data.batch_size"], config["data.num_frames"], config["data.sampling_rate"]) == (4, 8, 2)
     assert (config["trainer.devices"], config["trainer.num_nodes"], config["seed_everything"]) == (1, 1, 0)
     assert config["effective_batch_size"] == 4 and config["model.lr"] == 0.02 and config["model.num_classes"] == 3
@@ -97,7 +99,7 @@ def test_gn_fit_validate_test_print_top1_top5(dataset, tmp_path, capsys, caplog)
     runs = tmp_path / "runs"
     with caplog.at_level(logging.INFO):
         _run("fit", "gn", dataset, runs, "--trainer.max_epochs", "1")
-    run_dir = runs / "demo" / "i3d_r50-gn-g4-w8-b4-8x2"
+    run_dir = runs / "demo" / "i3d_r14-gn-g4-w16-b4-8x2"
     assert (run_dir / "checkpoints" / "best.ckpt").is_file()
     messages = [r.getMessage() for r in caplog.records]
     assert any("GPU available" in m for m in messages)  # Lightning's own start-up lines still show ...
@@ -123,7 +125,7 @@ def test_last_ckpt_is_the_latest_epoch_even_when_val_does_not_improve(dataset, t
     runs = tmp_path / "runs"
     # lr 0 and GN: the weights, hence val top-1, never change, so the best stays epoch 0
     _run("fit", "gn", dataset, runs, "--trainer.max_epochs", "3", "--model.lr", "0")
-    ckpt_dir = runs / "demo" / "i3d_r50-gn-g4-w8-b4-8x2" / "checkpoints"
+    ckpt_dir = runs / "demo" / "i3d_r14-gn-g4-w16-b4-8x2" / "checkpoints"
     load = lambda name: torch.load(ckpt_dir / name, map_location="cpu", weights_only=False)  # noqa: E731
     assert sorted(p.name for p in ckpt_dir.iterdir()) == ["best.ckpt", "last.ckpt"]
     assert load("best.ckpt")["epoch"] == 0
@@ -134,7 +136,7 @@ def test_last_ckpt_is_the_latest_epoch_even_when_val_does_not_improve(dataset, t
 def test_fit_with_repeated_augmentation(dataset, tmp_path):
     runs = tmp_path / "runs"
     _run("fit", "gn", dataset, runs, "--trainer.max_epochs", "1", "--data.repeat_aug", "2")
-    last = torch.load(runs / "demo" / "i3d_r50-gn-g4-w8-b4-8x2-ra2" / "checkpoints" / "last.ckpt",
+    last = torch.load(runs / "demo" / "i3d_r14-gn-g4-w16-b4-8x2-ra2" / "checkpoints" / "last.ckpt",
                       map_location="cpu", weights_only=False)
     # every video once per epoch, 2 videos x 2 clips per step: twice the steps of repeat_aug 1
     assert last["global_step"] == 2 * (TRAIN_VIDEOS // BATCH)
