@@ -91,8 +91,9 @@ def _head(**kwargs: Any) -> nn.Module:
 
 
 def _norm_act_residuals(model: nn.Module, make) -> None:
-    """For norm-act schemes: the norms before each residual sum (``norm_c``, the shortcut's) lose their
-    nonlinearity, and the ReLU after the sum, which has no norm before it, stays a ReLU."""
+    """For norm-act schemes (built with ``activation=None``): the norms before each residual sum (``norm_c``, the
+    shortcut's) are built without their nonlinearity, and the ReLU after the sum stays (the papers' layers replace
+    norm + activation pairs; that ReLU follows a sum, not a norm)."""
     for block in model.modules():
         if isinstance(block, ResBlock):
             block.branch2.norm_c = make(block.branch2.norm_c.num_features, apply_act=False)

@@ -50,7 +50,7 @@ class FrozenBatchNorm3d(nn.Module):
         return f"{self.num_features}, eps={self.eps}"
 
 
-# (default process group, group size) -> this process's subgroup; rebuilt when the default group is replaced
+# group size -> (the default process group it was made in, this process's subgroup); remade for a new default group
 _SUBGROUPS: dict[int, tuple[object, object]] = {}
 
 

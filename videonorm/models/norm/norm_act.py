@@ -6,6 +6,11 @@ last norm of a bottleneck and the shortcut's norm, before the residual sum), the
 authors' reference code does for ``nonlinearity=False`` (tensorflow/tpu ``resnet_model.evonorm``; timm's
 ``apply_act=False`` is the same). All statistics are taken in fp32 (under autocast too); the output has the
 input's dtype.
+
+The papers evaluate ResNets in the pre-activation form (EvoNorm's reference code refuses the post-activation
+one: "Evonorms require the pre-activation form"). videonorm's I3D is post-activation, like the GN paper's, so
+here the block-ending norms are affine only (EvoNorm) or TLU-free (FRN) and the ReLU after each residual sum
+stays: a faithful layer in a different block than the papers measured.
 """
 
 from __future__ import annotations
