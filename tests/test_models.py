@@ -152,7 +152,7 @@ def test_r50_multiply_adds_per_32x224x224_clip():
 def test_stem_pool_without_padding_is_the_non_local_layout(r50_bn):
     """stem_pool_padding=0: the Non-local code's pool1 (no padding), 55 x 55 at res2; same weights, fewer MACs."""
     with torch.device("meta"):
-        model = i3d_resnet(stem_pool_padding=0)
+        model = i3d_resnet(stem_pool_padding=0).eval()  # eval: one clip's batch statistics would warn
         clip = torch.empty(1, 3, 32, 224, 224)
     shapes = {}
     for name, idx in (("res2", 1), ("res3", 3), ("res5", 5)):
