@@ -26,7 +26,7 @@ CONFIGS = sorted(p for p in ROOT.rglob("*.yaml") if not _is_wandb_sweep(p))
 NORMS = "|".join(sorted(NORM_NAMES, key=len, reverse=True))  # longest first: gn_ws before gn
 NAME = re.compile(rf"(?:^|_)(?:(?P<norm>{NORMS})_)?b(?P<batch>\d+)_(?P<frames>\d+)x(?P<rate>\d+)\.yaml$")
 # linear scaling rule per config directory: (lr, for this many clips in total)
-LR_RULE = {"kinetics400": (0.01, 64), "demo": (0.02, 16)}
+LR_RULE = {"kinetics400": (0.01, 64), "demo": (0.03, 16)}
 
 
 def _print_config(path: Path, capsys, *extra: str) -> dict:
