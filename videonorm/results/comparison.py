@@ -5,7 +5,9 @@ top-1 / top-5 in percent: the best validation epoch (single center clip, top-5 f
 ``metric="val"``, the video-level test result with ``metric="test"``; ``auto`` takes test when every run that logged
 accuracies has it. Runs that differ only in their seed share a cell: mean +- std (sample std), with n.
 Runs are left out, each with its reason, when they cannot be read, lack the metric or identity config keys,
-or were trained on another dataset copy than the majority (``dataset.hash``; a chosen hash wins).
+or were trained on another dataset copy than the majority (``dataset.hash``; a chosen hash wins). Runs whose
+training diverged (summary ``diverged``, set when a non-finite loss stopped the fit) are listed apart and never
+averaged in, whatever they logged before.
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ class Comparison:
     dataset_hash: str | None
     excluded: list[str]  # one message per run (or input) not in the table
     warnings: list[str]  # runs in the table with something to know (partial, killed, config differences)
+    diverged: list[str] = field(default_factory=list)  # one message per run whose training diverged (not in the table)
 
 
 def _percent(value: Any, key: str) -> float | None:
@@ -141,7 +144,7 @@ def _config_differences(results: Sequence[RunResult]) -> list[str]:
 def _choose_metric(results: Sequence[RunResult], metric: str) -> str:
     if metric != "auto":
         return metric
-    with_any = [r for r in results if r.val is not None or r.test is not None]  # runs without either are left out anyway
+    with_any = [r for r in results if r.val is not None or r.test is not None]  # runs without either: left out anyway
     return "test" if with_any and all(r.test is not None for r in with_any) else "val"
 
 
@@ -177,11 +180,15 @@ def build_comparison(
     warnings: list[str] = []
     results: list[RunResult] = []
     seen: dict[str, str] = {}
+    diverged: list[str] = []
     for run in runs:
         if run.run_id and run.run_id in seen:
             excluded.append(f"{run.label} {run.source}: same run id as {seen[run.run_id]}; counted once")
             continue
         seen[run.run_id] = run.source
+        if run.summary.get("diverged"):
+            diverged.append(_diverged_text(run))
+            continue
         try:
             results.append(extract(run))
         except (KeyError, ValueError) as e:
@@ -218,7 +225,18 @@ def build_comparison(
     cells = [_aggregate(s, rs, metric) for s, rs in by_setting.items()]
     for cell in cells:
         warnings.extend(cell.notes)
-    return Comparison(cells, metric, chosen, excluded, warnings)
+    return Comparison(cells, metric, chosen, excluded, warnings, diverged)
+
+
+def _diverged_text(run: RunData) -> str:
+    """``name (id) source: loss nan at step 12 (epoch 1); last finite loss 9.8e+09 at step 11``."""
+    info = {k.split("/", 1)[1]: v for k, v in run.summary.items() if k.startswith("diverged/")}
+    text = f"{run.label} {run.source}: training diverged"
+    if "step" in info:
+        text += f": loss {info.get('loss')} at step {info['step']} (epoch {info.get('epoch')})"
+    if "last_finite_loss" in info:
+        text += f"; last finite loss {info['last_finite_loss']:.4g} at step {info.get('last_finite_step')}"
+    return text
 
 
 def _aggregate(setting: Setting, results: list[RunResult], metric: str) -> Cell:
