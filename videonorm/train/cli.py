@@ -224,10 +224,11 @@ class VideonormCLI(LightningCLI):
             if init.get("id") is None and init.get("version") is None:
                 init.id = run_id
             if init.get("job_type") is None:
-                init.job_type = JOB_TYPES["fit" if trained else subcommand]
+                init.job_type = JOB_TYPES["fit" if trained else subcommand or "fit"]
         cfg.base = None  # the saved config.yaml is complete; a relative base would not resolve from there
         self.run_dir = directory
-        self.record = dict(run_dir=directory, run_id=run_id, name=name, stage=subcommand, group=group, tags=tags)
+        self.record = dict(run_dir=directory, run_id=run_id, name=name, stage=subcommand or "fit", group=group,
+                           tags=tags)
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         """The Trainer, with the run's guards and reports as callbacks and the local record as one more logger."""
