@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import json
 import os
 import sys
@@ -70,7 +71,9 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         raise PredictError(f"{path}: no such checkpoint file")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        hparams = {k: v for k, v in ckpt["hyper_parameters"].items() if k != "pretrained_2d"}
+        # the constructor's arguments only (LightningCLI adds _instantiator); no 2D weights: the state dict follows
+        names = set(inspect.signature(VideoClassifier).parameters) - {"pretrained_2d"}
+        hparams = {k: v for k, v in ckpt["hyper_parameters"].items() if k in names}
         model = VideoClassifier(**hparams)
         model.load_state_dict(ckpt["state_dict"])
     except Exception as err:  # unpickling, missing keys, a state dict of another model
@@ -168,15 +171,19 @@ def _csv(results: list[dict[str, Any]], labels: list[str | None], k: int) -> str
     return csv_text(header, rows)
 
 
+def _short(path: str, width: int) -> str:
+    return path if len(path) <= width else "..." + path[-(width - 3):]
+
+
 def _table(results: list[dict[str, Any]], labels: list[str | None]) -> str:
     """The first ``SHOW`` videos with their top-5 (and true class, when known), then every video not decoded."""
     shown, labelled = results[:SHOW], any(labels)
-    width = min(48, max(5, *(len(Path(r["path"]).name) for r in shown)))
+    width = min(48, max(5, *(len(r["path"]) for r in shown)))
     lines = [f"{'video':<{width}}  " + ("label / " if labelled else "") + "top-5 (probability)"]
     for result, label in zip(shown, labels):
         text = (", ".join(f"{t['class']} {t['prob']:.2f}" for t in result["top"]) if "top" in result
                 else "not decodable")
-        lines.append(f"{Path(result['path']).name[-width:]:<{width}}  " + (f"{label or '?'} / " if labelled else "")
+        lines.append(f"{_short(result['path'], width):<{width}}  " + (f"{label or '?'} / " if labelled else "")
                      + text)
     if len(results) > SHOW:
         lines.append(f"... and {len(results) - SHOW} more")

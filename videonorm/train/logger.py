@@ -49,6 +49,13 @@ DIVERGED_TAG = "diverged"
 # W&B job types by subcommand: a validate/test logging into a trained run keeps the run's "train"
 JOB_TYPES = {"fit": "train", "validate": "validate", "test": "test", "predict": "predict"}
 _SYNC_HINTED: set[str] = set()  # W&B directories whose `wandb sync` line this process printed
+# Offline runs: no footer and sync hint of W&B's own (ours is in finalize), and the .wandb file flushed every second
+# instead of every 15 s: a killed fit otherwise leaves a header-only file (7 bytes), which also makes `wandb sync`
+# of a whole tree fail ("Failed to read ...: EOF"). x_transaction_log_flush_interval is an experimental (x_) setting
+# of wandb >= 0.2x; it is only passed where this wandb has it.
+_OFFLINE_SETTINGS = {"quiet": True}
+if "x_transaction_log_flush_interval" in getattr(wandb.Settings, "model_fields", {}):
+    _OFFLINE_SETTINGS["x_transaction_log_flush_interval"] = 1.0
 
 
 def has_wandb_credentials() -> bool:
@@ -147,7 +154,7 @@ class WandbRunLogger(WandbLogger):
         extra = {"entity": entity, "group": group, "tags": tags, "notes": notes, "job_type": job_type}
         kwargs.update({k: v for k, v in extra.items() if v is not None})
         if mode == "offline" and kwargs.get("settings") is None:  # the CLI passes settings=None
-            kwargs["settings"] = wandb.Settings(quiet=True)  # no footer and sync hint of its own: ours is in finalize
+            kwargs["settings"] = wandb.Settings(**_OFFLINE_SETTINGS)
         super().__init__(
             name=name,
             save_dir=save_dir if save_dir is not None else ".",
