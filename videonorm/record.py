@@ -93,18 +93,36 @@ def read_entries(path: str | os.PathLike) -> tuple[list[dict[str, Any]], list[st
     return entries, problems
 
 
+def diverged_summary(info: dict[str, Any]) -> dict[str, Any]:
+    """The summary keys that mark a run diverged (W&B summary and record alike): ``diverged`` and ``diverged/<key>``.
+
+    Args:
+        info: what the divergence guard knows (``step``, ``epoch``, ``loss``, ``last_finite_loss``...).
+    """
+    return {"diverged": True, **{f"diverged/{k}": v for k, v in info.items()}}
+
+
+def diverged_info(summary: dict[str, Any]) -> dict[str, Any] | None:
+    """The divergence details of a run summary (``step``, ``epoch``, ``loss``...), or None if it did not diverge.
+
+    Args:
+        summary: a run's summary (W&B's or the record's).
+    """
+    if not summary.get("diverged"):
+        return None
+    return {k.split("/", 1)[1]: v for k, v in summary.items() if k.startswith("diverged/")}
+
+
 def diverged(path: str | os.PathLike) -> dict[str, Any] | None:
-    """The divergence details a record holds (``step``, ``epoch``, ``loss``...), or None (no record, or it never
-    diverged).
+    """The divergence details a record holds, or None (no record, or it never diverged).
 
     Args:
         path: the record file.
     """
     if not Path(path).is_file():
         return None
-    info = None
+    summary: dict[str, Any] = {}
     for entry in read_entries(path)[0]:
-        values = entry.get("values", {}) if entry["kind"] == "summary" else {}
-        if values.get("diverged"):
-            info = {k.split("/", 1)[1]: v for k, v in values.items() if k.startswith("diverged/")}
-    return info
+        if entry["kind"] == "summary":
+            summary.update(entry.get("values", {}))
+    return diverged_info(summary)

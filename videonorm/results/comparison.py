@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from videonorm.identity import Setting, run_setting
+from videonorm.record import diverged_info
 from videonorm.results import paper
 from videonorm.results.runs import RunData
 
@@ -186,7 +187,7 @@ def build_comparison(
             excluded.append(f"{run.label} {run.source}: same run id as {seen[run.run_id]}; counted once")
             continue
         seen[run.run_id] = run.source
-        if run.summary.get("diverged"):
+        if diverged_info(run.summary) is not None:
             diverged.append(_diverged_text(run))
             continue
         try:
@@ -229,8 +230,8 @@ def build_comparison(
 
 
 def _diverged_text(run: RunData) -> str:
-    """``name (id) source: loss nan at step 12 (epoch 1); last finite loss 9.8e+09 at step 11``."""
-    info = {k.split("/", 1)[1]: v for k, v in run.summary.items() if k.startswith("diverged/")}
+    """``name (id) source: training diverged: loss nan at step 12 (epoch 1); last finite loss 9.8e+09 at step 11``."""
+    info = diverged_info(run.summary) or {}
     text = f"{run.label} {run.source}: training diverged"
     if "step" in info:
         text += f": loss {info.get('loss')} at step {info['step']} (epoch {info.get('epoch')})"

@@ -41,7 +41,7 @@ from pytorch_lightning.utilities import rank_zero_only
 
 from videonorm.files import write_text_atomic
 from videonorm.identity import flatten
-from videonorm.record import RECORD_FILE, append_entries
+from videonorm.record import RECORD_FILE, append_entries, diverged_summary
 
 RUN_ID_FILE = "wandb_run_id"
 CHECKPOINT_DIR = "checkpoints"
@@ -188,7 +188,7 @@ class WandbRunLogger(WandbLogger):
     @rank_zero_only
     def mark_diverged(self, info: Mapping[str, Any]) -> None:
         """Mark the run diverged: summary ``diverged`` (+ ``diverged/...`` details) and the tag ``diverged``."""
-        self.log_summary({"diverged": True, **{f"diverged/{k}": v for k, v in info.items()}})
+        self.log_summary(diverged_summary(dict(info)))
         run = self.experiment
         run.tags = tuple(dict.fromkeys((*(run.tags or ()), DIVERGED_TAG)))
 
@@ -307,7 +307,7 @@ class RunRecordLogger(Logger):
 
     @rank_zero_only
     def mark_diverged(self, info: Mapping[str, Any]) -> None:
-        self.log_summary({"diverged": True, **{f"diverged/{k}": v for k, v in info.items()}})
+        self.log_summary(diverged_summary(dict(info)))
 
     @rank_zero_only
     def finalize(self, status: str) -> None:
@@ -359,7 +359,7 @@ def existing_run(directory: Path, checkpoint_dir: Path) -> list[str]:
     """What in ``directory`` says a run already lives there: its checkpoints and its record (empty: none).
 
     A fit that starts from scratch there would replace both (and the stored W&B id), so the CLI refuses it.
-    A directory that holds only a W&B id or a config (a start that failed before training) is no run yet.
+    A directory that holds only a W&B id (a start that failed before its first stage began) is no run yet.
 
     Args:
         directory: Run directory.
