@@ -23,19 +23,26 @@ import torch
 import yaml
 
 from tests.test_runs import offline_wandb, write_offline_run  # noqa: F401 - offline_wandb: autouse fixture
+from videonorm.identity import run_setting
 from videonorm.results import compare, comparison, paper, report
 from videonorm.results.runs import RunData, read_offline_run
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
+IMAGENET = {"bn": ("R50_IN1k.pkl", "a1b2c3d4e5f6"), "gn": ("R-50-GN.pkl", "0f9e8d7c6b5a")}
+
+
 def kinetics_config(norm: str, batch: int, frames: int, rate: int, seed: int = 0, data: str = "k400-a") -> dict:
     """The config ``videonorm fit`` logs for a paper-setting run (flattened keys, see the W&B contract)."""
+    source, digest = IMAGENET[norm]
     return {
         "model.arch": "i3d_resnet", "model.depth": 50, "model.width": 64, "model.norm": norm,
-        "model.norm_groups": 32, "model.lr": 0.01 * batch / 8, "data.batch_size": batch, "data.num_frames": frames,
+        "model.norm_groups": 32, "model.lr": 0.01 * batch / 8, "model.num_classes": 400,
+        "model.pretrained_2d": f"/models/{source}", "init.source": source, "init.sha256": digest,
+        "data.batch_size": batch, "data.num_frames": frames,
         "data.sampling_rate": rate, "trainer.devices": 8, "trainer.num_nodes": 1, "seed_everything": seed,
-        "effective_batch_size": 8 * batch, "dataset.hash": data, "dataset.val.txt.clips": 19881,
+        "world_size": 8, "effective_batch_size": 8 * batch, "dataset.hash": data, "dataset.val.txt.clips": 19881,
     }
 
 
@@ -109,17 +116,18 @@ def test_table_matches_logged_test_metrics(grid_runs, tmp_path, capsys):
         assert row["metric"] == "test" and row["dataset_hash"] == "k400-a"
         if (norm, b, f) == ("gn", 4, 32):
             continue  # the seeds, below
-        assert int(row["n"]) == 1 and row["top1_std"] == ""
+        assert int(row["n"]) == 1 and row["top1_se"] == ""
         assert float(row["top1"]) == pytest.approx(100 * test[0]) and float(row["top5"]) == pytest.approx(100 * test[1])
-        ref = paper.paper_result(norm, 32, b, f, rate)
+        ref = paper.cell_result(norm, 32, b, f, rate)
         assert float(row["paper_top1"]) == ref.top1 and float(row["paper_top5"]) == ref.top5
         assert float(row["diff_top1"]) == pytest.approx(100 * test[0] - ref.top1)
     seeds = [GRID[("gn", 4, 32, 2, s)][1] for s in range(3)]
     row = rows[("gn", 4, 32)]
     assert int(row["n"]) == 3
     assert float(row["top1"]) == pytest.approx(statistics.fmean(100 * t[0] for t in seeds))
-    assert float(row["top1_std"]) == pytest.approx(statistics.stdev(100 * t[0] for t in seeds))
-    assert float(row["top5_std"]) == pytest.approx(statistics.stdev(100 * t[1] for t in seeds))
+    # standard errors of the mean over the 3 seeds
+    assert float(row["top1_se"]) == pytest.approx(statistics.stdev(100 * t[0] for t in seeds) / math.sqrt(3))
+    assert float(row["top5_se"]) == pytest.approx(statistics.stdev(100 * t[1] for t in seeds) / math.sqrt(3))
     assert row["runs"].count("i3d_r50-gn-b4-32x2") == 3
 
     md = (out / "compare.md").read_text()
@@ -189,7 +197,39 @@ def test_corrupted_and_truncated_runs(grid_runs, tmp_path, capsys):
 
 def test_nothing_to_compare(tmp_path, capsys):
     assert compare.main([str(tmp_path), "--out", str(tmp_path / "out")]) == 1
-    assert "no runs found below it (no record.jsonl, no W&B run-*.wandb file)" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "no runs found below it (no record.jsonl, no W&B run-*.wandb file)" in printed
+    assert "Nothing written" in printed
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_mistyped_path_never_replaces_an_earlier_report(grid_runs, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert compare.main([str(grid_runs), "--out", str(out)]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert set(before) == {"compare.md", "compare.csv", "val_error_curves.png", "top1_vs_batch.png"}
+    assert compare.main([str(grid_runs) + "_typo", "--out", str(out)]) == 1
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing replaced, nothing removed
+    assert "Nothing written" in capsys.readouterr().out
+
+
+def test_out_that_is_a_file_is_a_clear_error(grid_runs, tmp_path, capsys):
+    out = tmp_path / "report.md"
+    out.write_text("mine")
+    with pytest.raises(SystemExit) as info:
+        compare.main([str(grid_runs), "--out", str(out)])
+    assert info.value.code == 2 and "is a file" in capsys.readouterr().err and out.read_text() == "mine"
+
+
+def test_a_figure_without_data_does_not_stay_behind(grid_runs, tmp_path):
+    out = tmp_path / "out"
+    assert compare.main([str(grid_runs), "--out", str(out)]) == 0
+    assert (out / "val_error_curves.png").is_file()
+    # a run with a test result but no validation history: nothing to draw as curves
+    bare = tmp_path / "bare"
+    write_offline_run(bare, "bare", kinetics_config("gn", 8, 32, 2), [{"test/top1": 0.7, "test/top5": 0.9}])
+    assert compare.main([str(bare), "--out", str(out)]) == 0
+    assert not (out / "val_error_curves.png").exists() and (out / "top1_vs_batch.png").is_file()
 
 
 def _run(name: str, config: dict, val: list[tuple[float, float]], test=None) -> RunData:
@@ -205,13 +245,13 @@ def test_seed_cells_report_other_config_differences_and_no_paper_for_tiny_models
                    "model.lr": 0.2}, [(0.25, 0.8)])
     comp = comparison.build_comparison([a, b], metric="val")
     (cell,) = comp.cells
-    assert cell.n == 2 and cell.top1[0] == pytest.approx(37.5) and cell.top1[1] == pytest.approx(math.sqrt(0.5) * 25)
+    assert cell.n == 2 and cell.top1[0] == pytest.approx(37.5) and cell.top1[1] == pytest.approx(12.5)  # SE of 2
     assert cell.paper is None  # width 8 is not the paper's ResNet-50
     assert any("model.lr (0.1, 0.2)" in w for w in comp.warnings)
     assert not any("seed_everything" in w for w in comp.warnings)
     md = report.report_markdown(comp)
-    assert "| BN | 37.5±17.7 / 85.0±7.1 (n=2) |" in md
-    assert "no cell matches the paper's setting" in md and "| GN (G=32) | 73.0 / 90.6 |" in md
+    assert "| BN | 37.5±12.5 / 85.0±5.0 (n=2) |" in md
+    assert "no cell has the paper's setup" in md and "| GN (G=32) | 73.0 / 90.6 |" in md
 
 
 def test_repeated_augmentation_is_its_own_column_without_the_papers_numbers():
@@ -251,9 +291,44 @@ def test_paper_table_is_the_papers():
         ("bn", 8, 32): (73.3, 90.7), ("bn", 4, 32): (72.1, 90.0), ("bn", 4, 64): (73.3, 90.8),
         ("gn", 8, 32): (73.0, 90.6), ("gn", 4, 32): (72.8, 90.6), ("gn", 4, 64): (74.5, 91.7),
     }
-    assert paper.paper_result("gn", 32, 4, 64, 1).top1 == 74.5
-    assert paper.paper_result("gn", 16, 4, 64, 1) is None  # other group count
-    assert paper.paper_result("bn", None, 4, 32, 2, width=8) is None
+    assert paper.cell_result("gn", 32, 4, 64, 1).top1 == 74.5
+    assert paper.cell_result("gn", 16, 4, 64, 1) is None  # other group count
+    assert paper.paper_result(run_setting(kinetics_config("gn", 4, 64, 1))).top1 == 74.5
+    tiny = run_setting({**kinetics_config("bn", 4, 32, 2), "model.width": 8})
+    assert paper.paper_result(tiny) is None and paper.setup_gaps(tiny) == [
+        "ResNet-50 at width 8 (the paper's: ResNet-50, width 64)"]
+
+
+def _setup_variants() -> dict[str, dict]:
+    base = kinetics_config("gn", 4, 32, 2)
+    return {
+        "paper": base,
+        "scratch": {**base, "model.pretrained_2d": None, "init.source": None, "init.sha256": None,
+                    "seed_everything": 1},
+        "c2d": {**base, "model.arch": "c2d_resnet", "seed_everything": 2},
+        "other-2d": {**base, "init.source": "timm:resnet50_gn", "init.sha256": "777777777777", "seed_everything": 3},
+        "4-gpus": {**base, "world_size": 4, "seed_everything": 4},
+        "600-classes": {**base, "model.num_classes": 600, "seed_everything": 5},
+    }
+
+
+def test_runs_of_different_setups_are_never_averaged_and_only_the_papers_gets_its_numbers():
+    runs = [_run(name, config, [(0.5 + i / 100, 0.8)]) for i, (name, config) in enumerate(_setup_variants().items())]
+    comp = comparison.build_comparison(runs, metric="val")
+    assert len(comp.cells) == len(runs) and all(c.n == 1 for c in comp.cells)
+    by_run = {c.results[0].run.name: c for c in comp.cells}
+    assert by_run["paper"].paper is not None
+    for name in ("scratch", "c2d", "4-gpus", "600-classes"):
+        assert by_run[name].paper is None, name
+    assert by_run["600-classes"].paper_gaps == ["600 classes (Kinetics-400 has 400)"]
+    assert by_run["scratch"].paper_gaps == ["trained from scratch (the paper fine-tunes from ImageNet)"]
+    assert by_run["c2d"].paper_gaps == ["architecture c2d_resnet (the paper's: i3d_resnet)"]
+    assert by_run["4-gpus"].paper_gaps == ["4 devices (the paper's: 8 GPUs)"]
+    assert by_run["other-2d"].paper is not None  # another ImageNet source is still the paper's setup, a cell of its own
+    md = report.report_markdown(comp)
+    assert "from scratch" in md and "ImageNet init (timm:resnet50_gn 777777777777)" in md
+    assert "whose setup is not the paper's" in md and "trained from scratch (the paper fine-tunes from ImageNet)" in md
+    assert "x4 dev" in md and "x8 dev" in md
 
 
 # ---------------------------------------------------------------- sweeps and the plain-shell grid
@@ -270,7 +345,10 @@ def experiment_cell(path: Path) -> tuple:
 
 def agent_argv(sweep: dict, params: dict) -> list[str]:
     """The command W&B's agent runs for one grid point (its own helpers; the macro loop as in wandb_agent.py)."""
-    from wandb.sdk.launch.sweeps.utils import create_sweep_command, create_sweep_command_args
+    from wandb.sdk.launch.sweeps.utils import (
+        create_sweep_command,
+        create_sweep_command_args,
+    )
 
     macros = create_sweep_command_args({"args": {k: {"value": v} for k, v in params.items()}})
     macros |= {"env": ["/usr/bin/env"], "program": [sweep["program"]], "interpreter": ["python"]}
@@ -423,7 +501,7 @@ def test_real_fit_runs_table_matches_what_they_logged(fitted, tmp_path, capsys):
     other = leet_run(fitted["other"] / "demo" / "i3d_r50-gn-g4-w8-b2-8x2")["config"]["dataset.hash"]
     assert other not in hashes
     assert f"dataset fingerprint {other} differs from the majority {row['dataset_hash']}" in md
-    assert "| norm | 4 (8f x2) | 2 (8f x2) |" in md and "no cell matches the paper's setting" in md
+    assert "| norm | 4 (8f x2) | 2 (8f x2) |" in md and "no cell has the paper's setup" in md
     assert md.strip() in printed
     assert_valid_png(out / "val_error_curves.png")
     assert_valid_png(out / "top1_vs_batch.png")

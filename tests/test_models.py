@@ -271,3 +271,25 @@ def test_inflate_strict_flags_missing_and_unknown_keys(r50_bn):
     assert "missing 3D key: blocks.4.res_blocks.1.branch2.conv_b.weight" in str(info.value)
     assert "unmapped 2D key: layer9.0.conv1.weight" in str(info.value)
     inflate_2d(r50_bn, state, strict=False)  # tolerated when not strict
+
+
+@pytest.mark.parametrize("depth, blocks", [(14, (1, 1, 1, 1)), (26, (2, 2, 2, 2))])
+def test_shallow_variants_keep_the_first_blocks_of_each_r50_stage(depth, blocks):
+    from pytorchvideo.models.resnet import ResStage
+
+    torch.manual_seed(0)
+    shallow = i3d_resnet(depth=depth, norm="gn", norm_groups=4, width=16, num_classes=5, dropout=0.0)
+    torch.manual_seed(0)
+    r50 = i3d_resnet(depth=50, norm="gn", norm_groups=4, width=16, num_classes=5, dropout=0.0)
+    stages = [b for b in shallow.blocks if isinstance(b, ResStage)]
+    assert tuple(len(s.res_blocks) for s in stages) == blocks
+    # every kept tensor has R50's name and shape (same stem, strides, widths and temporal kernels), nothing extra
+    full = r50.state_dict()
+    for name, tensor in shallow.state_dict().items():
+        assert name in full and full[name].shape == tensor.shape, name
+    kernels = [[tuple(b.branch2.conv_a.kernel_size) for b in s.res_blocks] for s in stages]
+    r50_kernels = [[tuple(b.branch2.conv_a.kernel_size) for b in s.res_blocks][:n]
+                   for s, n in zip([b for b in r50.blocks if isinstance(b, ResStage)], blocks)]
+    assert kernels == r50_kernels
+    assert shallow(torch.randn(2, 3, 8, 64, 64)).shape == (2, 5)
+    assert num_parameters(shallow) < num_parameters(r50)

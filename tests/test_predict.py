@@ -55,7 +55,8 @@ def reference_probs(ckpt: Path, data: dict, rel_paths: list[str], clips: int = 2
     ds = VideoDataset(data["root"], [(p, 0) for p in rel_paths], "test", clip=dm.clip, decoder="pyav")
     views = ds.views_per_video
     with torch.no_grad():
-        probs = torch.stack([model(ds[i]["video"][None]).softmax(1)[0] for i in range(len(ds))])
+        probs = torch.stack([model(model.on_after_batch_transfer({"video": ds[i]["video"][None]}, 0)["video"])
+                             .softmax(1)[0] for i in range(len(ds))])
     return probs.view(len(rel_paths), views, -1).mean(1)
 
 

@@ -79,7 +79,8 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     except Exception as err:  # unpickling, missing keys, a state dict of another model
         raise PredictError(f"{path}: not a videonorm checkpoint ({type(err).__name__}: {err})") from None
     meta = ckpt.get("videonorm") or _metadata_from_run_dir(path)
-    clip = {k: tuple(v) if isinstance(v, list) else v for k, v in meta["clip"].items()}
+    fields = {f.name for f in dataclasses.fields(ClipSpec)}
+    clip = {k: v for k, v in meta["clip"].items() if k in fields}
     classes = list(meta["classes"])
     if len(classes) != hparams.get("num_classes", len(classes)):
         raise PredictError(f"{path}: {len(classes)} class names for a model with {hparams['num_classes']} outputs")
@@ -100,12 +101,11 @@ def _metadata_from_run_dir(path: Path) -> dict[str, Any]:
         classes = read_classes(classes_file)
     except ManifestError as err:
         raise PredictError(f"{path}: class names: {err}") from None
-    fields = {f.name for f in dataclasses.fields(ClipSpec)}
-    return {"classes": classes, "clip": {k: v for k, v in data.items() if k in fields}, "decoder": data.get("decoder")}
+    return {"classes": classes, "clip": data, "decoder": data.get("decoder")}
 
 
 class _Views(Dataset):
-    """One item per video: all its test views (V, 3, T, S, S) float, or the reason it cannot be decoded."""
+    """One item per video: all its test views (V, 3, T, S, S) uint8, or the reason it cannot be decoded."""
 
     def __init__(self, paths: list[str], clip: ClipSpec, decoder: str):
         self.paths, self.clip, self.decoder = paths, clip, decoder
@@ -151,8 +151,9 @@ def predict(ckpt: Checkpoint, paths: list[str], device: torch.device, batch_size
         if item["error"]:
             results[i] = {"path": paths[i], "error": item["error"]}
             continue
-        views = item["views"]
-        probs = torch.cat([model(chunk.to(device)).float().softmax(1) for chunk in views.split(batch_size)])
+        views = item["views"]  # uint8; the model's own batch hook normalizes them on the device, as in test
+        probs = torch.cat([model(model.on_after_batch_transfer({"video": chunk.to(device)}, 0)["video"])
+                           .float().softmax(1) for chunk in views.split(batch_size)])
         mean = probs.mean(0).cpu()  # views averaged in probability space, as test
         top = mean.topk(k)
         results[i] = {"path": paths[i], "views": len(views),

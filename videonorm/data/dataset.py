@@ -4,7 +4,7 @@ Manifest and class-list files: :mod:`videonorm.data.manifest`; the LightningData
 :mod:`videonorm.data.datamodule`. :class:`VideoDataset` is map-style (exact epochs, DDP sharding by Lightning's
 DistributedSampler). Items::
 
-    {"video": float32 (3, T, H, W), "label": int, "index": int (video's row in the manifest),
+    {"video": uint8 (3, T, H, W), "label": int, "index": int (video's row in the manifest),
      "view": int (0 in train/val; clip * test_crops + crop in test), "skipped": int,
      "skipped_files": str ("path<TAB>reason" per line for each failed read; "" when none)}
 
@@ -50,7 +50,7 @@ from torch.utils.data import Dataset, default_collate
 
 from videonorm.data.manifest import ManifestEntry, read_manifest
 from videonorm.data.sampling import center_clip_indices, test_clip_indices, train_clip_indices
-from videonorm.data.transforms import KINETICS_MEAN, KINETICS_STD, test_transform, train_transform, val_transform
+from videonorm.data.transforms import test_transform, train_transform, val_transform
 from videonorm.data.video import VideoDecodeError, read_clip
 
 log = logging.getLogger("videonorm.data")
@@ -63,7 +63,8 @@ SHOW_PATHS = 5  # paths quoted in an error or warning
 
 @dataclass(frozen=True)
 class ClipSpec:
-    """How clips are cut from a video and turned into model input (the paper's values by default).
+    """How clips are cut from a video (the paper's values by default); normalization is the model's
+    (:class:`videonorm.data.transforms.ClipNormalize`, on the device).
 
     Args:
         num_frames: Frames per clip (T).
@@ -76,8 +77,6 @@ class ClipSpec:
         test_crop_size: Test: side of each spatial crop.
         test_clips: Test: temporal clips per video.
         test_crops: Test: spatial crops per clip (1 or 3).
-        mean: Normalization mean (per channel, [0, 1] scale).
-        std: Normalization std.
     """
 
     num_frames: int = 32
@@ -90,17 +89,14 @@ class ClipSpec:
     test_crop_size: int = 256
     test_clips: int = 10
     test_crops: int = 3
-    mean: Sequence[float] = KINETICS_MEAN
-    std: Sequence[float] = KINETICS_STD
 
     def transforms(self, mode: str) -> list:
         """The transform of each crop position of ``mode`` (one for train and val, ``test_crops`` for test)."""
         if mode == "train":
-            return [train_transform(self.train_min_scale, self.train_max_scale, self.crop_size, self.train_flip,
-                                    self.mean, self.std)]
+            return [train_transform(self.train_min_scale, self.train_max_scale, self.crop_size, self.train_flip)]
         if mode == "val":
-            return [val_transform(self.test_scale, self.crop_size, self.mean, self.std)]
-        return test_transform(self.test_scale, self.test_crop_size, self.test_crops, self.mean, self.std)
+            return [val_transform(self.test_scale, self.crop_size)]
+        return test_transform(self.test_scale, self.test_crop_size, self.test_crops)
 
 
 class VideoDataset(Dataset):
@@ -193,7 +189,7 @@ class VideoDataset(Dataset):
         if self.repeat_aug > 1:  # k augmentations of one decode: (k, 3, T, H, W)
             clips = torch.stack([self.transforms[crop](frames) for _ in range(self.repeat_aug)])
         else:
-            clips = self.transforms[crop](frames)  # (3, T, H, W) float32
+            clips = self.transforms[crop](frames)  # (3, T, H, W) uint8
         return {
             "video": clips,
             "label": self.labels[candidate],

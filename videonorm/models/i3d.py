@@ -31,13 +31,16 @@ from typing import Any, Sequence
 
 import torch.nn as nn
 from pytorchvideo.models.head import create_res_basic_head
-from pytorchvideo.models.resnet import create_resnet
+from pytorchvideo.models.resnet import ResStage, create_resnet
 
 from videonorm.models.init import init_weights
 from videonorm.models.norm import norm_layer
 
-# Bottleneck blocks per stage (res2..res5).
-STAGE_DEPTHS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
+# Bottleneck blocks per stage (res2..res5). 50 and 101 are the paper's; 14 and 26 are shallow variants with the same
+# stem, stages, strides and widths (timm's resnet14t / resnet26 stage depths) for the CPU demo: a quarter and half of
+# R50's blocks.
+STAGE_DEPTHS = {14: (1, 1, 1, 1), 26: (2, 2, 2, 2), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
+_PYTORCHVIDEO_DEPTHS = (50, 101)  # what create_resnet builds; shallower layouts keep the first blocks of R50's stages
 
 
 @dataclass(frozen=True)
@@ -90,7 +93,7 @@ def i3d_resnet(
     """Build an I3D (or C2D) ResNet for `(N, 3, T, H, W)` clips returning `(N, num_classes)` logits.
 
     Args:
-        depth: 50 or 101.
+        depth: 50 or 101 (the paper's layouts), or 14 / 26 (shallow variants: 1 / 2 blocks per stage).
         norm: a name from `videonorm.models.norm.NORM_NAMES`.
         norm_groups: groups for `norm="gn"`; must divide `width` (every normalized channel count is
             `width` times a power of two).
@@ -112,11 +115,12 @@ def i3d_resnet(
     if width < 1:
         raise ValueError(f"width must be positive, got {width}")
     spec = LAYOUTS[arch]
+    built = depth if depth in _PYTORCHVIDEO_DEPTHS else 50
     stage_kernels = [
-        [(t, 1, 1) for t in (pattern * n)[:n]] for pattern, n in zip(spec.conv_a_t, STAGE_DEPTHS[depth])
+        [(t, 1, 1) for t in (pattern * n)[:n]] for pattern, n in zip(spec.conv_a_t, STAGE_DEPTHS[built])
     ]
     model = create_resnet(
-        model_depth=depth,
+        model_depth=built,
         model_num_class=num_classes,
         dropout_rate=dropout,
         norm=norm_layer(norm, norm_groups),
@@ -131,5 +135,9 @@ def i3d_resnet(
         stage_conv_a_kernel_size=stage_kernels,
         head=_head,
     )
+    if built != depth:  # a shallow variant: each stage keeps its first blocks (the first one does the striding)
+        stages = [block for block in model.blocks if isinstance(block, ResStage)]
+        for stage, blocks in zip(stages, STAGE_DEPTHS[depth]):
+            stage.res_blocks = nn.ModuleList(list(stage.res_blocks)[:blocks])
     init_weights(model, zero_init_residual=zero_init_residual, head_init_std=head_init_std)
     return model

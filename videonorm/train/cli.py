@@ -14,6 +14,7 @@ Besides the trainer, model and data sections, every subcommand has:
         the latest, and tested a model that was not the final one. A monitor-less checkpoint saves every epoch.
     precise_bn: PreciseBN (200 batches; a no-op for models without trainable BN)
     cpu_threads: CpuThreads (on CPU, torch threads = cores - data workers; ``--cpu_threads.enabled false``)
+    data_wait: DataWait (data/wait_fraction and data/clips_per_s per epoch; warns above 5% wait)
 and always (``videonorm.train.callbacks``): DivergenceGuard, SkippedVideos, BestValidation, TestReport,
 CheckpointMetadata and, unless the bar is off or the config names one, our ProgressBar; beside the configured
 loggers, the run's local record (``RunRecordLogger``).
@@ -40,7 +41,7 @@ from pytorch_lightning.callbacks import ProgressBar as AnyProgressBar
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.loggers import WandbLogger
 
-from videonorm.identity import run_name
+from videonorm.identity import flatten, run_name, run_setting
 from videonorm.record import RECORD_FILE, diverged
 from videonorm.train.callbacks import (
     BestValidation,
@@ -52,6 +53,7 @@ from videonorm.train.callbacks import (
     SkippedVideos,
     TestReport,
 )
+from videonorm.train.data_wait import DataWait
 from videonorm.train.logger import (
     CHECKPOINT_DIR,
     JOB_TYPES,
@@ -176,6 +178,7 @@ class VideonormCLI(LightningCLI):
         )
         parser.add_lightning_class_args(PreciseBN, "precise_bn")
         parser.add_lightning_class_args(CpuThreads, "cpu_threads")
+        parser.add_lightning_class_args(DataWait, "data_wait")
 
     def before_instantiate_classes(self) -> None:
         """Fill in the run name, run directory, W&B run id and checkpoint directory from the config."""
@@ -186,18 +189,8 @@ class VideonormCLI(LightningCLI):
                 "trainer.sync_batchnorm would silently turn every BN into SyncBN; choose the norm with model.norm "
                 "(BN statistics are per device unless the model's norm says otherwise)"
             )
-        name = run_name(
-            arch=cfg.model.arch,
-            depth=cfg.model.depth,
-            norm=cfg.model.norm,
-            norm_groups=cfg.model.norm_groups,
-            width=cfg.model.width,
-            batch_size=cfg.data.batch_size,
-            num_frames=cfg.data.num_frames,
-            sampling_rate=cfg.data.sampling_rate,
-            seed=cfg.get("seed_everything"),
-            repeat_aug=cfg.data.get("repeat_aug") or 1,
-        )
+        setting = run_setting(flatten({"model": cfg.model.as_dict(), "data": cfg.data.as_dict()}))
+        name = run_name(setting, seed=cfg.get("seed_everything"))
         loggers = _wandb_logger_configs(cfg.trainer.get("logger"))
         group = next((_logger_arg(lg, "group") for lg in loggers if _logger_arg(lg, "group")), None)
         name = next((_logger_arg(lg, "name") for lg in loggers if _logger_arg(lg, "name")), name)

@@ -1,7 +1,9 @@
 """The LightningModule: I3D ResNet video classifier with loss, SGD + epoch schedule, and top-1/top-5 metrics.
 
-Batches are the datamodule's dicts: ``video`` (N, 3, T, H, W) float, ``label`` (N,), ``index`` (N,) video index
-in its manifest, ``view`` (N,) view index, ``skipped`` (N,) broken videos skipped to produce each item.
+Batches are the datamodule's dicts: ``video`` (N, 3, T, H, W) uint8 as the workers hand it over (converted to float
+and normalized with the model's mean/std on the device, in ``on_after_batch_transfer``; a float ``video`` is taken
+as already normalized), ``label`` (N,), ``index`` (N,) video index in its manifest, ``view`` (N,) view index,
+``skipped`` (N,) broken videos skipped to produce each item.
 
 Logged metrics (fractions in [0, 1]):
     train/loss, train/top1, train/top5, train/lr   every step
@@ -30,6 +32,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 from torchmetrics.functional.classification import multiclass_accuracy
 
+from videonorm.data.transforms import KINETICS_MEAN, KINETICS_STD, ClipNormalize
 from videonorm.models import build_model, inflate_2d
 from videonorm.models.norm import is_norm
 from videonorm.train.metrics import UniqueVideoAccuracy, VideoLevelAccuracy
@@ -60,6 +63,8 @@ class VideoClassifier(pl.LightningModule):
         lr_gamma: Step-schedule factor.
         warmup_epochs: Linear warmup length in epochs.
         warmup_start_factor: Warmup's initial lr factor.
+        mean: Per-channel input mean on the [0, 1] scale (Kinetics' 0.45; the Non-local models' 114.75 / 255).
+        std: Per-channel input std on the [0, 1] scale (0.225; the Non-local models' 57.375 / 255).
     """
 
     def __init__(
@@ -83,6 +88,8 @@ class VideoClassifier(pl.LightningModule):
         lr_gamma: float = 0.1,
         warmup_epochs: float = 0.0,
         warmup_start_factor: float = 0.1,
+        mean: tuple[float, float, float] = KINETICS_MEAN,
+        std: tuple[float, float, float] = KINETICS_STD,
     ) -> None:
         super().__init__()
         # logger=False: W&B gets the full flattened CLI config instead (videonorm.train.logger.run_config);
@@ -101,6 +108,7 @@ class VideoClassifier(pl.LightningModule):
         self.top_k = min(5, num_classes)  # top-5 is undefined with fewer than 5 classes (tiny demos)
         self.train_loss_epoch = MeanMetric()
         self.train_top1_epoch = MulticlassAccuracy(num_classes, top_k=1, average="micro")
+        self.normalize = ClipNormalize(mean, std)
         self.val_accuracy = UniqueVideoAccuracy(self.top_k)
         self.test_accuracy = VideoLevelAccuracy(num_classes, self.top_k)
         self.test_confusion: Tensor | None = None  # (C, C) of the last test
@@ -108,6 +116,13 @@ class VideoClassifier(pl.LightningModule):
     def forward(self, video: Tensor) -> Tensor:
         """(N, 3, T, H, W) float -> (N, num_classes) logits."""
         return self.model(video)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """uint8 clips -> normalized float, as a batch on the training device (train, val, test, predict, and
+        precise BN's batches alike)."""
+        if isinstance(batch, dict) and isinstance(batch.get("video"), Tensor) and batch["video"].dtype == torch.uint8:
+            batch = {**batch, "video": self.normalize(batch["video"])}
+        return batch
 
     # ---- setup -----------------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
