@@ -20,7 +20,7 @@ from videonorm.train.callbacks import ProgressBar
 from videonorm.train.cli import run_lightning_cli
 from videonorm.train.schedule import EpochSchedule
 
-DEMO = Path(__file__).resolve().parents[1] / "configs" / "demo"
+DEMO = Path(__file__).resolve().parents[1] / "videonorm" / "configs" / "demo"
 TRAIN_VIDEOS, BATCH = 12, 4  # 3 classes x 4 videos, 4 clips per step: 3 steps per epoch
 
 
@@ -39,17 +39,21 @@ def wandb_offline(monkeypatch, tmp_path):
         monkeypatch.setenv(var, str(tmp_path / "wandb_home"))
 
 
-def _run(subcommand: str, norm: str, dataset: Path, runs: Path, *extra: str) -> None:
-    args = [
-        subcommand,
-        "--config", str(DEMO / f"{norm}_b{BATCH}_8x2.yaml"),
+def _args(norm: str, dataset: Path, runs: Path, *extra: str) -> list[str]:
+    return [
+        "--config", str(DEMO / f"b{BATCH}_8x2.yaml"), "--model.norm", norm,
         "--data.root", str(dataset),
         "--trainer.default_root_dir", str(runs),
         "--trainer.enable_progress_bar", "false",
         "--precise_bn.num_batches", "2",
+        # the demo validates every other epoch and logs every 10 steps; these tests look at every epoch and step
+        "--trainer.check_val_every_n_epoch", "1", "--trainer.log_every_n_steps", "1",
         *extra,
     ]
-    assert main(args) == 0
+
+
+def _run(subcommand: str, norm: str, dataset: Path, runs: Path, *extra: str) -> None:
+    assert main([subcommand, *_args(norm, dataset, runs, *extra)]) == 0
 
 
 def test_fit_then_resume_continues_step_epoch_schedule_and_wandb_run(dataset, tmp_path, capsys):
@@ -57,7 +61,7 @@ def test_fit_then_resume_continues_step_epoch_schedule_and_wandb_run(dataset, tm
     schedule_args = ("--model.lr", "0.02", "--model.schedule", "step", "--model.lr_steps", "[1.5]",
                      "--model.warmup_epochs", "0.5")
     _run("fit", "bn", dataset, runs, "--trainer.max_epochs", "1", *schedule_args)
-    run_dir = runs / "demo" / "i3d_r50-bn-w8-b4-8x2"
+    run_dir = runs / "demo" / "i3d_r14-bn-w16-b4-8x2"
     ckpt_dir = run_dir / "checkpoints"
     assert (ckpt_dir / "last.ckpt").is_file() and (ckpt_dir / "best.ckpt").is_file()
     assert (run_dir / "config.yaml").is_file()
@@ -83,13 +87,13 @@ def test_fit_then_resume_continues_step_epoch_schedule_and_wandb_run(dataset, tm
     assert len(run_files) == 2
     parts = sorted((read_offline_run(p) for p in run_files), key=lambda r: r.source)
     assert parts[0].run_id == parts[1].run_id == (run_dir / "wandb_run_id").read_text().strip()
-    assert parts[0].name == "i3d_r50-bn-w8-b4-8x2" and parts[0].group == "demo"
+    assert parts[0].name == "i3d_r14-bn-w16-b4-8x2" and parts[0].group == "demo"
     epochs = [{row["epoch"] for row in p.history if "epoch" in row} for p in parts]
     assert epochs == [{0}, {1}]
     assert min(row["trainer/global_step"] for row in parts[1].history if "train/loss" in row) == steps
 
     config = parts[1].config  # the contract with `videonorm compare`
-    assert (config["model.norm"], config["model.norm_groups"], config["model.width"]) == ("bn", 4, 8)
+    assert (config["model.norm"], config["model.norm_groups"], config["model.width"]) == ("bn", 4, 16)
     assert (config["data.batch_size"], config["data.num_frames"], config["data.sampling_rate"]) == (4, 8, 2)
     assert (config["trainer.devices"], config["trainer.num_nodes"], config["seed_everything"]) == (1, 1, 0)
     assert config["effective_batch_size"] == 4 and config["model.lr"] == 0.02 and config["model.num_classes"] == 3
@@ -104,7 +108,7 @@ def test_gn_fit_validate_test_print_top1_top5(dataset, tmp_path, capsys, caplog)
     runs = tmp_path / "runs"
     with caplog.at_level(logging.INFO):
         _run("fit", "gn", dataset, runs, "--trainer.max_epochs", "1")
-    run_dir = runs / "demo" / "i3d_r50-gn-g4-w8-b4-8x2"
+    run_dir = runs / "demo" / "i3d_r14-gn-g4-w16-b4-8x2"
     assert (run_dir / "checkpoints" / "best.ckpt").is_file()
     messages = [r.getMessage() for r in caplog.records]
     assert any("GPU available" in m for m in messages)  # Lightning's own start-up lines still show ...
@@ -130,7 +134,7 @@ def test_last_ckpt_is_the_latest_epoch_even_when_val_does_not_improve(dataset, t
     runs = tmp_path / "runs"
     # lr 0 and GN: the weights, hence val top-1, never change, so the best stays epoch 0
     _run("fit", "gn", dataset, runs, "--trainer.max_epochs", "3", "--model.lr", "0")
-    ckpt_dir = runs / "demo" / "i3d_r50-gn-g4-w8-b4-8x2" / "checkpoints"
+    ckpt_dir = runs / "demo" / "i3d_r14-gn-g4-w16-b4-8x2" / "checkpoints"
     load = lambda name: torch.load(ckpt_dir / name, map_location="cpu", weights_only=False)  # noqa: E731
     assert sorted(p.name for p in ckpt_dir.iterdir()) == ["best.ckpt", "last.ckpt"]
     assert load("best.ckpt")["epoch"] == 0
@@ -141,7 +145,7 @@ def test_last_ckpt_is_the_latest_epoch_even_when_val_does_not_improve(dataset, t
 def test_fit_with_repeated_augmentation(dataset, tmp_path):
     runs = tmp_path / "runs"
     _run("fit", "gn", dataset, runs, "--trainer.max_epochs", "1", "--data.repeat_aug", "2")
-    last = torch.load(runs / "demo" / "i3d_r50-gn-g4-w8-b4-8x2-ra2" / "checkpoints" / "last.ckpt",
+    last = torch.load(runs / "demo" / "i3d_r14-gn-g4-w16-b4-8x2-ra2" / "checkpoints" / "last.ckpt",
                       map_location="cpu", weights_only=False)
     # every video once per epoch, 2 videos x 2 clips per step: twice the steps of repeat_aug 1
     assert last["global_step"] == 2 * (TRAIN_VIDEOS // BATCH)
@@ -173,12 +177,6 @@ def test_wandb_mode_follows_env_and_credentials(monkeypatch, tmp_path):
     assert (tmp_path / "run").is_dir()
 
 
-def _args(norm: str, dataset: Path, runs: Path, *extra: str) -> list[str]:
-    return ["--config", str(DEMO / f"{norm}_b{BATCH}_8x2.yaml"), "--data.root", str(dataset),
-            "--trainer.default_root_dir", str(runs), "--trainer.enable_progress_bar", "false",
-            "--precise_bn.num_batches", "2", *extra]
-
-
 def _ckpt_tensors(path: Path) -> list[torch.Tensor]:
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     tensors = [t for t in ckpt["state_dict"].values() if t.is_floating_point()]
@@ -192,7 +190,7 @@ def test_diverged_fit_stops_is_marked_and_compare_leaves_it_out(dataset, tmp_pat
 
     runs = tmp_path / "runs"
     _run("fit", "bn", dataset, runs, "--trainer.max_epochs", "1")  # a healthy run beside it
-    run_dir = runs / "demo" / "i3d_r50-gn-g4-w8-b4-8x2"
+    run_dir = runs / "demo" / "i3d_r14-gn-g4-w16-b4-8x2"
     capsys.readouterr()
     # one good epoch at lr 0.005, then the step schedule multiplies it by 2e8: lr 1e6 from epoch 1 on
     explode = ("--model.schedule", "step", "--model.lr_steps", "[1]", "--model.lr_gamma", "2e8", "--model.lr", "0.005")
@@ -222,7 +220,7 @@ def test_diverged_fit_stops_is_marked_and_compare_leaves_it_out(dataset, tmp_pat
     rows = (out / "compare.csv").read_text().splitlines()
     assert len(rows) == 2 and rows[1].startswith("bn,")  # the healthy run alone
     diverged = md.split("## Diverged (not compared)")[1]
-    assert f"i3d_r50-gn-g4-w8-b4-8x2 ({record.run_id})" in diverged and f"at step {info['step']}" in diverged
+    assert f"i3d_r14-gn-g4-w16-b4-8x2 ({record.run_id})" in diverged and f"at step {info['step']}" in diverged
     assert "| GN (G=4)" not in md  # not in the table
 
     with pytest.raises(SystemExit, match="holds a run that diverged"):  # resuming it would replay the same steps
@@ -233,7 +231,7 @@ def test_fit_into_an_existing_run_is_refused_and_nothing_is_touched(dataset, tmp
     """Issue 13.7: a second fit without --ckpt_path used to overwrite last.ckpt and the stored W&B id."""
     runs = tmp_path / "runs"
     _run("fit", "gn", dataset, runs, "--trainer.max_epochs", "1")
-    run_dir = runs / "demo" / "i3d_r50-gn-g4-w8-b4-8x2"
+    run_dir = runs / "demo" / "i3d_r14-gn-g4-w16-b4-8x2"
     files = [run_dir / "checkpoints" / "last.ckpt", run_dir / "checkpoints" / "best.ckpt", run_dir / "wandb_run_id",
              run_dir / "record.jsonl", run_dir / "config.yaml"]
     before = {f: (f.read_bytes(), f.stat().st_mtime_ns) for f in files}
@@ -260,7 +258,7 @@ def test_skipped_videos_are_listed_with_reasons_at_the_end_and_saved(tmp_path, c
     make_dataset(data, num_classes=3, per_class=4, num_frames=24, broken=("not_a_video",))
     runs = tmp_path / "runs"
     _run("fit", "gn", data, runs, "--trainer.max_epochs", "1", "--data.max_skip_fraction", "0.5")
-    run_dir = runs / "demo" / "i3d_r50-gn-g4-w8-b4-8x2"
+    run_dir = runs / "demo" / "i3d_r14-gn-g4-w16-b4-8x2"
     out = capsys.readouterr().out
     with (run_dir / "skipped_videos_fit.csv").open(newline="") as f:
         rows = list(csv.DictReader(f))
@@ -284,7 +282,7 @@ def test_wandb_best_epoch_job_type_and_test_report(dataset, tmp_path):
     runs = tmp_path / "runs"
     _run("fit", "gn", dataset, runs, "--trainer.max_epochs", "3", "--model.lr", "0.05")
     _run("test", "gn", dataset, runs, "--ckpt_path", "last", "--data.test_clips", "2", "--data.test_crops", "1")
-    run_dir = runs / "demo" / "i3d_r50-gn-g4-w8-b4-8x2"
+    run_dir = runs / "demo" / "i3d_r14-gn-g4-w16-b4-8x2"
     fit_part, test_part = sorted(map(read_offline_run, find_offline_runs(run_dir)), key=lambda r: r.source)
     assert fit_part.job_type == test_part.job_type == "train"  # one run: the test continues the trained run
     val = {row["epoch"]: row for row in fit_part.history if "val/top1" in row}
@@ -323,7 +321,7 @@ def test_checkpoints_are_logged_as_artifacts_when_online(dataset, tmp_path, monk
     online while wandb itself stays offline (WANDB_MODE), so the artifacts land in the .wandb file, not on a server."""
     runs = tmp_path / "runs"
     _run("fit", "gn", dataset, runs, "--trainer.max_epochs", "1", "--trainer.logger.init_args.offline", "false")
-    (wandb_file,) = find_offline_runs(runs / "demo" / "i3d_r50-gn-g4-w8-b4-8x2")
+    (wandb_file,) = find_offline_runs(runs / "demo" / "i3d_r14-gn-g4-w16-b4-8x2")
     artifacts = [r.artifact for r in iter_records(wandb_file) if r.WhichOneof("record_type") == "artifact"]
     run_id = read_offline_run(wandb_file).run_id
     assert [(a.name, a.type, [c.path for c in a.manifest.contents], sorted(a.aliases)) for a in artifacts] == [
@@ -333,7 +331,7 @@ def test_checkpoints_are_logged_as_artifacts_when_online(dataset, tmp_path, monk
 
 
 def test_progress_bar_without_v_num(dataset, tmp_path):
-    cli = run_lightning_cli(["--config", str(DEMO / "gn_b4_8x2.yaml"), "--data.root", str(dataset),
+    cli = run_lightning_cli(["--config", str(DEMO / "b4_8x2.yaml"), "--data.root", str(dataset),
                              "--trainer.default_root_dir", str(tmp_path / "runs")], run=False)
     bars = [c for c in cli.trainer.callbacks if isinstance(c, ProgressBar)]
     assert len(bars) == 1 and cli.trainer.progress_bar_callback is bars[0]

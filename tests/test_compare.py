@@ -334,13 +334,16 @@ def test_runs_of_different_setups_are_never_averaged_and_only_the_papers_gets_it
 # ---------------------------------------------------------------- sweeps and the plain-shell grid
 
 REPO = Path(__file__).resolve().parents[1]
-SWEEPS = sorted((REPO / "configs" / "sweeps").glob("*.yaml"))
+CONFIGS = REPO / "videonorm" / "configs"
+SWEEPS = sorted((CONFIGS / "sweeps").glob("*.yaml"))
 
 
-def experiment_cell(path: Path) -> tuple:
-    """(norm, clips per device, frames, stride) an experiment file sets (its own keys, not its base's)."""
+def experiment_cell(path: Path, norm: str | None = None) -> tuple:
+    """(norm, clips per device, frames, stride) an experiment file sets (its own keys, not its base's); ``norm``
+    when the command line sets it."""
     cfg = yaml.safe_load(path.read_text())
-    return cfg["model"]["norm"], cfg["data"]["batch_size"], cfg["data"]["num_frames"], cfg["data"]["sampling_rate"]
+    norm = norm or cfg["model"]["norm"]
+    return norm, cfg["data"]["batch_size"], cfg["data"]["num_frames"], cfg["data"]["sampling_rate"]
 
 
 def agent_argv(sweep: dict, params: dict) -> list[str]:
@@ -359,31 +362,38 @@ def agent_argv(sweep: dict, params: dict) -> list[str]:
 
 
 @pytest.mark.parametrize("sweep_file", SWEEPS, ids=lambda p: p.name)
-def test_sweep_is_a_grid_of_videonorm_fit_over_the_experiment_files(sweep_file, monkeypatch):
+def test_sweep_is_a_grid_of_videonorm_fit_over_the_experiment_files(sweep_file, monkeypatch, tmp_path):
     from videonorm.train.cli import expand_base_configs
 
     monkeypatch.setenv("DATA_ROOT", "/data/x")
-    monkeypatch.chdir(REPO)  # sweep paths are relative to the repository root, where the agent runs
+    monkeypatch.chdir(tmp_path)  # shipped config names: the agent can run anywhere
     sweep = yaml.safe_load(sweep_file.read_text())
     assert sweep["method"] == "grid" and sweep["program"] == "videonorm"
     assert sweep["metric"] == {"name": "val/top1", "goal": "maximize"}
-    assert list(sweep["parameters"]) == ["config"]
-    values = sweep["parameters"]["config"]["values"]
+    params = sweep["parameters"]
+    assert list(params)[0] == "config"
+    values = params["config"]["values"]
+    norms = params.get("model.norm", {}).get("values", [None])
     for value in values:
         argv = agent_argv(sweep, {"config": value})
         assert argv[:3] == ["/usr/bin/env", "videonorm", "fit"] and f"--config={value}" in argv
-        assert argv[argv.index("--data.root") + 1] == "/data/x"
-        chain = expand_base_configs(argv[2:])  # the base: chain resolves from the repository root
+        assert argv[argv.index("--data.root") + 1] == "/data/x" and argv[-2:] == ["--ckpt_path", "last"]
+        chain = expand_base_configs(argv[2:])  # the base: chain resolves from the shipped configs
         assert chain.count("--config") == 2 and chain[chain.index("--config") + 1].endswith("base.yaml")
-    grid_dir = REPO / Path(values[0]).parent
+    grid_dir = CONFIGS / Path(values[0]).parent
     assert grid_dir.name == sweep_file.stem
-    # the sweep covers exactly the experiment files of its grid (what scripts/grid.sh runs), each once
-    assert sorted(values) == sorted(str(p.relative_to(REPO)) for p in grid_dir.glob("*.yaml") if p.name != "base.yaml")
-    cells = [experiment_cell(REPO / v) for v in values]
+    # the sweep covers the experiment files of its grid (what scripts/grid.sh runs), each once
+    files = sorted(p.relative_to(CONFIGS).as_posix() for p in grid_dir.glob("*.yaml") if p.name != "base.yaml")
+    cells = [experiment_cell(CONFIGS / v, n) for v in values for n in norms]
     assert len(set(cells)) == len(cells)
-    assert {c[0] for c in cells} == {"bn", "gn"} and len({c[1] for c in cells}) == 2
     if sweep_file.stem == "kinetics400":
+        assert sorted(values) == files
         assert set(cells) == {(r.norm, r.batch_size, r.num_frames, r.sampling_rate) for r in paper.KINETICS_RESULTS}
+    else:  # the demo study's default grid: BN and GN at 16, 4 and 2 clips per device, two seeds
+        from videonorm import demo
+
+        assert set(values) <= set(files) and params["seed_everything"]["values"] == list(demo.DEFAULT_GRID.seeds)
+        assert {c[:2] for c in cells} == {(n, b) for n in demo.DEFAULT_GRID.norms for b in demo.DEFAULT_GRID.batches}
 
 
 def test_grid_script_runs_every_cell_then_compares(tmp_path):
@@ -406,23 +416,23 @@ def test_grid_script_runs_every_cell_then_compares(tmp_path):
 
 # ---------------------------------------------------------------- real runs of `videonorm fit`
 
-DEMO = REPO / "configs" / "demo"
+DEMO = REPO / "videonorm" / "configs" / "demo"
 FITS = (("bn", 4, True), ("bn", 2, False), ("gn", 4, True), ("gn", 2, False))  # norm, clips per device, tested
 
 
 def _cli_args(norm: str, batch: int, data: Path, runs: Path, epochs: int) -> list[str]:
     return [
-        "--config", str(DEMO / f"{norm}_b4_8x2.yaml"), "--data.root", str(data),
+        "--config", str(DEMO / "b4_8x2.yaml"), "--model.norm", norm, "--data.root", str(data),
         "--trainer.default_root_dir", str(runs),
         "--trainer.max_epochs", str(epochs), "--data.batch_size", str(batch), "--precise_bn.num_batches", "1",
-        "--data.test_clips", "1", "--data.test_crops", "1",
+        "--data.test_clips", "1", "--data.test_crops", "1", "--trainer.check_val_every_n_epoch", "1",
         "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
     ]
 
 
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory) -> dict[str, Path]:
-    """Tiny real `videonorm fit` runs (demo configs: I3D R50 at width 8, 8 frames, 64 px) on real tiny videos:
+    """Tiny real `videonorm fit` runs (demo configs: shallow I3D R14 at width 16, 8 frames, 64 px) on real tiny videos:
     BN and GN at 4 and 2 clips per device, 2 epochs, the 4-clip runs then `videonorm test`ed; plus one GN run
     on another copy of the dataset (other manifests: another fingerprint)."""
     import wandb
@@ -468,7 +478,7 @@ def best_val(history: list[dict]) -> tuple[float, float]:
 
 
 def fit_run_dir(runs: Path, norm: str, batch: int) -> Path:
-    (run_dir,) = (runs / "demo").glob(f"i3d_r50-{norm}-*b{batch}-8x2")
+    (run_dir,) = (runs / "demo").glob(f"i3d_r14-{norm}-*b{batch}-8x2")
     return run_dir
 
 
@@ -487,7 +497,7 @@ def test_real_fit_runs_table_matches_what_they_logged(fitted, tmp_path, capsys):
         top1, top5 = best_val(logged["history"])
         row = rows[(norm, batch, 8)]
         assert row["metric"] == "val"  # auto: the 2-clip runs have no test, so validation for all
-        assert (int(row["n"]), row["width"], row["depth"]) == (1, "8", "50")
+        assert (int(row["n"]), row["width"], row["depth"]) == (1, "16", "14")
         assert row["norm_groups"] == ("4" if norm == "gn" else "")
         assert float(row["top1"]) == pytest.approx(top1) and float(row["top5"]) == pytest.approx(top5)
         # Lightning's checkpoint callback kept the same best val/top1 (its best.ckpt)
@@ -498,7 +508,7 @@ def test_real_fit_runs_table_matches_what_they_logged(fitted, tmp_path, capsys):
         assert f"{top1:.1f} / {top5:.1f}" in next(line for line in md.splitlines() if line.startswith(f"| {label} |"))
     assert row["dataset_hash"] in hashes and len(hashes) == 1
     # the run on the other dataset copy is listed, not mixed in
-    other = leet_run(fitted["other"] / "demo" / "i3d_r50-gn-g4-w8-b2-8x2")["config"]["dataset.hash"]
+    other = leet_run(fitted["other"] / "demo" / "i3d_r14-gn-g4-w16-b2-8x2")["config"]["dataset.hash"]
     assert other not in hashes
     assert f"dataset fingerprint {other} differs from the majority {row['dataset_hash']}" in md
     assert "| norm | 4 (8f x2) | 2 (8f x2) |" in md and "no cell has the paper's setup" in md
@@ -519,7 +529,7 @@ def test_real_fit_runs_test_metric(fitted, tmp_path):
             assert float(rows[(norm, batch, 8)]["top1"]) == pytest.approx(100 * test[-1]["test/top1"])
             assert float(rows[(norm, batch, 8)]["top5"]) == pytest.approx(100 * test[-1]["test/top5"])
         else:
-            assert f"i3d_r50-{norm}" in md and "no test/top1 logged" in md
+            assert f"i3d_r14-{norm}" in md and "no test/top1 logged" in md
     assert "test, video level" in md
 
 

@@ -27,7 +27,7 @@ from videonorm.results import compare
 from videonorm.results.runs import find_offline_runs, load_runs, read_offline_run
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIG = REPO / "configs" / "demo" / "bn_b4_8x2.yaml"
+CONFIG = REPO / "videonorm" / "configs" / "demo" / "b4_8x2.yaml"
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
@@ -42,7 +42,8 @@ def _env(tmp_path: Path) -> dict[str, str]:
 def _fit(data: Path, runs: Path, *extra: str) -> list[str]:
     # precise BN over 100 batches of a 3-batch loader: it says so, mid-epoch, while the progress bar is drawn
     return [sys.executable, "-m", "videonorm", "fit", "--config", str(CONFIG), "--data.root", str(data),
-            "--trainer.default_root_dir", str(runs), "--precise_bn.num_batches", "100", *extra]
+            "--trainer.default_root_dir", str(runs), "--precise_bn.num_batches", "100",
+            "--trainer.check_val_every_n_epoch", "1", *extra]
 
 
 def _val_rows(record: Path) -> list[dict]:
@@ -76,7 +77,7 @@ def data(tmp_path) -> Path:
 
 def test_killed_fit_keeps_its_history_and_resumes(data, tmp_path):
     runs, env = tmp_path / "runs", _env(tmp_path)
-    run_dir = runs / "demo" / "i3d_r50-bn-w8-b4-8x2"
+    run_dir = runs / "demo" / "i3d_r14-bn-w16-b4-8x2"
     record = run_dir / RECORD_FILE
     log = tmp_path / "killed.log"
     with log.open("wb") as out:

@@ -127,6 +127,23 @@ def test_r50_multiply_adds_per_32x224x224_clip():
     assert 32e9 < macs < 35e9  # 33.1 G; without the stem's temporal stride it would double
 
 
+def test_stem_pool_without_padding_is_the_non_local_layout(r50_bn):
+    """stem_pool_padding=0: the Non-local code's pool1 (no padding), 55 x 55 at res2; same weights, fewer MACs."""
+    with torch.device("meta"):
+        model = i3d_resnet(stem_pool_padding=0)
+        clip = torch.empty(1, 3, 32, 224, 224)
+    shapes = {}
+    for name, idx in (("res2", 1), ("res3", 3), ("res5", 5)):
+        model.blocks[idx].register_forward_hook(lambda m, i, o, name=name: shapes.__setitem__(name, o.shape[2:]))
+    with FlopCounterMode(display=False) as counter:
+        model(clip)
+    assert shapes == {"res2": (8, 55, 55), "res3": (4, 28, 28), "res5": (4, 7, 7)}
+    assert 32.7e9 < counter.get_total_flops() / 2 < 32.9e9  # 32.8 G (33.1 G with padding 1)
+    assert num_parameters(model) == num_parameters(r50_bn)  # padding has no weights
+    with pytest.raises(ValueError, match="stem_pool_padding must be 0 or 1, got 2"):
+        i3d_resnet(stem_pool_padding=2, **TINY)
+
+
 # ---------------------------------------------------------------- init
 
 
@@ -168,7 +185,7 @@ def test_init_weights_resets_a_trained_model():
     [
         (dict(norm="batchnorm"), "unknown norm 'batchnorm'"),
         (dict(norm="gn", norm_groups=16), "16 groups do not divide 8 channels"),
-        (dict(depth=34), r"unsupported depth 34; supported: \[50, 101\]"),
+        (dict(depth=34), r"unsupported depth 34; supported: \[14, 26, 50, 101\]"),
         (dict(arch="slowfast"), "unknown arch 'slowfast'"),
     ],
 )
@@ -254,7 +271,7 @@ def test_inflate_reports_every_problem():
     with pytest.raises(ValueError) as info:
         inflate_2d(model3d, torchvision.models.resnet50(weights=None).state_dict())
     message = str(info.value)
-    assert "shape mismatch: conv1.weight (64, 3, 5, 7, 7) -> blocks.0.conv.weight (32, 3, 5, 7, 7)" in message
+    assert "shape mismatch: conv1.weight (64, 3, 7, 7) -> blocks.0.conv.weight (32, 3, 5, 7, 7)" in message
     assert "layer4.2.conv3.weight" in message  # the last one is listed too, not just the first
 
     gn3d = i3d_resnet(norm="gn", **TINY)

@@ -17,7 +17,7 @@ from videonorm.data.manifest import manifest_text
 from videonorm.results.runs import find_offline_runs, read_offline_run
 from videonorm.train.module import VideoClassifier
 
-DEMO = Path(__file__).resolve().parents[1] / "configs" / "demo"
+DEMO = Path(__file__).resolve().parents[1] / "videonorm" / "configs" / "demo"
 
 
 @pytest.fixture(autouse=True)
@@ -37,10 +37,10 @@ def trained(tmp_path_factory) -> dict:
         mp.setenv("WANDB_MODE", "offline")
         mp.setenv("WANDB_SILENT", "true")
         mp.setenv("WANDB_DIR", str(root / "wandb_home"))
-        assert main(["fit", "--config", str(DEMO / "gn_b4_8x2.yaml"), "--data.root", str(data["root"]),
-                     "--trainer.default_root_dir", str(root / "runs"), "--trainer.max_epochs", "2",
-                     "--trainer.enable_progress_bar", "false", "--model.lr", "0.05"]) == 0
-    ckpt = root / "runs" / "demo" / "i3d_r50-gn-g4-w8-b4-8x2" / "checkpoints" / "last.ckpt"
+        assert main(["fit", "--config", str(DEMO / "b4_8x2.yaml"), "--model.norm", "gn", "--data.root",
+                     str(data["root"]), "--trainer.default_root_dir", str(root / "runs"), "--trainer.max_epochs", "2",
+                     "--trainer.enable_progress_bar", "false", "--model.lr", "0.05", "--data.test_crops", "3"]) == 0
+    ckpt = root / "runs" / "demo" / "i3d_r14-gn-g4-w16-b4-8x2" / "checkpoints" / "last.ckpt"
     return {"ckpt": ckpt, "data": data}
 
 

@@ -9,7 +9,7 @@ the Group Normalization paper's Kinetics experiment):
 
     input                                        32 x 224 x 224 (T x H x W)
     stem   5x7x7 conv, stride (2, 2, 2)          16 x 112 x 112
-           2x3x3 max-pool, stride (2, 2, 2)      8 x 56 x 56
+           2x3x3 max-pool, stride (2, 2, 2)      8 x 56 x 56    (8 x 55 x 55 with stem_pool_padding=0)
     res2   3 blocks, conv_a 3x1x1 in all         8 x 56 x 56
     pool   2x1x1 max-pool, stride (2, 1, 1)      4 x 56 x 56
     res3   conv_a 3x1x1 in blocks [1, 0, 1, 0]   4 x 28 x 28
@@ -17,7 +17,13 @@ the Group Normalization paper's Kinetics experiment):
     res5   [0, 1, 0]                             4 x 7 x 7
     head   global average pool, dropout, linear
 
-R50 with 400 classes: 28.0M parameters, 33.1 G multiply-adds per 32x224x224 clip (torch's FLOP counter / 2).
+R50 with 400 classes: 28.0M parameters, 33.1 G multiply-adds per 32x224x224 clip (torch's FLOP counter / 2);
+32.8 G with ``stem_pool_padding=0``.
+
+The stem max-pool pads one pixel on each side by default (torchvision's and pytorchvideo's ResNets, and the 2D
+ImageNet networks we inflate): 112 -> 56. The Non-local code pools without padding (``pool1``: kernel
+[2, 3, 3], stride [2, 2, 2], pads 0 in lib/models/resnet_video_org.py): 112 -> 55 at res2, 28, 14, 7 after;
+``stem_pool_padding=0`` builds that, and the paper's configs use it. The weights are the same either way.
 
 pytorchvideo's own `i3d_r50` is the 8-frame variant of the same network (no temporal stride in the stem);
 the weights have identical shapes, so its checkpoints load here, but the temporal strides differ.
@@ -26,6 +32,7 @@ the weights have identical shapes, so its checkpoints load here, but the tempora
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -62,15 +69,19 @@ LAYOUTS = {
 }
 
 
-def _max_pool(kernel_size: Sequence[int], stride: Sequence[int], padding: Sequence[int]) -> nn.Module:
+def _max_pool(
+    kernel_size: Sequence[int], stride: Sequence[int], padding: Sequence[int], spatial_padding: int | None = None
+) -> nn.Module:
     """Max-pool that never pads in time (Non-local's pool1 is a max over frame pairs).
 
     pytorchvideo pads every dimension by kernel // 2, which for a temporal kernel of 2 would add a frame.
-    Called by `create_resnet` for the stem pool and the pool after res2.
+    Called by `create_resnet` for the stem pool and the pool after res2; `spatial_padding` replaces
+    pytorchvideo's spatial padding (the stem's `stem_pool_padding`).
     """
     if tuple(kernel_size) == (1, 1, 1) and tuple(stride) == (1, 1, 1):
         return nn.Identity()  # keeps the block indices of the pooled variant
-    return nn.MaxPool3d(kernel_size, stride=stride, padding=(0, *tuple(padding)[1:]))
+    spatial = tuple(padding)[1:] if spatial_padding is None else (spatial_padding, spatial_padding)
+    return nn.MaxPool3d(kernel_size, stride=stride, padding=(0, *spatial))
 
 
 def _head(**kwargs: Any) -> nn.Module:
@@ -89,6 +100,7 @@ def i3d_resnet(
     zero_init_residual: bool = True,
     head_init_std: float = 0.01,
     arch: str = "i3d",
+    stem_pool_padding: int = 1,
 ) -> nn.Module:
     """Build an I3D (or C2D) ResNet for `(N, 3, T, H, W)` clips returning `(N, num_classes)` logits.
 
@@ -104,9 +116,12 @@ def i3d_resnet(
         zero_init_residual: start each bottleneck's last norm at gamma = 0 (the block is the identity).
         head_init_std: standard deviation of the classifier's initial weights.
         arch: `"i3d"` (Non-local 32-frame I3D) or `"c2d"` (all temporal kernels 1, no temporal pooling).
+        stem_pool_padding: spatial padding of the stem's 3x3 max-pool: 1 (torchvision; 56 x 56 at res2
+            for 224 input) or 0 (the Non-local code; 55 x 55).
 
     Raises:
-        ValueError: unsupported depth or arch, unknown norm, or groups that do not divide the channels.
+        ValueError: unsupported depth or arch, unknown norm, groups that do not divide the channels, or a
+            stem pool padding other than 0 or 1.
     """
     if depth not in STAGE_DEPTHS:
         raise ValueError(f"unsupported depth {depth}; supported: {sorted(STAGE_DEPTHS)}")
@@ -114,6 +129,8 @@ def i3d_resnet(
         raise ValueError(f"unknown arch {arch!r}; allowed: {', '.join(LAYOUTS)}")
     if width < 1:
         raise ValueError(f"width must be positive, got {width}")
+    if stem_pool_padding not in (0, 1):
+        raise ValueError(f"stem_pool_padding must be 0 or 1, got {stem_pool_padding}")
     spec = LAYOUTS[arch]
     built = depth if depth in _PYTORCHVIDEO_DEPTHS else 50
     stage_kernels = [
@@ -127,7 +144,7 @@ def i3d_resnet(
         stem_dim_out=width,
         stem_conv_kernel_size=spec.stem_kernel,
         stem_conv_stride=spec.stem_stride,
-        stem_pool=_max_pool,
+        stem_pool=functools.partial(_max_pool, spatial_padding=stem_pool_padding),
         stem_pool_kernel_size=spec.stem_pool_kernel,
         stem_pool_stride=spec.stem_pool_stride,
         stage1_pool=_max_pool,

@@ -8,9 +8,11 @@ confusion matrix, :class:`CheckpointMetadata` stores what ``videonorm predict`` 
 
 BN's running statistics are an exponential average of per-iteration batch statistics taken while the weights
 were still changing; precise BN (PySlowFast's default, 200 batches) replaces them, before each validation,
-with the plain average of per-batch statistics of the current weights over N training batches, averaged
-across devices. The computation follows fvcore's ``update_bn_stats``: set each BN's momentum to 1 so its
-running buffers hold the last batch's mean and unbiased variance, and average those over the batches.
+with statistics of the current weights over N training batches on every device: the pooled mean E[x] and
+variance E[x^2] - E[x]^2 of everything each BN layer saw, as the Non-local code computes them
+(lib/utils/bn_helper.py: per batch and GPU it adds up mean and var + mean^2, then var = E[x^2] - E[x]^2).
+Averaging per-batch variances instead (fvcore's ``update_bn_stats``) leaves out how the batch means vary, so
+it underestimates the population variance, the more the smaller the batch: the regime this suite studies.
 
 It touches only BN layers that track running statistics and can change (BN, SyncBN); frozen BN and the
 batch-independent norms (GN, LN, IN) have nothing to recompute, so for them the callback says so once and
@@ -57,17 +59,21 @@ def update_bn_stats(
     forward: Callable[[Tensor], object] | None = None,
     average: Callable[[Tensor], Tensor] | None = None,
 ) -> int:
-    """Set BN running statistics to the average of per-batch statistics over ``num_batches`` batches.
+    """Set BN running statistics to the pooled mean and variance of their inputs over ``num_batches`` batches.
 
-    The model runs in train mode (frozen BN layers keep their own semantics) without gradients; its
-    training flag is restored afterwards.
+    The model runs in train mode (frozen BN layers keep their own semantics) without gradients, so each BN
+    layer sees the activations training gives it; its training flag is restored afterwards. Each BN layer's
+    input is summed per channel over (N, T, H, W) in float64: ``running_mean = E[x]`` and ``running_var =
+    E[x^2] - E[x]^2`` over every element of every batch on every process (a population variance, as the
+    Non-local code's; batches of different sizes count by their elements).
 
     Args:
         model: Model holding the BN layers.
         inputs: Iterable of model inputs, e.g. (N, 3, T, H, W) clips already on the model's device.
-        num_batches: Number of batches to average over (fewer if ``inputs`` runs out).
+        num_batches: Number of batches to use (fewer if ``inputs`` runs out).
         forward: Called on each input (default ``model``).
-        average: Averages a tensor across processes (default: identity, one process).
+        average: Averages a tensor across processes (default: identity, one process); applied to the sums
+            and to the element counts, so the ratio is the pooled statistic of all processes.
 
     Returns:
         The number of batches used.
@@ -77,31 +83,52 @@ def update_bn_stats(
         return 0
     forward = forward or model
     was_training = model.training
-    momenta = [bn.momentum for bn in layers]
-    mean_sums = [torch.zeros_like(bn.running_mean) for bn in layers]
-    var_sums = [torch.zeros_like(bn.running_var) for bn in layers]
+    # per layer: [sum of x, sum of x^2, element count] per channel, float64 against cancellation in E[x^2]-E[x]^2
+    sums = [[torch.zeros(bn.num_features, dtype=torch.float64, device=bn.running_mean.device) for _ in range(3)]
+            for bn in layers]
+    # the passes update the buffers with their momentum on the way; put them back if the update fails
+    saved = [(bn.running_mean.clone(), bn.running_var.clone(), bn.num_batches_tracked.clone()) for bn in layers]
+
+    def accumulate(acc: list[Tensor]) -> Callable[[nn.Module, tuple], None]:
+        def hook(module: nn.Module, args: tuple) -> None:
+            x = args[0]  # (N, C, T, H, W)
+            dims = [0, *range(2, x.dim())]
+            var, mean = torch.var_mean(x.float(), dim=dims, correction=0)
+            count = x.numel() // x.shape[1]
+            acc[0] += mean.double() * count
+            acc[1] += (var.double() + mean.double() ** 2) * count
+            acc[2] += count
+
+        return hook
+
+    handles = [bn.register_forward_pre_hook(accumulate(acc)) for bn, acc in zip(layers, sums)]
     used = 0
     model.train()
     try:
-        for bn in layers:
-            bn.momentum = 1.0  # running buffers := this batch's statistics
         for batch in itertools.islice(inputs, num_batches):
             forward(batch)
             used += 1
-            for i, bn in enumerate(layers):
-                mean_sums[i] += bn.running_mean
-                var_sums[i] += bn.running_var
+        if used == 0:
+            raise ValueError("precise BN: the data gave no batches")
+    except BaseException:
+        for bn, (mean, var, tracked) in zip(layers, saved):
+            bn.running_mean.copy_(mean)
+            bn.running_var.copy_(var)
+            bn.num_batches_tracked.copy_(tracked)
+        raise
     finally:
-        for bn, momentum in zip(layers, momenta):
-            bn.momentum = momentum
+        for handle in handles:
+            handle.remove()
         model.train(was_training)
-    if used == 0:
-        raise ValueError("precise BN: the data gave no batches")
     average = average or (lambda t: t)
-    for bn, mean_sum, var_sum in zip(layers, mean_sums, var_sums):
+    for bn, (sum_x, sum_x2, count), (_, _, tracked) in zip(layers, sums, saved):
+        count = average(count)
+        mean = average(sum_x) / count
+        var = (average(sum_x2) / count - mean**2).clamp(min=0)
         # copy_ into the existing buffers (never rebind): they stay ordinary tensors owned by the module
-        bn.running_mean.copy_(average(mean_sum / used))
-        bn.running_var.copy_(average(var_sum / used))
+        bn.running_mean.copy_(mean)
+        bn.running_var.copy_(var)
+        bn.num_batches_tracked.copy_(tracked)
     return used
 
 

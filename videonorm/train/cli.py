@@ -2,9 +2,10 @@
 
 Configs extend a base with a top-level ``base:`` key (jsonargparse has no include; its nested ``config:`` key
 replaces whole sections instead of merging them). Before parsing, ``--config exp.yaml`` whose file says
-``base: base.yaml`` becomes ``--config <dir of exp.yaml>/base.yaml --config exp.yaml``; bases may chain.
-The parser knows ``base`` as a plain string, so ``--print_config`` shows which base a run extends, followed
-by the fully merged config.
+``base: base.yaml`` becomes ``--config <dir of exp.yaml>/base.yaml --config exp.yaml``; bases may chain. Since the
+bases are then merged in, ``base`` is set to null: ``--print_config`` prints the fully merged config, which works
+as a ``--config`` from any directory. A ``--config`` that is not a file may name a config shipped in the package
+(``--config kinetics400/i3d_r50_gn_b4_32x2``, ``--config demo/b16_8x2.yaml``).
 
 Besides the trainer, model and data sections, every subcommand has:
     checkpoint: ModelCheckpoint, best.ckpt by val/top1, in <run dir>/checkpoints
@@ -66,11 +67,38 @@ from videonorm.train.logger import (
 from videonorm.train.module import VideoClassifier
 
 
+SHIPPED_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def shipped_configs() -> list[str]:
+    """Names of the configs that ship inside the package (``kinetics400/i3d_r50_gn_b4_32x2.yaml``, ...)."""
+    return sorted(p.relative_to(SHIPPED_CONFIGS).as_posix() for p in SHIPPED_CONFIGS.rglob("*.yaml")
+                  if p.parent.name != "sweeps" and p.name != "base.yaml")
+
+
+def resolve_config(path: str) -> str:
+    """A ``--config`` value as a file: the path as given, else a shipped config of that name (``.yaml`` optional).
+
+    Inline YAML (``--config '{...}'``) is passed through for jsonargparse to read.
+
+    Raises:
+        SystemExit: a file name that is neither a file nor a shipped config (the message lists the shipped ones).
+    """
+    if Path(path).is_file() or any(c in path for c in "{}\n:"):
+        return path
+    for candidate in (SHIPPED_CONFIGS / path, SHIPPED_CONFIGS / f"{path}.yaml"):
+        if candidate.is_file():
+            return str(candidate)
+    raise SystemExit(f"error: --config {path}: no such file, and no shipped config of that name; shipped: "
+                     + ", ".join(shipped_configs()))
+
+
 def _config_chain(path: str, seen: tuple[Path, ...] = ()) -> list[str]:
     """``[base_of_base, ..., base, path]`` for a config file with ``base:`` keys (paths relative to the file)."""
+    path = resolve_config(path)
     file = Path(path)
     if not file.is_file():
-        return [path]  # not a file (e.g. an inline YAML string): jsonargparse reports what is wrong with it
+        return [path]  # an inline YAML string: jsonargparse reads it
     try:
         data = yaml.safe_load(file.read_text())
     except yaml.YAMLError as err:
@@ -93,6 +121,7 @@ def expand_base_configs(argv: list[str]) -> list[str]:
         argv: Lightning CLI arguments (subcommand first), e.g. ``["fit", "--config", "exp.yaml"]``.
     """
     out: list[str] = []
+    expanded = False
     i = 0
     while i < len(argv):
         arg = argv[i]
@@ -106,7 +135,10 @@ def expand_base_configs(argv: list[str]) -> list[str]:
             continue
         for file in _config_chain(path):
             out += ["--config", file]
-    return out
+        expanded = True
+    # the bases are merged in already: `base` stays empty, so a --print_config output (or the saved config.yaml)
+    # is complete on its own and can be used as a --config from any directory
+    return out + ["--base", "null"] if expanded else out
 
 
 class RunConfigCallback(SaveConfigCallback):
@@ -174,6 +206,9 @@ class VideonormCLI(LightningCLI):
                 "last_checkpoint.save_top_k": 1,
                 "last_checkpoint.filename": "last",  # one last.ckpt, replaced after every epoch
                 "last_checkpoint.enable_version_counter": False,  # never last-v1.ckpt beside an old last.ckpt
+                # at the end of every training epoch (after its validation, if any): a monitor-less checkpoint saves
+                # only when validation runs otherwise, so check_val_every_n_epoch > 1 left epochs without last.ckpt
+                "last_checkpoint.save_on_train_epoch_end": True,
             }
         )
         parser.add_lightning_class_args(PreciseBN, "precise_bn")

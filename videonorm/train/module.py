@@ -21,20 +21,22 @@ Logged metrics (fractions in [0, 1]):
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from pytorch_lightning.utilities import rank_zero_info
 from torch import Tensor
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 from torchmetrics.functional.classification import multiclass_accuracy
 
 from videonorm.data.transforms import KINETICS_MEAN, KINETICS_STD, ClipNormalize
-from videonorm.models import build_model, inflate_2d
+from videonorm.identity import INIT_HASH_KEY, INIT_SOURCE_KEY
+from videonorm.models import build_model
 from videonorm.models.norm import is_norm
+from videonorm.models.pretrained import initialize_from
 from videonorm.train.metrics import UniqueVideoAccuracy, VideoLevelAccuracy
 from videonorm.train.schedule import EpochSchedule
 
@@ -51,8 +53,11 @@ class VideoClassifier(pl.LightningModule):
         num_classes: Output classes; linked from ``data.num_classes`` by the CLI.
         dropout: Dropout before the classifier.
         zero_init_residual: Zero-init the last norm's gamma in each residual block.
-        pretrained_2d: Path to a 2D ImageNet ResNet checkpoint to inflate (``videonorm.models.inflate_2d``) when a fit
-            starts from scratch (not when it resumes from a checkpoint).
+        pretrained_2d: 2D ImageNet ResNet to inflate when a fit starts (never when it resumes from a checkpoint):
+            a file path, ``caffe2-bgr:``/``caffe2-rgb:`` + a Caffe2 ``.pkl``, ``torchvision:<WeightsEnum>`` or
+            ``timm:<model>`` (``videonorm.models.pretrained``); None trains from scratch.
+        stem_pool_padding: Spatial padding of the stem max-pool: 1 (torchvision, 56 x 56 at res2) or 0 (the
+            Non-local code, 55 x 55).
         lr: Base learning rate for the whole (all-device) batch; the configs apply the linear scaling rule.
         momentum: SGD momentum.
         nesterov: Nesterov momentum.
@@ -78,6 +83,7 @@ class VideoClassifier(pl.LightningModule):
         dropout: float = 0.5,
         zero_init_residual: bool = True,
         pretrained_2d: str | None = None,
+        stem_pool_padding: int = 1,
         lr: float = 0.01,
         momentum: float = 0.9,
         nesterov: bool = False,
@@ -104,7 +110,10 @@ class VideoClassifier(pl.LightningModule):
             width=width,
             dropout=dropout,
             zero_init_residual=zero_init_residual,
+            stem_pool_padding=stem_pool_padding,
         )
+        # what pretrained_2d put into the model (videonorm.models.pretrained.describe), kept in every checkpoint
+        self.pretrained_2d_info: dict[str, Any] | None = None
         self.top_k = min(5, num_classes)  # top-5 is undefined with fewer than 5 classes (tiny demos)
         self.train_loss_epoch = MeanMetric()
         self.train_top1_epoch = MulticlassAccuracy(num_classes, top_k=1, average="micro")
@@ -124,26 +133,44 @@ class VideoClassifier(pl.LightningModule):
             batch = {**batch, "video": self.normalize(batch["video"])}
         return batch
 
-    # ---- setup -----------------------------------------------------------------------------------------
-    def setup(self, stage: str) -> None:
-        """Inflate the 2D ImageNet weights when a fit starts from scratch (a resume restores its own)."""
-        if stage == "fit" and self.hparams.pretrained_2d and self.trainer.ckpt_path is None:
-            self.load_pretrained_2d(self.hparams.pretrained_2d)
+    # ---- initialization -------------------------------------------------------------------------------
+    def on_fit_start(self) -> None:
+        """Inflate the 2D ImageNet weights when a fit starts fresh; a resume keeps its checkpoint's weights.
 
-    def load_pretrained_2d(self, path: str | Path) -> None:
-        """Inflate a 2D ResNet checkpoint into the 3D model (``videonorm.models.inflate_2d``).
+        Not in ``setup``: Lightning restores a checkpoint after ``setup`` and sets ``trainer.ckpt_path`` only then,
+        so a resume looked like a fresh start there and needed the 2D file again. By ``on_fit_start`` the
+        checkpoint is restored (for strategies that restore it after setup, such as DeepSpeed, the 2D file is
+        still read and then overwritten).
+        """
+        if self.hparams.pretrained_2d and self.trainer.ckpt_path is None and self.pretrained_2d_info is None:
+            self.load_pretrained_2d(self.hparams.pretrained_2d)
+        info = self.pretrained_2d_info
+        if info:  # fresh or resumed, the run's config says which 2D weights it started from (identity.init_text)
+            for logger in self.loggers:
+                logger.log_hyperparams({INIT_SOURCE_KEY: info["source"], INIT_HASH_KEY: info["sha256"]})
+
+    def load_pretrained_2d(self, spec: str) -> dict[str, Any]:
+        """Inflate a 2D ImageNet ResNet into the 3D model (``videonorm.models.pretrained.initialize_from``).
 
         Args:
-            path: ``torch.save``d state dict (or a dict holding one under ``state_dict`` / ``model``).
+            spec: a ``model.pretrained_2d`` source (file path, ``caffe2-bgr:``/``caffe2-rgb:`` path,
+                ``torchvision:<WeightsEnum>``, ``timm:<model>``).
+
+        Returns:
+            The initialization's identity (source, spec, sha256 of the 2D weights, norm, groups), also stored in
+            every checkpoint of the run.
         """
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"model.pretrained_2d: no such file: {path}")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        for key in ("state_dict", "model"):
-            if isinstance(state, dict) and isinstance(state.get(key), dict):
-                state = state[key]
-        inflate_2d(self.model, state)
+        info = initialize_from(self.model, spec).describe()
+        self.pretrained_2d_info = info
+        rank_zero_info(f"model.pretrained_2d: inflated {spec} ({info['source']}, {info['norm']}, "
+                       f"sha256 {info['sha256']})")
+        return info
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["pretrained_2d"] = self.pretrained_2d_info
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.pretrained_2d_info = checkpoint.get("pretrained_2d")
 
     # ---- train / val -----------------------------------------------------------------------------------
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
