@@ -66,7 +66,6 @@ from videonorm.train.logger import (
 )
 from videonorm.train.module import VideoClassifier
 
-
 SHIPPED_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
@@ -336,7 +335,9 @@ def run_lightning_cli(argv: list[str], run: bool = True) -> VideonormCLI:
     Returns:
         The CLI object (``.trainer``, ``.model``, ``.datamodule``, ``.config``, ``.run_dir``).
     """
-    from videonorm.data.datamodule import KineticsDataModule  # imported here: ``videonorm --help`` stays fast
+    from videonorm.data.datamodule import (
+        KineticsDataModule,  # imported here: ``videonorm --help`` stays fast
+    )
 
     with warnings.catch_warnings():
         # we pass args explicitly (expanded configs); Lightning warns whenever sys.argv also has arguments
