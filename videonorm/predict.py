@@ -1,6 +1,6 @@
 """``videonorm predict``: the classes of video files, from a trained checkpoint, the way ``test`` scores them.
 
-    videonorm predict runs/demo/i3d_r50-gn-g4-w8-b4-8x2/checkpoints/last.ckpt clip1.mp4 clip2.mp4
+    videonorm predict runs/demo/i3d_r14-gn-g4-w16-b4-8x2/checkpoints/last.ckpt clip1.mp4 clip2.mp4
     videonorm predict CKPT --manifest data/k700/test.txt --out k700_test      # e.g. an unlabelled test split
 
 Each video is cut into the checkpoint's test views (``clips`` temporal clips x ``crops`` spatial crops, as
