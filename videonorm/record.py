@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 RECORD_FILE = "record.jsonl"
+DIVERGED_TAG = "diverged"  # the W&B tag of a run whose training diverged (the summary keys: diverged_summary)
 
 
 def _json_safe(value: Any) -> Any:

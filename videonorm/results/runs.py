@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from videonorm.identity import flatten
-from videonorm.record import RECORD_FILE, read_entries
+from videonorm.record import DIVERGED_TAG, RECORD_FILE, diverged_info, read_entries
 
 _FILE_HEADER = struct.Struct("<4sHB")  # ident, magic, version
 _CHUNK_HEADER = struct.Struct("<IHB")  # crc32, data length, chunk type
@@ -342,6 +342,8 @@ def read_record_run(path: str | Path) -> RunData:
             run.summary.update({k: _value(v) for k, v in entry.get("values", {}).items()})
         elif kind == "end":
             status = entry.get("status")
+    if diverged_info(run.summary) is not None and DIVERGED_TAG not in run.tags:
+        run.tags.append(DIVERGED_TAG)  # as W&B tags it
     run.complete = status == "success"
     run.exit_code = None if status is None else 0 if run.complete else 1
     if status is None:

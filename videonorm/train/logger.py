@@ -41,11 +41,10 @@ from pytorch_lightning.utilities import rank_zero_only
 
 from videonorm.files import write_text_atomic
 from videonorm.identity import flatten
-from videonorm.record import RECORD_FILE, append_entries, diverged_summary
+from videonorm.record import DIVERGED_TAG, RECORD_FILE, append_entries, diverged_summary
 
 RUN_ID_FILE = "wandb_run_id"
 CHECKPOINT_DIR = "checkpoints"
-DIVERGED_TAG = "diverged"
 # W&B job types by subcommand: a validate/test logging into a trained run keeps the run's "train"
 JOB_TYPES = {"fit": "train", "validate": "validate", "test": "test", "predict": "predict"}
 _SYNC_HINTED: set[str] = set()  # W&B directories whose `wandb sync` line this process printed
