@@ -95,7 +95,7 @@ def test_predict_writes_top5_per_video_and_lists_broken_files(trained, tmp_path,
         assert any(line.startswith("...") and video["path"].endswith(line.split()[0][3:]) and row in line
                    for line in printed.splitlines())  # paths longer than 48 characters keep their end
     assert f"Not decodable (2):\n  {broken}: {failed[str(broken)]}\n  {missing}: no such file" in printed
-    assert "3 video(s) predicted (2 clips x 3 crops each), 2 not decodable" in printed
+    assert "3 video(s) predicted (2 clip(s) x 3 crop(s) each), 2 not decodable" in printed
 
 
 def test_predict_a_manifest_labelled_or_not(trained, tmp_path, capsys):

@@ -293,8 +293,9 @@ def main(argv: list[str] | None = None) -> int:
         top1 = sum(r["top"][0]["class"] == label for r, label in labelled) / len(labelled)
         top5 = sum(any(t["class"] == label for t in r["top"]) for r, label in labelled) / len(labelled)
         print(f"top-1 / top-5 over the {len(labelled)} labelled videos: {100 * top1:.1f} / {100 * top5:.1f} %")
-    print(f"{len(results) - len(failed)} video(s) predicted ({ckpt.clip.test_clips} clips x {ckpt.clip.test_crops} "
-          f"crops each), {len(failed)} not decodable; written: {out / 'predictions.csv'}, {out / 'predictions.json'}")
+    print(f"{len(results) - len(failed)} video(s) predicted ({ckpt.clip.test_clips} clip(s) x {ckpt.clip.test_crops} "
+          f"crop(s) each), {len(failed)} not decodable; written: {out / 'predictions.csv'}, "
+          f"{out / 'predictions.json'}")
     if args.wandb:
         _log_wandb(out, args, ckpt, results)
     return 0
