@@ -381,7 +381,7 @@ def test_sweep_is_a_grid_of_videonorm_fit_over_the_experiment_files(sweep_file, 
         chain = expand_base_configs(argv[2:])  # the base: chain resolves from the shipped configs
         assert chain.count("--config") == 2 and chain[chain.index("--config") + 1].endswith("base.yaml")
     grid_dir = CONFIGS / Path(values[0]).parent
-    assert grid_dir.name == sweep_file.stem
+    assert grid_dir == CONFIGS / sweep_file.stem.replace("_extra", "/extra")
     # the sweep covers the experiment files of its grid (what scripts/grid.sh runs), each once
     files = sorted(p.relative_to(CONFIGS).as_posix() for p in grid_dir.glob("*.yaml") if p.name != "base.yaml")
     cells = [experiment_cell(CONFIGS / v, n) for v in values for n in norms]
@@ -389,6 +389,9 @@ def test_sweep_is_a_grid_of_videonorm_fit_over_the_experiment_files(sweep_file, 
     if sweep_file.stem == "kinetics400":
         assert sorted(values) == files
         assert set(cells) == {(r.norm, r.batch_size, r.num_frames, r.sampling_rate) for r in paper.KINETICS_RESULTS}
+    elif sweep_file.stem == "kinetics400_extra":  # beyond the paper: 16 and 2 clips per GPU, no paper cell among them
+        assert sorted(values) == files and {c[1] for c in cells} == {16, 2}
+        assert not any(paper.cell_result(n, 32, b, f, r) for n, b, f, r in cells)
     else:  # the demo study's default grid: BN and GN at 16, 4 and 2 clips per device, two seeds
         from videonorm import demo
 
@@ -412,6 +415,18 @@ def test_grid_script_runs_every_cell_then_compares(tmp_path):
     assert all(t[t.index("--ckpt_path") + 1] == "last" for t in tests)
     assert lines[-1] == ["videonorm", "compare", str(tmp_path / "runs" / "kinetics400"), "--group", "kinetics400",
                          "--out", "compare_out/kinetics400"]
+    # EXTRA=1 adds the cells beyond the paper (2 and 16 clips per GPU); NORMS runs every config once per norm
+    extra = subprocess.run(["bash", str(REPO / "scripts" / "grid.sh")], env={**env, "SEEDS": "0", "EXTRA": "1"},
+                           capture_output=True, text=True, check=True).stdout
+    extra_cells = {experiment_cell(Path(f.split()[f.split().index("--config") + 1]))
+                   for f in extra.splitlines() if f.startswith("+ videonorm fit")}
+    assert len(extra_cells) == len(paper.KINETICS_RESULTS) + 4 and {("bn", 2, 32, 2), ("gn", 16, 32, 2)} <= extra_cells
+    demo = subprocess.run(["bash", str(REPO / "scripts" / "grid.sh")],
+                          env={**env, "GRID": "demo", "SEEDS": "0", "NORMS": "bn gn"}, capture_output=True, text=True,
+                          check=True).stdout
+    demo_fits = [f.split() for f in demo.splitlines() if f.startswith("+ videonorm fit")]
+    assert {(f[f.index("--model.norm") + 1], Path(f[f.index("--config") + 1]).name) for f in demo_fits} == {
+        (n, f"b{b}_8x2.yaml") for n in ("bn", "gn") for b in (16, 4, 2, 1)}
 
 
 # ---------------------------------------------------------------- real runs of `videonorm fit`

@@ -423,7 +423,7 @@ def _print_config(path: Path, capsys) -> dict:
     return yaml.safe_load(capsys.readouterr().out)
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "configs" / "kinetics400").glob("i3d_r50_*.yaml")),
+@pytest.mark.parametrize("path", sorted((REPO / "videonorm" / "configs" / "kinetics400").glob("i3d_r50_*.yaml")),
                          ids=lambda p: p.name)
 def test_paper_configs_start_from_their_norms_imagenet_model(path, capsys):
     model = _print_config(path, capsys)["model"]
@@ -474,7 +474,8 @@ def test_resume_does_not_need_the_2d_file(tmp_path, wandb_offline):
 
 
 def _fit(dataset: Path, runs: Path, *extra: str) -> None:
-    args = ["fit", "--config", str(REPO / "configs" / "demo" / "bn_b4_8x2.yaml"), "--data.root", str(dataset),
-            "--trainer.default_root_dir", str(runs), "--trainer.enable_progress_bar", "false",
-            "--precise_bn.num_batches", "1", *extra]
+    # the demo config at depth 50 and width 8: the tiny 2D ResNet-50 above inflates into it
+    args = ["fit", "--config", str(REPO / "videonorm" / "configs" / "demo" / "b4_8x2.yaml"), "--data.root", str(dataset),
+            "--model.depth", "50", "--model.width", "8", "--trainer.default_root_dir", str(runs),
+            "--trainer.enable_progress_bar", "false", "--precise_bn.num_batches", "1", *extra]
     assert main(args) == 0

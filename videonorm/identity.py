@@ -4,7 +4,8 @@ A :class:`Setting` is everything that makes two runs different experiments, read
 by :func:`run_setting`:
 
 * the network (:class:`Row`): architecture and depth, width, norm and its groups (for norms that use groups), the
-  initialization (``scratch``, or the 2D ImageNet source and the hash of its weights) and the number of classes;
+  initialization (``scratch``, or the 2D ImageNet source and the hash of its weights), the number of classes and the
+  stem's max-pool padding;
 * what a step sees (:class:`Column`): clips per device, devices x nodes (``world_size``, once a run has logged it),
   frames x stride, repeated augmentation.
 
@@ -127,6 +128,7 @@ class Row:
     arch: str = DEFAULT_ARCH
     init: str = SCRATCH  # "scratch", or "<2D source> <hash>" (see init_text)
     num_classes: int | None = None  # the classifier's outputs (None: not in the config)
+    stem_pool_padding: int | None = None  # 1: 56x56 at res2 (pytorchvideo), 0: 55x55 (the original I3D)
 
     @property
     def label(self) -> str:
@@ -216,6 +218,7 @@ def run_setting(config: Mapping[str, Any]) -> Setting:
         arch=str(config.get("model.arch") or DEFAULT_ARCH),
         init=init_text(config),
         num_classes=_int_or_none(config.get("model.num_classes")),
+        stem_pool_padding=_int_or_none(config.get("model.stem_pool_padding")),
     )
     column = Column(
         batch_size=int(config["data.batch_size"]),

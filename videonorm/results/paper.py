@@ -22,6 +22,7 @@ MODEL_DEPTH = 50
 MODEL_WIDTH = 64  # channels of the stem / first stage; our tiny CPU runs use less
 NUM_CLASSES = 400
 WORLD_SIZE = 8  # GPUs: the paper's per-GPU batch is only the paper's at its total batch
+STEM_POOL_PADDING = 0  # the Non-local code's stem pool: 55x55 at res2 (videonorm.models.i3d, stem_pool_padding)
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,8 @@ def setup_gaps(setting: Setting) -> list[str]:
         gaps.append(f"ResNet-{row.depth} at width {row.width} (the paper's: ResNet-{MODEL_DEPTH}, width {MODEL_WIDTH})")
     if row.init == SCRATCH:
         gaps.append("trained from scratch (the paper fine-tunes from ImageNet)")
+    if row.stem_pool_padding not in (None, STEM_POOL_PADDING):
+        gaps.append(f"stem max-pool padding {row.stem_pool_padding} (the original's: {STEM_POOL_PADDING}, 55x55 at res2)")
     if row.num_classes is not None and row.num_classes != NUM_CLASSES:
         gaps.append(f"{row.num_classes} classes (Kinetics-400 has {NUM_CLASSES})")
     if col.world_size is not None and col.world_size != WORLD_SIZE:
