@@ -269,6 +269,35 @@ def test_repeated_augmentation_is_its_own_column_without_the_papers_numbers():
     assert [row["repeat_aug"] for row in report.csv_rows(comp)] == [1, 2]
 
 
+def test_every_norm_scheme_has_its_row_and_line_and_syncbn_groups_are_their_own(tmp_path):
+    from videonorm import identity
+    from videonorm.models.norm import NORM_NAMES, uses_groups
+
+    tiny = {"model.depth": 50, "model.width": 8, "model.norm_groups": 4, "data.num_frames": 8,
+            "data.sampling_rate": 2, "dataset.hash": "d"}  # fmt: skip
+    runs = [_run(f"{norm}-b{b}", {**tiny, "model.norm": norm, "data.batch_size": b}, [(0.5 + i / 100 - b / 100, 0.9)])
+            for i, norm in enumerate(NORM_NAMES) for b in (8, 4)]  # fmt: skip
+    synced = {**tiny, "model.norm": "syncbn", "model.norm_sync_group": 2, "data.batch_size": 4}
+    runs.append(_run("syncbn-k2-b4", synced, [(0.3, 0.8)]))  # BN over 2 devices x 4 clips: not syncbn's cell
+    comp = comparison.build_comparison(runs, metric="val")
+    labels = {c.setting.row.label: c.n for c in comp.cells}
+    expected = [n.upper() + (" (G=4)" if uses_groups(n) else "") for n in NORM_NAMES] + ["SYNCBN-K2"]
+    assert sorted(labels) == sorted(expected) and set(labels.values()) == {1}
+    assert len(comp.cells) == 2 * len(NORM_NAMES) + 1
+    md = report.report_markdown(comp)
+    for label in expected:
+        assert f"| {label} |" in md
+    assert "| SYNCBN-K2 |  | 30.0 / 80.0 |" in md  # no 8-clip cell
+    assert {p.name for p in report.make_plots(comp, tmp_path)} == {"val_error_curves.png", "top1_vs_batch.png"}
+    assert_valid_png(tmp_path / "top1_vs_batch.png")
+    # the run names that keep the cells' directories apart (norm_sync_group is ignored for other norms)
+    names = [identity.run_name(run_setting({**tiny, "model.norm": norm, "model.norm_sync_group": k,
+                                            "data.batch_size": 4}))
+             for norm, k in (("syncbn", 2), ("syncbn", 0), ("bn", 2), ("evonorm_s0", 0))]  # fmt: skip
+    assert names == ["i3d_r50-syncbn-k2-w8-b4-8x2", "i3d_r50-syncbn-w8-b4-8x2",
+                                    "i3d_r50-bn-w8-b4-8x2", "i3d_r50-evonorm_s0-g4-w8-b4-8x2"]
+
+
 def test_runs_that_cannot_be_placed_are_listed():
     good = _run("good", {"model.norm": "gn", "model.norm_groups": 4, "model.width": 8, "data.batch_size": 2,
                          "data.num_frames": 8, "dataset.hash": "d"}, [(0.5, 0.9)])

@@ -9,6 +9,8 @@ import pytest
 import yaml
 
 from videonorm.cli import main
+from videonorm.models.norm import NORM_NAMES
+from videonorm.train.module import VideoClassifier
 
 
 def _is_wandb_sweep(path: Path) -> bool:
@@ -21,9 +23,10 @@ ROOT = Path(__file__).resolve().parents[1] / "videonorm" / "configs"
 CONFIGS = sorted(p for p in ROOT.rglob("*.yaml") if not _is_wandb_sweep(p))
 # <...>_<norm>_b<clips per device>_<frames>x<sampling rate>.yaml; the demo's batch configs leave the norm to the
 # command line: b<clips per device>_<frames>x<sampling rate>.yaml
-NAME = re.compile(r"(?:^|_)(?:(?P<norm>bn|syncbn|frozenbn|gn|ln|in)_)?b(?P<batch>\d+)_(?P<frames>\d+)x(?P<rate>\d+)\.yaml$")
+NORMS = "|".join(sorted(NORM_NAMES, key=len, reverse=True))  # longest first: gn_ws before gn
+NAME = re.compile(rf"(?:^|_)(?:(?P<norm>{NORMS})_)?b(?P<batch>\d+)_(?P<frames>\d+)x(?P<rate>\d+)\.yaml$")
 # linear scaling rule per config directory: (lr, for this many clips in total)
-LR_RULE = {"kinetics400": (0.01, 64), "demo": (0.02, 16)}
+LR_RULE = {"kinetics400": (0.01, 64), "demo": (0.03, 16)}
 
 
 def _print_config(path: Path, capsys, *extra: str) -> dict:
@@ -70,6 +73,20 @@ def test_config_parses_and_matches_its_name(path, capsys):
     assert cfg["model"]["lr"] == pytest.approx(base_lr * clips / per_clips)
     # the comment does the same arithmetic
     assert re.search(rf"{clips} clips -> lr .*= {cfg['model']['lr']}\b", path.read_text())
+
+
+@pytest.mark.parametrize("folder", ["demo", "kinetics400"])
+def test_every_norm_scheme_builds_from_every_config_folder(folder, capsys):
+    """Every scheme builds with a folder's model settings (width, groups); the experiment files change only norm
+    and lr (``test_config_parses_and_matches_its_name``). The scheme arguments come through the CLI."""
+    path = next(p for p in CONFIGS if p.parent.name == folder and p.name == "base.yaml")
+    model = _print_config(path, capsys, "--model.norm", "syncbn", "--model.norm_sync_group", "2",
+                          "--model.norm_options", '{"warmup_steps": 10}')["model"]  # fmt: skip
+    assert (model["norm"], model["norm_sync_group"], model["norm_options"]) == ("syncbn", 2, {"warmup_steps": 10})
+    for norm in NORM_NAMES:
+        options = {"warmup_steps": 10} if norm == "brn" else None
+        module = VideoClassifier(**{**model, "norm": norm, "norm_options": options})
+        assert module.hparams.norm == norm and sum(p.numel() for p in module.parameters()) > 0
 
 
 def test_kinetics_experiment_shows_merged_base(capsys):

@@ -37,12 +37,12 @@ from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
-# The synthetic task, calibrated on the largest-batch BN cell only (README: how): eight motion classes at twice the
-# synth default speed (3-4 px per sampled frame in 64 px crops), 65 videos per class: 40 train + 25 held out.
+# The synthetic task, calibrated on the largest-batch BN cell only (README: how): eight motion classes at three times
+# the synth default speed (4-6 px per sampled frame in 64 px crops), 65 videos per class: 40 train + 25 held out.
 DEMO_CLASSES = 8
 DEMO_PER_CLASS = 65
 DEMO_VAL_FRACTION = 25 / 65
-DEMO_SPEED = 2.0
+DEMO_SPEED = 3.0
 # The demo videos are tiny (short side <= 120 px): prepare them at a short side that the demo crops fit.
 DEMO_SHORT_SIDE = 80
 

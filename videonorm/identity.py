@@ -16,6 +16,8 @@ definition (:func:`run_name`), and the W&B config carries every key it reads.
 
 Run name: ``{arch}-{norm}[-g{groups}][-w{width}]-b{batch}-{frames}x{rate}[-ra{k}][-in1k][-s{seed}]``, for example
 ``i3d_r50-gn-b4-32x2-in1k`` (the paper's GN, 4 clips per device, 32 frames at stride 2, ImageNet-initialized).
+SyncBN over groups of k processes (``model.norm_sync_group`` = k > 0) is the norm ``syncbn-k{k}`` in names and
+comparisons alike: its statistics pool k x batch clips, another experiment than ``syncbn`` over all devices.
 ``-g`` appears only for norms that use groups and a group count other than 32, ``-w`` only for widths other than
 64, ``-ra`` only for repeated augmentation (``data.repeat_aug`` > 1), ``-in1k`` only for runs initialized from a
 2D ImageNet model, ``-s`` only for seeds other than 0, so seed repeats never share a directory. The device count is
@@ -48,6 +50,22 @@ def _uses_groups(norm: str) -> bool:
         return uses_groups(norm)
     except ValueError:  # a norm this version does not know (an older run): show the groups rather than guess
         return True
+
+
+def norm_token(norm: str, sync_group: int | None) -> str:
+    """The norm as runs are named and compared: ``syncbn-k2`` for SyncBN over groups of 2 processes, else ``norm``.
+
+    Args:
+        norm: ``model.norm``.
+        sync_group: ``model.norm_sync_group`` (0 or None: all processes, the plain ``syncbn``).
+    """
+    from videonorm.models.norm import uses_sync_group  # imports torch, so lazily
+
+    try:
+        synced = uses_sync_group(norm)
+    except ValueError:  # a norm this version does not know
+        synced = False
+    return f"{norm}-k{int(sync_group)}" if synced and sync_group else norm
 
 
 def arch_token(arch: str, depth: int) -> str:
@@ -213,7 +231,7 @@ def run_setting(config: Mapping[str, Any]) -> Setting:
     row = Row(
         depth=_int_or_none(config.get("model.depth")),
         width=_int_or_none(config.get("model.width")),
-        norm=norm,
+        norm=norm_token(norm, _int_or_none(config.get("model.norm_sync_group"))),
         norm_groups=groups if groups is not None and _uses_groups(norm) else None,
         arch=str(config.get("model.arch") or DEFAULT_ARCH),
         init=init_text(config),

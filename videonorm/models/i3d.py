@@ -38,10 +38,10 @@ from typing import Any, Sequence
 
 import torch.nn as nn
 from pytorchvideo.models.head import create_res_basic_head
-from pytorchvideo.models.resnet import ResStage, create_resnet
+from pytorchvideo.models.resnet import ResBlock, ResStage, create_resnet
 
 from videonorm.models.init import init_weights
-from videonorm.models.norm import norm_layer
+from videonorm.models.norm import get_scheme, norm_layer, prepare_model
 
 # Bottleneck blocks per stage (res2..res5). 50 and 101 are the paper's; 14 and 26 are shallow variants with the same
 # stem, stages, strides and widths (timm's resnet14t / resnet26 stage depths) for the CPU demo: a quarter and half of
@@ -90,10 +90,24 @@ def _head(**kwargs: Any) -> nn.Module:
     return create_res_basic_head(**kwargs)
 
 
+def _norm_act_residuals(model: nn.Module, make) -> None:
+    """For norm-act schemes (built with ``activation=None``): the norms before each residual sum (``norm_c``, the
+    shortcut's) are built without their nonlinearity, and the ReLU after the sum stays (the papers' layers replace
+    norm + activation pairs; that ReLU follows a sum, not a norm)."""
+    for block in model.modules():
+        if isinstance(block, ResBlock):
+            block.branch2.norm_c = make(block.branch2.norm_c.num_features, apply_act=False)
+            if block.branch1_norm is not None:
+                block.branch1_norm = make(block.branch1_norm.num_features, apply_act=False)
+            block.activation = nn.ReLU()
+
+
 def i3d_resnet(
     depth: int = 50,
     norm: str = "bn",
     norm_groups: int = 32,
+    norm_sync_group: int = 0,
+    norm_options: dict[str, float] | None = None,
     num_classes: int = 400,
     width: int = 64,
     dropout: float = 0.5,
@@ -107,8 +121,10 @@ def i3d_resnet(
     Args:
         depth: 50 or 101 (the paper's layouts), or 14 / 26 (shallow variants: 1 / 2 blocks per stage).
         norm: a name from `videonorm.models.norm.NORM_NAMES`.
-        norm_groups: groups for `norm="gn"`; must divide `width` (every normalized channel count is
-            `width` times a power of two).
+        norm_groups: groups for the grouped norms (`gn`, `gn_ws`, `evonorm_s0`); must divide `width` (every
+            normalized channel count is `width` times a power of two).
+        norm_sync_group: for `norm="syncbn"`, processes per statistics group (0: all).
+        norm_options: overrides of the norm scheme's paper options (`videonorm.models.norm.resolve_options`).
         num_classes: classifier outputs.
         width: stem channels (64 in the paper); stage i has `width * 2**i` bottleneck channels and
             `4 * width * 2**i` outputs, so small values give tiny CPU models.
@@ -136,11 +152,14 @@ def i3d_resnet(
     stage_kernels = [
         [(t, 1, 1) for t in (pattern * n)[:n]] for pattern, n in zip(spec.conv_a_t, STAGE_DEPTHS[built])
     ]
+    scheme = get_scheme(norm)
+    make = norm_layer(norm, norm_groups, sync_group=norm_sync_group, options=norm_options, defer_errors=True)
     model = create_resnet(
         model_depth=built,
         model_num_class=num_classes,
         dropout_rate=dropout,
-        norm=norm_layer(norm, norm_groups),
+        norm=make,
+        activation=None if scheme.norm_act else nn.ReLU,  # a norm-act layer is its own activation
         stem_dim_out=width,
         stem_conv_kernel_size=spec.stem_kernel,
         stem_conv_stride=spec.stem_stride,
@@ -156,5 +175,8 @@ def i3d_resnet(
         stages = [block for block in model.blocks if isinstance(block, ResStage)]
         for stage, blocks in zip(stages, STAGE_DEPTHS[depth]):
             stage.res_blocks = nn.ModuleList(list(stage.res_blocks)[:blocks])
+    if scheme.norm_act:
+        _norm_act_residuals(model, make)
+    prepare_model(model, norm, norm_groups, norm_options)
     init_weights(model, zero_init_residual=zero_init_residual, head_init_std=head_init_std)
     return model

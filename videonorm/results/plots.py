@@ -132,6 +132,7 @@ def plot_top1_vs_batch(
     """
     keys = list(dict.fromkeys(p.key for p in [*points, *paper_points]))
     color = {k: _PALETTE[i % len(_PALETTE)] for i, k in enumerate(keys)}
+    marker = {k: "osD^v"[i // len(_PALETTE) % 5] for i, k in enumerate(keys)}  # past 10 lines the colors repeat
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for hollow, group in ((False, points), (True, paper_points)):
         series: dict[str, list[Point]] = defaultdict(list)
@@ -139,13 +140,13 @@ def plot_top1_vs_batch(
             series[p.series].append(p)
         for label, pts in series.items():
             pts = sorted(pts, key=lambda p: -p.batch_size)
-            c = color[pts[0].key]
+            c, m = color[pts[0].key], marker[pts[0].key]
             x = [p.batch_size for p in pts]
             y = [p.top1 for p in pts]
             se = [p.se or 0.0 for p in pts]
             # bars clipped to [0, 100] % (a mean of 83 +- 24 would otherwise reach 107 %)
             yerr = [[min(e, v) for e, v in zip(se, y)], [min(e, 100.0 - v) for e, v in zip(se, y)]]
-            ax.errorbar(x, y, yerr=None if hollow or not any(se) else yerr, color=c, marker="o", markersize=7,
+            ax.errorbar(x, y, yerr=None if hollow or not any(se) else yerr, color=c, marker=m, markersize=7,
                         linestyle=":" if hollow else "-", markerfacecolor="none" if hollow else c, capsize=3,
                         label=label)
             for p in pts:

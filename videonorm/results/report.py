@@ -236,7 +236,7 @@ def make_plots(comp: Comparison, out: Path) -> list[Path]:
     columns = sorted({c.setting.column for c in comp.cells}, key=_col_key)
     colors = plots.batch_colors(columns)
     rows = sorted({c.setting.row for c in comp.cells}, key=_row_key)
-    markers = {row.label: "osD^v<>p"[i % 8] for i, row in enumerate(rows)}  # one per table row (norm)
+    markers = {row.label: "osD^v<>pPXhd*H8"[i % 15] for i, row in enumerate(rows)}  # one per table row (norm)
     curves = []
     for cell in sorted(comp.cells, key=lambda c: (_col_key(c.setting.column), _row_key(c.setting.row))):
         runs = [[(e, 100.0 - acc) for e, acc in r.curve] for r in cell.results if r.curve]

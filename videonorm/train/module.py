@@ -48,8 +48,12 @@ class VideoClassifier(pl.LightningModule):
         arch: Backbone name (key of ``videonorm.models.BACKBONES``).
         depth: ResNet depth (50 in the paper).
         width: Stem width (64 in the paper; small widths for CPU demos).
-        norm: Norm name (``videonorm.models.norm.NORM_NAMES``). ``syncbn`` is the only way SyncBN is used.
-        norm_groups: Group count for group-based norms.
+        norm: Norm scheme name (``videonorm.models.norm.NORM_NAMES``). ``syncbn`` is the only way SyncBN is used.
+        norm_groups: Group count for the grouped norms (``gn``, ``gn_ws``, ``evonorm_s0``).
+        norm_sync_group: ``syncbn`` only: processes whose batches each BN statistic pools, in groups of consecutive
+            ranks (0: all processes; 1: per-device BN); must divide the number of processes.
+        norm_options: Overrides of the norm scheme's paper options, e.g. ``{"warmup_steps": 500}`` for ``brn``
+            (``videonorm.models.norm.SCHEMES``).
         num_classes: Output classes; linked from ``data.num_classes`` by the CLI.
         dropout: Dropout before the classifier.
         zero_init_residual: Zero-init the last norm's gamma in each residual block.
@@ -79,6 +83,8 @@ class VideoClassifier(pl.LightningModule):
         width: int = 64,
         norm: str = "bn",
         norm_groups: int = 32,
+        norm_sync_group: int = 0,
+        norm_options: dict[str, float] | None = None,
         num_classes: int = 400,
         dropout: float = 0.5,
         zero_init_residual: bool = True,
@@ -106,6 +112,8 @@ class VideoClassifier(pl.LightningModule):
             depth=depth,
             norm=norm,
             norm_groups=norm_groups,
+            norm_sync_group=norm_sync_group,
+            norm_options=norm_options,
             num_classes=num_classes,
             width=width,
             dropout=dropout,
@@ -242,8 +250,8 @@ class VideoClassifier(pl.LightningModule):
 
     # ---- optimization ----------------------------------------------------------------------------------
     def parameter_groups(self) -> list[dict[str, Any]]:
-        """SGD parameter groups: conv/linear weights get ``weight_decay``; norm params and biases get
-        ``norm_weight_decay``."""
+        """SGD parameter groups: conv/linear weights get ``weight_decay``; the parameters of every norm layer (gamma,
+        beta, FRN's tau, EvoNorm's v: ``is_norm``) and all biases get ``norm_weight_decay``."""
         no_decay_ids = {id(p) for m in self.model.modules() if is_norm(m) for p in m.parameters(recurse=False)}
         decay, no_decay = [], []
         for name, p in self.model.named_parameters():
