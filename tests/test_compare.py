@@ -23,8 +23,8 @@ import torch
 import yaml
 
 from tests.test_runs import offline_wandb, write_offline_run  # noqa: F401 - offline_wandb: autouse fixture
-from videonorm.results import compare, comparison, paper, report
 from videonorm.identity import run_setting
+from videonorm.results import compare, comparison, paper, report
 from videonorm.results.runs import RunData, read_offline_run
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -50,7 +50,8 @@ def history(val: list[tuple[float, float]], test: tuple[float, float] | None) ->
     """``wandb.log`` rows as Lightning writes them: train + val per epoch, then test."""
     rows = []
     for epoch, (top1, top5) in enumerate(val):
-        rows.append({"train/loss": 3.0 - epoch, "train/top1": top1 / 2, "epoch": epoch, "trainer/global_step": 10 * epoch + 9})
+        rows.append({"train/loss": 3.0 - epoch, "train/top1": top1 / 2, "epoch": epoch,
+                     "trainer/global_step": 10 * epoch + 9})
         rows.append({"val/loss": 2.0 - epoch / 10, "val/top1": top1, "val/top5": top5, "epoch": epoch,
                      "trainer/global_step": 10 * epoch + 9})
     if test is not None:
@@ -197,7 +198,8 @@ def test_corrupted_and_truncated_runs(grid_runs, tmp_path, capsys):
 def test_nothing_to_compare(tmp_path, capsys):
     assert compare.main([str(tmp_path), "--out", str(tmp_path / "out")]) == 1
     printed = capsys.readouterr().out
-    assert "no W&B run files (run-*.wandb) found below it" in printed and "Nothing written" in printed
+    assert "no runs found below it (no record.jsonl, no W&B run-*.wandb file)" in printed
+    assert "Nothing written" in printed
     assert not (tmp_path / "out").exists()
 
 
@@ -375,7 +377,10 @@ def experiment_cell(path: Path, norm: str | None = None) -> tuple:
 
 def agent_argv(sweep: dict, params: dict) -> list[str]:
     """The command W&B's agent runs for one grid point (its own helpers; the macro loop as in wandb_agent.py)."""
-    from wandb.sdk.launch.sweeps.utils import create_sweep_command, create_sweep_command_args
+    from wandb.sdk.launch.sweeps.utils import (
+        create_sweep_command,
+        create_sweep_command_args,
+    )
 
     macros = create_sweep_command_args({"args": {k: {"value": v} for k, v in params.items()}})
     macros |= {"env": ["/usr/bin/env"], "program": [sweep["program"]], "interpreter": ["python"]}
@@ -461,7 +466,8 @@ FITS = (("bn", 4, True), ("bn", 2, False), ("gn", 4, True), ("gn", 2, False))  #
 
 def _cli_args(norm: str, batch: int, data: Path, runs: Path, epochs: int) -> list[str]:
     return [
-        "--config", str(DEMO / "b4_8x2.yaml"), "--model.norm", norm, "--data.root", str(data), "--trainer.default_root_dir", str(runs),
+        "--config", str(DEMO / "b4_8x2.yaml"), "--model.norm", norm, "--data.root", str(data),
+        "--trainer.default_root_dir", str(runs),
         "--trainer.max_epochs", str(epochs), "--data.batch_size", str(batch), "--precise_bn.num_batches", "1",
         "--data.test_clips", "1", "--data.test_crops", "1", "--trainer.check_val_every_n_epoch", "1",
         "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
@@ -572,8 +578,11 @@ def test_real_fit_runs_test_metric(fitted, tmp_path):
 
 
 def test_real_fit_runs_with_a_corrupted_and_a_truncated_file(fitted, tmp_path):
+    """Runs without a local record (older runs) are read from their .wandb files: damage there is reported."""
     tree = tmp_path / "runs"
     shutil.copytree(fitted["runs"], tree, symlinks=True)
+    for record in tree.rglob("record.jsonl"):
+        record.unlink()
     (corrupted,) = fit_run_dir(tree, "bn", 2).glob("wandb/offline-run-*/run-*.wandb")
     data = bytearray(corrupted.read_bytes())
     data[len(data) // 3] ^= 0x01
@@ -592,4 +601,31 @@ def test_real_fit_runs_with_a_corrupted_and_a_truncated_file(fitted, tmp_path):
     partial = read_offline_run(truncated)
     assert any("val/top1" in row for row in partial.history)
     assert float(rows[("gn", 2, 8)]["top1"]) == pytest.approx(best_val(partial.history)[0])
+    assert "†" in next(line for line in md.splitlines() if line.startswith("| GN (G=4) |"))
+
+
+def test_real_fit_runs_are_read_from_their_records(fitted, tmp_path):
+    """compare reads local runs from record.jsonl: the same numbers as their W&B files, and a record cut by a kill
+    still gives what it holds (marked)."""
+    tree = tmp_path / "runs"
+    shutil.copytree(fitted["runs"], tree, symlinks=True)
+    cut = fit_run_dir(tree, "gn", 2) / "record.jsonl"
+    data = cut.read_bytes()
+    cut.write_bytes(data[: data.rindex(b'"val/top1"') + 5])  # killed while writing its last validation row
+    for run_dir in tree.glob("demo/*"):  # a W&B file damaged beside a record is never read
+        for wandb_file in run_dir.glob("wandb/offline-run-*/run-*.wandb"):
+            wandb_file.write_bytes(b"junk")
+    out = tmp_path / "out"
+    assert compare.main([str(tree), "--out", str(out), "--metric", "val"]) == 0
+    md = (out / "compare.md").read_text()
+    assert "unreadable" not in md and "junk" not in md
+    rows = read_csv(out / "compare.csv")
+    assert set(rows) == {(norm, batch, 8) for norm, batch, _ in FITS}
+    for norm, batch, _ in FITS:
+        run_dir = fit_run_dir(fitted["runs"], norm, batch)
+        history = leet_run(run_dir)["history"]  # what W&B's own reader sees in the intact original
+        if (norm, batch) == ("gn", 2):
+            history = history[: max(i for i, row in enumerate(history) if "val/top1" in row)]  # minus the cut row
+        assert float(rows[(norm, batch, 8)]["top1"]) == pytest.approx(best_val(history)[0])
+    assert f"{cut}:" in md and "the last line is incomplete" in md
     assert "†" in next(line for line in md.splitlines() if line.startswith("| GN (G=4) |"))

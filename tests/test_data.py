@@ -80,7 +80,7 @@ def test_train_items(dataset):
     assert len(ds) == 6
     for i in range(len(ds)):
         item = ds[i]
-        assert set(item) == {"video", "label", "index", "view", "skipped"}
+        assert set(item) == {"video", "label", "index", "view", "skipped", "skipped_files"}
         assert item["video"].shape == (3, 4, 40, 40) and item["video"].dtype == torch.uint8
         label = dataset["videos"]["train"][i][1]
         assert (item["label"], item["index"], item["view"], item["skipped"]) == (label, i, 0, 0)
@@ -136,8 +136,11 @@ def test_broken_videos_are_replaced_counted_and_logged_once(broken_dataset, capl
                 assert not is_blank(item["video"])
                 if i in broken:
                     assert item["skipped"] >= 1 and item["index"] not in broken
+                    # the failures travel with the item (out of a DataLoader worker): path, tab, reason
+                    paths = [line.split("\t")[0] for line in item["skipped_files"].splitlines()]
+                    assert len(paths) == item["skipped"] and paths[0].endswith(broken[i])
                 else:
-                    assert (item["skipped"], item["index"]) == (0, i)
+                    assert (item["skipped"], item["index"], item["skipped_files"]) == (0, i, "")
     messages = [r.getMessage() for r in caplog.records if r.name == "videonorm.data"]
     for rel in broken.values():
         logged = [m for m in messages if rel in m]

@@ -5,7 +5,8 @@ Manifest and class-list files: :mod:`videonorm.data.manifest`; the LightningData
 DistributedSampler). Items::
 
     {"video": uint8 (3, T, H, W), "label": int, "index": int (video's row in the manifest),
-     "view": int (0 in train/val; clip * test_crops + crop in test), "skipped": int}
+     "view": int (0 in train/val; clip * test_crops + crop in test), "skipped": int,
+     "skipped_files": str ("path<TAB>reason" per line for each failed read; "" when none)}
 
 (With ``repeat_aug=k`` a train item's video is (k, 3, T, H, W) and :func:`collate_repeated` makes batches of
 clips again.)
@@ -18,8 +19,10 @@ Broken videos at run time (undecodable, truncated, deleted): the failure is logg
 (``logging.getLogger("videonorm.data")``, path and reason), counted, and another video is drawn in its place
 (deterministic: a seeded function of ``seed``, the video and the attempt). A blank clip is never returned.
 ``skipped`` says how many failed reads the item stands in for; the LightningModule sums it into
-``data/skipped_videos``. When the failures exceed ``max_skip_fraction`` of the reads (checked once
-``min_attempts`` reads were made, per worker process) a RuntimeError stops the run.
+``data/skipped_videos``; ``skipped_files`` carries the paths and reasons out of the DataLoader worker (the
+training callback ``SkippedVideos`` lists them at the end of the stage). When the failures exceed
+``max_skip_fraction`` of the reads (checked once ``min_attempts`` reads were made, per worker process) a
+RuntimeError stops the run.
 
 Test mode is video-level evaluation, so a replacement must not pose as the broken video: the item carries the
 *replacement's* ``index``, ``label`` and the same ``view``, i.e. it is an exact duplicate of one of the
@@ -165,7 +168,7 @@ class VideoDataset(Dataset):
 
     def __getitem__(self, item: int) -> dict:
         video, clip, crop = self.locate(item)
-        candidate, skipped = video, 0
+        candidate, skipped, failures = video, 0, []
         for attempt in range(MAX_TRIES):
             try:
                 frames = self._read(candidate, clip)  # (T, 3, H, W) uint8
@@ -173,6 +176,7 @@ class VideoDataset(Dataset):
             except VideoDecodeError as error:
                 self._record_failure(error)
                 skipped += 1
+                failures.append(f"{error.path}\t{error.reason}")
                 candidate = self._replacement(video, attempt)
         else:
             raise RuntimeError(
@@ -192,6 +196,7 @@ class VideoDataset(Dataset):
             "index": candidate,
             "view": view,
             "skipped": skipped,
+            "skipped_files": "\n".join(failures),
         }
 
     def _read(self, video: int, clip: int) -> torch.Tensor:

@@ -6,7 +6,9 @@ top-1 / top-5 in percent: the best validation epoch (single center clip, top-5 f
 accuracies has it. Runs that differ only in their seed share a cell: mean +- standard error over seeds, with n.
 Series of cells that differ only in clips per device get a verdict (:mod:`videonorm.results.verdict`).
 Runs are left out, each with its reason, when they cannot be read, lack the metric or identity config keys,
-or were trained on another dataset copy than the majority (``dataset.hash``; a chosen hash wins).
+or were trained on another dataset copy than the majority (``dataset.hash``; a chosen hash wins). Runs whose
+training diverged (summary ``diverged``, set when a non-finite loss stopped the fit) are listed apart and never
+averaged in, whatever they logged before.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from videonorm.identity import Setting, run_setting
+from videonorm.record import diverged_info
 from videonorm.results import paper
 from videonorm.results.runs import RunData
 from videonorm.results.verdict import Estimate, Verdict, verdicts
@@ -77,6 +80,7 @@ class Comparison:
     excluded: list[str]  # one message per run (or input) not in the table
     warnings: list[str]  # runs in the table with something to know (partial, killed, config differences)
     verdicts: list[Verdict] = field(default_factory=list)  # per series of batch sizes (see videonorm.results.verdict)
+    diverged: list[str] = field(default_factory=list)  # one message per run whose training diverged (not in the table)
 
 
 def _percent(value: Any, key: str) -> float | None:
@@ -151,7 +155,7 @@ def _config_differences(results: Sequence[RunResult]) -> list[str]:
 def _choose_metric(results: Sequence[RunResult], metric: str) -> str:
     if metric != "auto":
         return metric
-    with_any = [r for r in results if r.val is not None or r.test is not None]  # runs without either are left out anyway
+    with_any = [r for r in results if r.val is not None or r.test is not None]  # runs without either: left out anyway
     return "test" if with_any and all(r.test is not None for r in with_any) else "val"
 
 
@@ -187,11 +191,15 @@ def build_comparison(
     warnings: list[str] = []
     results: list[RunResult] = []
     seen: dict[str, str] = {}
+    diverged: list[str] = []
     for run in runs:
         if run.run_id and run.run_id in seen:
             excluded.append(f"{run.label} {run.source}: same run id as {seen[run.run_id]}; counted once")
             continue
         seen[run.run_id] = run.source
+        if diverged_info(run.summary) is not None:
+            diverged.append(_diverged_text(run))
+            continue
         try:
             results.append(extract(run))
         except (KeyError, ValueError) as e:
@@ -229,7 +237,18 @@ def build_comparison(
     for cell in cells:
         warnings.extend(cell.notes)
     judged = verdicts([(c.setting.row, c.setting.column, c.top1_values) for c in cells])
-    return Comparison(cells, metric, chosen, excluded, warnings, judged)
+    return Comparison(cells, metric, chosen, excluded, warnings, judged, diverged)
+
+
+def _diverged_text(run: RunData) -> str:
+    """``name (id) source: training diverged: loss nan at step 12 (epoch 1); last finite loss 9.8e+09 at step 11``."""
+    info = diverged_info(run.summary) or {}
+    text = f"{run.label} {run.source}: training diverged"
+    if "step" in info:
+        text += f": loss {info.get('loss')} at step {info['step']} (epoch {info.get('epoch')})"
+    if "last_finite_loss" in info:
+        text += f"; last finite loss {info['last_finite_loss']:.4g} at step {info.get('last_finite_step')}"
+    return text
 
 
 def _aggregate(setting: Setting, results: list[RunResult], metric: str) -> Cell:

@@ -172,6 +172,10 @@ def report_markdown(comp: Comparison, title: str = "videonorm compare") -> str:
         parts += [f"- {v.line}" for v in comp.verdicts]
     if comp.warnings:
         parts += ["", "## Warnings", ""] + [f"- {w}" for w in comp.warnings]
+    if comp.diverged:
+        parts += ["", "## Diverged (not compared)", "",
+                  "Training stopped at a non-finite loss; what these runs logged before is not in the table.", ""]
+        parts += [f"- {d}" for d in comp.diverged]
     if comp.excluded:
         parts += ["", "## Not compared", ""] + [f"- {e}" for e in comp.excluded]
     return "\n".join(parts) + "\n"

@@ -10,9 +10,10 @@ Logged metrics (fractions in [0, 1]):
     train/loss_epoch, train/top1_epoch             per epoch (mean over the epoch, all devices)
     val/loss, val/top1, val/top5                   per epoch, single center clip per video; top-1/top-5 count
                                                    each video once across devices; plus val/videos
-    test/top1, test/top5                           video level: softmax averaged over each video's views,
+    test/top1, test/top5, test/mean_class_acc      video level: softmax averaged over each video's views,
                                                    each video counted once across devices; plus
                                                    test/videos, test/views_per_video, test/clip_top1
+                                                   (the confusion matrix: ``test_confusion``, for TestReport)
     data/skipped_videos                            broken videos skipped while training, per epoch, all devices
     data/skipped_videos_val, data/skipped_videos_test
 """
@@ -127,6 +128,7 @@ class VideoClassifier(pl.LightningModule):
         self.normalize = ClipNormalize(mean, std)
         self.val_accuracy = UniqueVideoAccuracy(self.top_k)
         self.test_accuracy = VideoLevelAccuracy(num_classes, self.top_k)
+        self.test_confusion: Tensor | None = None  # (C, C) of the last test
 
     def forward(self, video: Tensor) -> Tensor:
         """(N, 3, T, H, W) float -> (N, num_classes) logits."""
@@ -235,6 +237,7 @@ class VideoClassifier(pl.LightningModule):
     def on_test_epoch_end(self) -> None:
         metrics = self.test_accuracy.compute()
         self.test_accuracy.reset()
+        self.test_confusion = metrics.pop("confusion")  # (C, C) videos; written and logged by callbacks.TestReport
         for name, value in metrics.items():
             # identical on every rank (all-gathered keys, all-reduced sums): the mean over ranks changes
             # nothing, sync_dist only keeps Lightning from warning about unsynced epoch-level values
