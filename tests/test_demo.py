@@ -78,3 +78,9 @@ def test_grids():
     assert len(demo.DEFAULT_GRID.cells()) == 2 * 3 * 2 and min(demo.DEFAULT_GRID.batches) == 2
     assert max(demo.DEFAULT_GRID.batches) / min(demo.DEFAULT_GRID.batches) >= 8
     assert set(demo.DEFAULT_GRID.norms) < set(demo.FULL_GRID.norms) and 1 in demo.FULL_GRID.batches
+
+
+def test_demo_help(capsys):
+    with pytest.raises(SystemExit) as info:
+        demo.main(["--help"])
+    assert info.value.code == 0 and "--full" in capsys.readouterr().out

@@ -262,6 +262,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-seed", type=int, default=0, help="seed of the synthetic data")
     parser.add_argument("--classes", type=int, default=DEMO_CLASSES, help="synthetic motion classes (a smaller task)")
     parser.add_argument("--per-class", type=int, default=DEMO_PER_CLASS,
-                        help=f"videos per class, {DEMO_VAL_FRACTION:.0%} held out (a smaller task)")
+                        help=f"videos per class, {DEMO_VAL_FRACTION:.0%}% held out (a smaller task)")
     parser.add_argument("extra", nargs="*", help="extra Lightning CLI overrides after --, e.g. -- --data.decoder pyav")
     return run(parser.parse_args(argv))
