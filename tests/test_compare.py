@@ -240,15 +240,15 @@ def _run(name: str, config: dict, val: list[tuple[float, float]], test=None) -> 
 def test_seed_cells_report_other_config_differences_and_no_paper_for_tiny_models():
     tiny = {"model.depth": 50, "model.width": 8, "data.sampling_rate": 2, "dataset.hash": "d"}
     a = _run("a", {**tiny, "model.norm": "bn", "data.batch_size": 4, "data.num_frames": 8, "seed_everything": 0,
-                   "model.lr": 0.1}, [(0.5, 0.9)])
+                   "model.lr": 0.1, "last_checkpoint.dirpath": "runs/a/checkpoints"}, [(0.5, 0.9)])
     b = _run("b", {**tiny, "model.norm": "bn", "data.batch_size": 4, "data.num_frames": 8, "seed_everything": 1,
-                   "model.lr": 0.2}, [(0.25, 0.8)])
+                   "model.lr": 0.2, "last_checkpoint.dirpath": "runs/b/checkpoints"}, [(0.25, 0.8)])
     comp = comparison.build_comparison([a, b], metric="val")
     (cell,) = comp.cells
     assert cell.n == 2 and cell.top1[0] == pytest.approx(37.5) and cell.top1[1] == pytest.approx(12.5)  # SE of 2
     assert cell.paper is None  # width 8 is not the paper's ResNet-50
     assert any("model.lr (0.1, 0.2)" in w for w in comp.warnings)
-    assert not any("seed_everything" in w for w in comp.warnings)
+    assert not any("seed_everything" in w or "dirpath" in w for w in comp.warnings)  # per-run keys
     md = report.report_markdown(comp)
     assert "| BN | 37.5±12.5 / 85.0±5.0 (n=2) |" in md
     assert "no cell has the paper's setup" in md and "| GN (G=32) | 73.0 / 90.6 |" in md

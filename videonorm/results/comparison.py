@@ -32,7 +32,7 @@ METRIC_TEXT = {
 }
 # Keys expected to differ between seeds of one cell; any other difference is reported.
 PER_RUN_KEYS = ("seed_everything", "data.seed", "trainer.logger", "trainer.default_root_dir", "checkpoint.dirpath",
-                "ckpt_path", "dataset.")
+                "last_checkpoint.dirpath", "ckpt_path", "dataset.")
 
 
 @dataclass
