@@ -120,6 +120,8 @@ def _parse_row(row: dict[str, str | None], has_label: bool) -> Segment:
     label = (row.get("label") or "").strip() if has_label else ""
     if not _YOUTUBE_ID.match(youtube_id):
         raise ValueError(f"bad youtube_id {youtube_id!r} (expected letters, digits, '-' or '_')")
+    if len(label.splitlines()) > 1:  # a quoted line break: classes.txt would get a line (and a label) too many
+        raise ValueError(f"label {label!r} contains a line break")
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r} (expected one of {', '.join(SPLITS)}, or val)")
     if not label and split != "test":

@@ -2,7 +2,7 @@
 
 Subcommands, one module each (run ``kinetics-prep <command> --help``)::
 
-    download  ANNOTATIONS.csv --out RAW_DIR                 yt-dlp the full source videos
+    download  ANNOTATIONS.csv --out RAW_DIR                 yt-dlp the annotated sections (or whole videos)
     trim      ANNOTATIONS.csv --raw RAW_DIR --out VIDEOS    cut, resize, re-encode (short GOP)
     resize    VIDEOS_DIR --out OUT_DIR                      resize, re-encode pre-trimmed (CVDF) videos
     manifest  ANNOTATIONS.csv --videos VIDEOS --out M.txt  manifest + classes.txt + M.txt.missing.csv
@@ -10,7 +10,8 @@ Subcommands, one module each (run ``kinetics-prep <command> --help``)::
     prepare   ANNOTATIONS_DIR --raw RAW_DIR --out DATASET   all of the above per split
     synth     OUT_DIR --classes K --per-class N             a small synthetic Kinetics (demo, tests)
 
-Exit status: see :mod:`data_prep.runner` (0 ran, 1 bad videos left by ``verify``, 2 bad input, 130 interrupted).
+Exit status: see :mod:`data_prep.runner` (0 ran, 1 bad videos left by ``verify``, 2 bad input, 3 disk full,
+130 interrupted).
 """
 
 from __future__ import annotations

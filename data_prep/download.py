@@ -1,15 +1,28 @@
-"""Download the full source video of every youtube id of an annotation CSV with yt-dlp.
+"""Download the annotated part of every YouTube video of an annotation CSV with yt-dlp.
 
 Usage::
 
-    kinetics-prep download ANNOTATIONS.csv --out RAW_DIR [--jobs 4] [--yt-dlp PATH] [--retries 3]
-        [--backoff 30] [--format FMT] [--yt-dlp-args "--cookies cookies.txt"] [--retry-failed]
+    kinetics-prep download ANNOTATIONS.csv --out RAW_DIR [--jobs 4] [--margin 2] [--whole-videos]
+        [--yt-dlp PATH] [--retries 3] [--backoff 30] [--format FMT] [--yt-dlp-args "--cookies cookies.txt"]
+        [--retry-failed]
 
-Needs yt-dlp (``pip install 'videonorm[download]'``); it runs as a subprocess, so ``--yt-dlp`` can name
-any compatible executable. Each video goes to ``RAW_DIR/{youtube_id}.{ext}`` (``mp4``/``webm``/``mkv``):
-yt-dlp writes into a temporary folder ``RAW_DIR/{youtube_id}.partial-<pid>/`` and the finished file is
-renamed into place, so an existing file is complete and is skipped on reruns; temporary folders of
-interrupted runs are deleted.
+Needs yt-dlp (``pip install 'videonorm[download]'``) and, for sections, ffmpeg (yt-dlp cuts with it); yt-dlp
+runs as a subprocess, so ``--yt-dlp`` can name any compatible executable.
+
+Only the annotated segment plus ``--margin`` seconds on each side is fetched (yt-dlp's ``--download-sections
+"*START-END"``; a few MB instead of a whole video), to ``RAW_DIR/{youtube_id}_{START:06d}_{END:06d}.{ext}``
+(all segments of a video in one section). ffmpeg copies the stream from the key frame at or before START
+without re-encoding; ``-copyts`` (``--downloader-args ffmpeg_o:-copyts``) keeps the video's own timestamps,
+so ``trim`` cuts the segment by the same times as from the whole video (without it, where a WebM section
+starts in time depends on where its key frame fell). ``--whole-videos`` fetches whole videos instead
+(``RAW_DIR/{youtube_id}.{ext}``). See :mod:`data_prep.raw` for the layout.
+
+Resumable: yt-dlp writes into a temporary folder ``RAW_DIR/{name}.partial-<pid>/`` and the finished file is
+renamed into place, so an existing file is complete; temporary folders of interrupted runs are deleted. Every
+finished video is appended to ``RAW_DIR.download-archive.txt`` in yt-dlp's ``--download-archive`` format
+(``youtube {youtube_id}``), so videos whose files were deleted after trimming are not fetched again (pass the
+file to ``yt-dlp --download-archive`` to use it elsewhere). A video is skipped when it is in the archive or a
+file in ``RAW_DIR`` holds its segments.
 
 Failures are classified from yt-dlp's error output: ``removed``, ``private``, ``unavailable`` (geo/age/
 members-only; permanent, not retried and, on later runs, not tried again unless ``--retry-failed``),
@@ -33,11 +46,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from data_prep.annotations import read_annotations
+from data_prep.annotations import Segment, read_annotations
 from data_prep.errors import InputError, ItemError
 from data_prep.parallel import parallel_map
-from data_prep.raw import SOURCE_EXTS, index_sources
-from data_prep.report import SKIPPED, Outcome, Summary, attempt, report_path
+from data_prep.raw import SOURCE_EXTS, RawSource, index_sources, section_name
+from data_prep.report import DONE, SKIPPED, Outcome, Summary, attempt, report_path
 from data_prep.runner import run_step
 from videonorm.files import partial_path, remove_stale_partials
 
@@ -82,7 +95,8 @@ def resolve_executable(name: str) -> str:
     """
     found = shutil.which(name) or shutil.which(Path(sys.executable).with_name(Path(name).name).as_posix())
     if found is None:
-        raise InputError(f"yt-dlp executable {name!r} not found: pip install 'videonorm[download]' or pass --yt-dlp PATH")
+        raise InputError(f"yt-dlp executable {name!r} not found: pip install 'videonorm[download]' "
+                         "or pass --yt-dlp PATH")
     return found
 
 
@@ -115,6 +129,8 @@ class DownloadSettings:
         backoff: first pause in seconds; doubles with every retry.
         extra_args: more yt-dlp arguments (cookies, proxy, ...).
         timeout: seconds before one yt-dlp call is abandoned.
+        margin: seconds fetched before and after the annotated segments.
+        whole_videos: fetch whole videos instead of sections.
     """
 
     executable: str = "yt-dlp"
@@ -123,12 +139,79 @@ class DownloadSettings:
     backoff: float = 30.0
     extra_args: tuple[str, ...] = ()
     timeout: float = 1800.0
+    margin: int = 2
+    whole_videos: bool = False
 
 
-def _run_yt_dlp(youtube_id: str, folder: Path, settings: DownloadSettings) -> tuple[int, str]:
-    cmd = [settings.executable, "-f", settings.format, "--no-playlist", "--no-progress",
-           "-o", str(folder / f"{youtube_id}.%(ext)s"), *settings.extra_args, "--",
-           f"https://www.youtube.com/watch?v={youtube_id}"]
+@dataclass(frozen=True)
+class Wanted:
+    """What to fetch of one video: the span of its annotated segments, and the section around it.
+
+    Args:
+        youtube_id: the video.
+        start: first segment start (s).
+        end: last segment end (s).
+        margin: seconds added on each side (None: the whole video).
+    """
+
+    youtube_id: str
+    start: int
+    end: int
+    margin: int | None
+
+    @property
+    def section(self) -> tuple[int, int] | None:
+        """(start, end) of the section to fetch, None for the whole video."""
+        if self.margin is None:
+            return None
+        return max(0, self.start - self.margin), self.end + self.margin
+
+    @property
+    def stem(self) -> str:
+        """The downloaded file's name without extension."""
+        section = self.section
+        return self.youtube_id if section is None else section_name(self.youtube_id, *section)
+
+
+def wanted(segments: list[Segment], settings: DownloadSettings) -> list[Wanted]:
+    """One :class:`Wanted` per video, in CSV order, covering all its segments."""
+    spans: dict[str, tuple[int, int]] = {}
+    for seg in segments:
+        start, end = spans.get(seg.youtube_id, (seg.time_start, seg.time_end))
+        spans[seg.youtube_id] = (min(start, seg.time_start), max(end, seg.time_end))
+    margin = None if settings.whole_videos else settings.margin
+    return [Wanted(youtube_id, start, end, margin) for youtube_id, (start, end) in spans.items()]
+
+
+ARCHIVE_SUFFIX = ".download-archive.txt"
+_NEEDS_FFMPEG = "requested downloading the video partially, but ffmpeg is not installed"
+
+
+def archive_path(out_dir: Path) -> Path:
+    """The download archive of a raw folder: ``<RAW_DIR>.download-archive.txt`` beside it."""
+    out_dir = out_dir.resolve()
+    return out_dir.with_name(out_dir.name + ARCHIVE_SUFFIX)
+
+
+def read_archive(path: Path) -> set[str]:
+    """YouTube ids listed in a download archive (lines ``youtube <id>``; other lines are ignored)."""
+    if not path.is_file():
+        return set()
+    ids = set()
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] == "youtube":
+            ids.add(parts[1])
+    return ids
+
+
+def _run_yt_dlp(want: Wanted, folder: Path, settings: DownloadSettings) -> tuple[int, str]:
+    cmd = [settings.executable, "-f", settings.format, "--no-playlist", "--no-progress"]
+    if want.section is not None:
+        start, end = want.section
+        cmd += ["--download-sections", f"*{start}-{end}", "--downloader-args", "ffmpeg_o:-copyts"]
+    cmd += ["-o", str(folder / f"{want.stem}.%(ext)s"), *settings.extra_args, "--",
+            f"https://www.youtube.com/watch?v={want.youtube_id}"]
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=settings.timeout)
     except subprocess.TimeoutExpired:
@@ -136,20 +219,26 @@ def _run_yt_dlp(youtube_id: str, folder: Path, settings: DownloadSettings) -> tu
     return done.returncode, done.stderr
 
 
-def _try_once(youtube_id: str, out_dir: Path, settings: DownloadSettings) -> Path | tuple[str, str]:
+def _try_once(want: Wanted, out_dir: Path, settings: DownloadSettings) -> Path | tuple[str, str]:
     """One yt-dlp call in a temporary folder; the finished file is renamed into ``out_dir``.
 
     Returns:
         The file, or (reason, message) of the failure.
+
+    Raises:
+        InputError: yt-dlp cannot cut sections without ffmpeg (every video would fail the same way).
     """
-    tmp = partial_path(out_dir / youtube_id)  # a folder: yt-dlp's .part/.ytdl files stay inside it
+    tmp = partial_path(out_dir / want.stem)  # a folder: yt-dlp's .part/.ytdl files stay inside it
     try:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
-        code, stderr = _run_yt_dlp(youtube_id, tmp, settings)
+        code, stderr = _run_yt_dlp(want, tmp, settings)
         if code != 0:
+            if _NEEDS_FFMPEG in stderr:
+                raise InputError("yt-dlp needs ffmpeg to download sections: install ffmpeg (e.g. apt-get install "
+                                 "ffmpeg) or pass --whole-videos")
             return classify(stderr)
-        files = [p for p in tmp.iterdir() if p.stem == youtube_id and p.suffix in SOURCE_EXTS]
+        files = [p for p in tmp.iterdir() if p.stem == want.stem and p.suffix in SOURCE_EXTS]
         if len(files) != 1:
             return "other", f"yt-dlp succeeded but left {sorted(p.name for p in tmp.iterdir())}"
         target = out_dir / files[0].name
@@ -159,11 +248,11 @@ def _try_once(youtube_id: str, out_dir: Path, settings: DownloadSettings) -> Pat
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def download_one(youtube_id: str, out_dir: Path, settings: DownloadSettings, gate: RateGate) -> Path:
-    """Download one video to ``out_dir/{youtube_id}.{ext}`` with retries and backoff.
+def download_one(want: Wanted, out_dir: Path, settings: DownloadSettings, gate: RateGate) -> Path:
+    """Download one video (or its section) into ``out_dir`` with retries and backoff.
 
     Args:
-        youtube_id: the id.
+        want: what to fetch.
         out_dir: raw folder.
         settings: yt-dlp call settings.
         gate: pause shared by all threads.
@@ -176,7 +265,7 @@ def download_one(youtube_id: str, out_dir: Path, settings: DownloadSettings, gat
     """
     for attempt_no in range(settings.retries + 1):
         gate.wait()
-        result = _try_once(youtube_id, out_dir, settings)
+        result = _try_once(want, out_dir, settings)
         if isinstance(result, Path):
             return result
         reason, message = result
@@ -190,14 +279,19 @@ def download_one(youtube_id: str, out_dir: Path, settings: DownloadSettings, gat
     raise AssertionError("unreachable")
 
 
-def _download_item(out_dir: Path, settings: DownloadSettings, gate: RateGate, youtube_id: str) -> Outcome:
-    return attempt(youtube_id, {}, functools.partial(download_one, youtube_id, out_dir, settings, gate))
+def _download_item(out_dir: Path, settings: DownloadSettings, gate: RateGate, want: Wanted) -> Outcome:
+    return attempt(want.youtube_id, {}, functools.partial(download_one, want, out_dir, settings, gate))
+
+
+def _held(files: list[RawSource], want: Wanted) -> bool:
+    """Whether a file of the raw folder holds all of the video's segments."""
+    return any(f.overlap(want.start, want.end) >= want.end - want.start for f in files)
 
 
 def download(annotations: Path | str, out_dir: Path | str, settings: DownloadSettings = DownloadSettings(), *,
              jobs: int = 4, retry_failed: bool = False, split: str | None = None,
              skip_bad_rows: bool = False) -> Summary:
-    """Download the source video of every youtube id in ``annotations`` that is not in ``out_dir`` yet.
+    """Download the annotated section of every video in ``annotations`` that is not in ``out_dir`` yet.
 
     Args:
         annotations: Kinetics annotation CSV.
@@ -214,27 +308,33 @@ def download(annotations: Path | str, out_dir: Path | str, settings: DownloadSet
     out_dir = Path(out_dir)
     segments = [s for s in read_annotations(annotations, skip_bad_rows=skip_bad_rows).segments
                 if split is None or s.split == split]
-    ids = list(dict.fromkeys(s.youtube_id for s in segments))  # unique, in CSV order
+    videos = wanted(segments, settings)
     settings = DownloadSettings(**{**settings.__dict__, "executable": resolve_executable(settings.executable)})
     out_dir.mkdir(parents=True, exist_ok=True)
     removed = remove_stale_partials(out_dir)
     if removed:
         print(f"download: removed {len(removed)} partial download(s) of an interrupted run", file=sys.stderr)
     existing = index_sources(out_dir)
+    archive = archive_path(out_dir)
+    archived = read_archive(archive)
     summary = Summary("download", report_path(out_dir, "download"), ("youtube_id",),
                       "known failures not retried (--retry-failed)")
     todo = []
-    for youtube_id in ids:
-        if youtube_id in existing:
-            summary.add(Outcome(youtube_id, SKIPPED))
-        elif not retry_failed and summary.previous.get(youtube_id, {}).get("reason") in PERMANENT:
-            summary.keep_previous(youtube_id)  # known dead: asking again only feeds the rate limiter
+    for want in videos:
+        if want.youtube_id in archived or _held(existing.get(want.youtube_id, []), want):
+            summary.add(Outcome(want.youtube_id, SKIPPED))
+        elif not retry_failed and summary.previous.get(want.youtube_id, {}).get("reason") in PERMANENT:
+            summary.keep_previous(want.youtube_id)  # known dead: asking again only feeds the rate limiter
         else:
-            todo.append(youtube_id)
+            todo.append(want)
     work = functools.partial(_download_item, out_dir, settings, RateGate())
     try:
-        for outcome in parallel_map(work, todo, jobs=jobs, desc="download", threads=True, unit="video"):
-            summary.add(outcome)
+        with archive.open("a", encoding="utf-8") as record:
+            for outcome in parallel_map(work, todo, jobs=jobs, desc="download", threads=True, unit="video"):
+                summary.add(outcome)
+                if outcome.status == DONE:  # the file is in place: record it at once
+                    record.write(f"youtube {outcome.key}\n")
+                    record.flush()
     finally:
         summary.write()
     return summary
@@ -245,6 +345,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("annotations", type=Path, help="Kinetics annotation CSV")
     parser.add_argument("--out", type=Path, required=True, help="raw folder for full source videos")
     parser.add_argument("--jobs", type=int, default=4, help="parallel downloads")
+    add_section_arguments(parser)
     parser.add_argument("--yt-dlp", dest="yt_dlp", default="yt-dlp", help="yt-dlp executable")
     parser.add_argument("--retries", type=int, default=3, help="retries after rate limits and unknown errors")
     parser.add_argument("--backoff", type=float, default=30.0, help="first retry pause (s); doubles each retry")
@@ -252,13 +353,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--yt-dlp-args", dest="yt_dlp_args", default="", help="extra yt-dlp arguments (one string)")
     parser.add_argument("--retry-failed", action="store_true", help="retry ids that failed permanently before")
     parser.add_argument("--split", choices=("train", "validate", "test"), help="only rows of this split")
-    parser.add_argument("--skip-bad-rows", action="store_true", help="skip malformed CSV rows (listed) instead of stopping")
+    parser.add_argument("--skip-bad-rows", action="store_true",
+                        help="skip malformed CSV rows (listed) instead of stopping")
+
+
+def add_section_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--margin`` and ``--whole-videos`` (shared by ``download`` and ``prepare --download``)."""
+    parser.add_argument("--margin", type=int, default=2, help="seconds fetched before and after each segment")
+    parser.add_argument("--whole-videos", action="store_true", help="fetch whole videos instead of sections")
 
 
 def settings_from(args: argparse.Namespace) -> DownloadSettings:
     """DownloadSettings from parsed ``configure`` options."""
     return DownloadSettings(executable=args.yt_dlp, format=args.format, retries=args.retries,
-                            backoff=args.backoff, extra_args=tuple(shlex.split(args.yt_dlp_args)))
+                            backoff=args.backoff, extra_args=tuple(shlex.split(args.yt_dlp_args)),
+                            margin=args.margin, whole_videos=args.whole_videos)
 
 
 def run(args: argparse.Namespace) -> int:

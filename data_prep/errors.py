@@ -1,6 +1,11 @@
-"""The two kinds of failure in data_prep: bad input that stops a step, and one item that fails."""
+"""The kinds of failure in data_prep: bad input that stops a step, one item that fails, and a full disk."""
 
 from __future__ import annotations
+
+import errno
+
+# Write errors that stop a step instead of failing one file: every following file would fail the same way.
+NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
 class InputError(ValueError):

@@ -15,6 +15,9 @@ Formats and their rules: :mod:`videonorm.data.manifest` (one parser for ``kineti
   ``classes.txt`` with different content is an error (use ``--classes`` to reuse it). With
   ``--classes FILE`` that list is used as is (train and val agree) and a label not in it is an error
   naming the label, file and line.
+- A CSV without any label (Kinetics-700-2020's test split) gives a manifest of paths alone (read with
+  ``read_manifest(path, labelled=False)``, e.g. by ``videonorm predict``) and no ``classes.txt``; a CSV
+  where some rows have a label and others not is an error naming the lines.
 - Annotated segments without a video go to ``MANIFEST.missing.csv`` with the reason recorded by
   ``trim``/``resize`` when there is one (e.g. ``missing_source``, ``corrupt_source``), else ``no_video``.
 - Unchanged outputs are not rewritten.
@@ -50,22 +53,31 @@ def write_classes(path: Path, classes: Sequence[str]) -> None:
     write_text_atomic(path, text)
 
 
-def check_labels(segments: Iterable[Segment], classes: Sequence[str], source: Path | str) -> None:
-    """Every labelled segment's label must be in ``classes``.
+def check_labels(segments: Iterable[Segment], classes: Sequence[str], source: Path | str) -> bool:
+    """Every labelled segment's label must be in ``classes``; a split is labelled throughout or not at all.
+
+    Returns:
+        True for a labelled split, False for one without any label (e.g. Kinetics-700-2020's test split): its
+        manifest lists paths alone, for ``videonorm predict``.
 
     Raises:
-        InputError: listing each unknown label with file and line; also for unlabelled rows.
+        InputError: listing each unknown label, and each unlabelled row of a split whose other rows have labels,
+            with file and line.
     """
+    segments = list(segments)
+    if segments and not any(seg.label for seg in segments):
+        return False
     known = set(classes)
     errors = []
     for seg in segments:
         if not seg.label:
-            errors.append(f"{source}:{seg.line}: no label ({seg.split} row); a manifest needs labels")
+            errors.append(f"{source}:{seg.line}: no label ({seg.split} row) where other rows have one")
         elif seg.label not in known:
             errors.append(f"{source}:{seg.line}: label {seg.label!r} is not in the class list")
     if errors:
         more = f"\n  ... and {len(errors) - 50} more" if len(errors) > 50 else ""
         raise InputError(f"{len(errors)} row(s) of {source} cannot be labelled:\n  " + "\n  ".join(errors[:50]) + more)
+    return True
 
 
 def _known_failures(videos_dir: Path) -> dict[str, tuple[str, str]]:
@@ -86,7 +98,7 @@ def build_manifest(segments: Sequence[Segment], videos_dir: Path, root: Path, cl
         segments: annotated segments (labels already checked with :func:`check_labels`).
         videos_dir: folder of trimmed videos.
         root: dataset root the paths are relative to; must contain ``videos_dir``.
-        classes: class list (index = label).
+        classes: class list (index = label); unlabelled segments get label None.
         summary: receives ``done`` per entry and ``failed`` per absent video, with the reason ``trim`` or
             ``resize`` recorded for it (``no_video`` when there is none).
 
@@ -104,7 +116,7 @@ def build_manifest(segments: Sequence[Segment], videos_dir: Path, root: Path, cl
     for seg in segments:
         if seg.name in present:
             path = seg.name if prefix == "." else f"{prefix}/{seg.name}"
-            entries.append(ManifestEntry(path, index[seg.label], seg.line))
+            entries.append(ManifestEntry(path, index[seg.label] if seg.label else None, seg.line))
             summary.add(Outcome(seg.name, DONE, fields=seg.fields()))
         else:
             reason, message = failures.get(seg.name, ("no_video", f"no {seg.name} in {videos_dir}"))
@@ -136,12 +148,12 @@ def write_manifest(annotations: Path | str, videos_dir: Path | str, out: Path | 
         classes = read_classes(Path(classes_file))
     else:
         classes = sorted({s.label for s in segments if s.label})
-    check_labels(segments, classes, ann.path)
+    labelled = check_labels(segments, classes, ann.path)
     root = Path(root) if root is not None else out.parent
     remove_stale_partials(out.parent)
     summary = Summary("manifest", out.with_name(out.name + ".missing.csv"), SEGMENT_COLUMNS)
     entries = build_manifest(segments, Path(videos_dir), root, classes, summary)
-    if classes_file is None:
+    if classes_file is None and labelled:
         write_classes(out.parent / CLASSES_FILE, classes)
     write_text_atomic(out, manifest_text(entries))
     summary.write()
@@ -153,10 +165,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("annotations", type=Path, help="Kinetics annotation CSV")
     parser.add_argument("--videos", type=Path, required=True, help="folder of trimmed videos")
     parser.add_argument("--out", type=Path, required=True, help="manifest file to write, e.g. DATASET/train.txt")
-    parser.add_argument("--root", type=Path, help="dataset root the paths are relative to (default: the manifest's folder)")
-    parser.add_argument("--classes", type=Path, help="fixed class list to reuse (default: sorted labels -> classes.txt)")
+    parser.add_argument("--root", type=Path,
+                        help="dataset root the paths are relative to (default: the manifest's folder)")
+    parser.add_argument("--classes", type=Path,
+                        help="fixed class list to reuse (default: sorted labels -> classes.txt)")
     parser.add_argument("--split", choices=("train", "validate", "test"), help="only rows of this split")
-    parser.add_argument("--skip-bad-rows", action="store_true", help="skip malformed CSV rows (listed) instead of stopping")
+    parser.add_argument("--skip-bad-rows", action="store_true",
+                        help="skip malformed CSV rows (listed) instead of stopping")
 
 
 def run(args: argparse.Namespace) -> int:

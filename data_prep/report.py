@@ -2,8 +2,9 @@
 
 Each step feeds one :class:`Outcome` per item into a :class:`Summary`, prints :meth:`Summary.line` at the
 end and writes :meth:`Summary.write`: a CSV with one row per failed or flagged item (sorted by key, so the
-file does not depend on the order in which parallel workers finish). Items a rerun skips keep their rows
-from the previous report (:meth:`Summary.keep_previous`), so a rerun reproduces the report exactly.
+file does not depend on the order in which parallel workers finish). Items a rerun skips keep their rows,
+from what is on disk (:meth:`Summary.keep`: ``trim`` and ``resize`` read each video's record) or from the
+previous report (:meth:`Summary.keep_previous`), so a rerun reproduces the report exactly.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from data_prep.errors import ItemError
+from data_prep.errors import NO_SPACE, InputError, ItemError
 from videonorm.files import write_csv_atomic
 
 DONE, SKIPPED, FAILED, FLAGGED = "done", "skipped", "failed", "flagged"
@@ -53,7 +54,10 @@ def attempt(key: str, fields: dict[str, object], work: Callable[[], object]) -> 
     """Run one item's work and turn its result or exception into an :class:`Outcome`.
 
     An :class:`ItemError` becomes a failure with its reason; any other exception becomes a failure with
-    reason ``error`` (one odd file must not stop a run over 240k videos).
+    reason ``error`` (one odd file must not stop a run over 240k videos), except a full disk
+    (:data:`~data_prep.errors.NO_SPACE`), which is raised again as a plain :class:`OSError` (picklable, so it
+    reaches the parent of a worker process) to stop the step, and an :class:`InputError` (e.g. a missing tool
+    that every item needs), which stops it too.
 
     Args:
         key: report key of the item.
@@ -64,13 +68,24 @@ def attempt(key: str, fields: dict[str, object], work: Callable[[], object]) -> 
         flag = work()
     except ItemError as err:
         return Outcome(key, FAILED, err.reason, err.message, fields)
+    except InputError:
+        raise
+    except OSError as err:
+        if err.errno in NO_SPACE:
+            raise OSError(err.errno, err.strerror, str(err.filename or "")) from None
+        return _error(key, fields, err)
     except Exception as err:  # noqa: BLE001 - reported, with the frame where it happened
-        where = traceback.extract_tb(err.__traceback__)[-1]
-        message = f"{type(err).__name__}: {err} (at {Path(where.filename).name}:{where.lineno})"
-        return Outcome(key, FAILED, "error", message, fields)
+        return _error(key, fields, err)
     if isinstance(flag, Flag):
         return Outcome(key, FLAGGED, flag.reason, flag.message, fields)
     return Outcome(key, DONE, fields=fields)
+
+
+def _error(key: str, fields: dict[str, object], err: Exception) -> Outcome:
+    """A failure with reason ``error``, naming the exception and where it happened."""
+    where = traceback.extract_tb(err.__traceback__)[-1]
+    message = f"{type(err).__name__}: {err} (at {Path(where.filename).name}:{where.lineno})"
+    return Outcome(key, FAILED, "error", message, fields)
 
 
 def report_path(output: Path, step: str) -> Path:
@@ -137,6 +152,19 @@ class Summary:
             return False
         self.kept.append(row)
         return True
+
+    def keep(self, key: str, fields: dict[str, object], status: str, reason: str, message: str) -> None:
+        """List an item that was not redone with what is known of it (e.g. the flag its record holds).
+
+        Args:
+            key: item key.
+            fields: its report columns.
+            status: its status, e.g. ``flagged``.
+            reason: reason slug.
+            message: detail.
+        """
+        self.kept.append({**{k: "" if v is None else str(v) for k, v in fields.items()}, self.columns[0]: key,
+                          "status": status, "reason": reason, "message": message})
 
     def count(self, status: str) -> int:
         """Number of items of this run with ``status``."""

@@ -6,27 +6,41 @@ Usage::
 
 Every ``*.mp4``/``*.webm``/``*.mkv`` directly in ``VIDEOS_DIR`` becomes ``OUT_DIR/{stem}.mp4``, encoded
 exactly like ``trim``'s outputs (see :mod:`data_prep.encode`). Same safety as ``trim``: existing outputs
-are skipped, partial files of an interrupted run are deleted, failures and flags (shorter than
-``--min-duration``) go to ``OUT_DIR.resize-failures.csv``. ``OUT_DIR`` must differ from ``VIDEOS_DIR``.
+are skipped (and listed with the flags their records hold), partial files of an interrupted run are deleted,
+failures and flags (shorter than ``--min-duration``, a truncated source) go to ``OUT_DIR.resize-failures.csv``.
+``OUT_DIR`` must differ from ``VIDEOS_DIR``.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 from data_prep.encode import EncodeJob, EncodeSettings, add_encode_arguments, encode_all, settings_from
 from data_prep.errors import InputError
 from data_prep.raw import SOURCE_EXTS
-from data_prep.report import FLAGGED, SKIPPED, Outcome, Summary, report_path
+from data_prep.report import Summary, report_path
 from data_prep.runner import run_step
 from videonorm.files import PARTIAL_TAG, remove_stale_partials
 
 
+def video_files(folder: Path) -> dict[str, Path]:
+    """Output name (``{stem}.mp4``) -> video file, for the videos directly in ``folder``.
+
+    Raises:
+        InputError: ``folder`` is not a folder.
+    """
+    if not folder.is_dir():
+        raise InputError(f"{folder}: video folder not found")
+    return {f"{p.stem}.mp4": p for p in sorted(folder.iterdir())
+            if p.suffix in SOURCE_EXTS and PARTIAL_TAG not in p.name and p.is_file()}
+
+
 def resize(videos_dir: Path | str, out_dir: Path | str, settings: EncodeSettings = EncodeSettings(), *,
-           min_duration: float = 2.0, jobs: int = 1, names: Collection[str] | None = None) -> Summary:
+           min_duration: float = 2.0, jobs: int = 1, names: Collection[str] | None = None,
+           sources: Mapping[str, Path] | None = None) -> Summary:
     """Re-encode every video of ``videos_dir`` into ``out_dir`` under the same name (``.mp4``).
 
     Args:
@@ -36,34 +50,24 @@ def resize(videos_dir: Path | str, out_dir: Path | str, settings: EncodeSettings
         min_duration: flag outputs shorter than this (seconds).
         jobs: worker processes.
         names: only these output names (e.g. the segments of an annotation CSV); None: all files.
+        sources: output name -> source file, instead of the files of ``videos_dir`` (e.g. with replacements
+            for corrupt files overlaid).
 
     Returns:
         The summary (report written to ``out_dir.resize-failures.csv``).
     """
     videos_dir, out_dir = Path(videos_dir), Path(out_dir)
-    if not videos_dir.is_dir():
-        raise InputError(f"{videos_dir}: video folder not found")
+    if sources is None:
+        sources = video_files(videos_dir)
     if out_dir.resolve() == videos_dir.resolve():
         raise InputError(f"{out_dir}: resize writes to a different folder than it reads")
     out_dir.mkdir(parents=True, exist_ok=True)
     removed = remove_stale_partials(out_dir)
     if removed:
         print(f"resize: removed {len(removed)} partial file(s) left by an interrupted run", file=sys.stderr)
-    sources = sorted(p for p in videos_dir.iterdir()
-                     if p.suffix in SOURCE_EXTS and PARTIAL_TAG not in p.name and p.is_file())
-    summary = Summary("resize", report_path(out_dir, "resize"), ("name", "source"), "flags of earlier runs kept")
-    todo = []
-    for src in sources:
-        name = f"{src.stem}.mp4"
-        if names is not None and name not in names:
-            continue
-        dst = out_dir / name
-        fields = {"source": str(src)}
-        if dst.exists():
-            summary.add(Outcome(name, SKIPPED, fields=fields))
-            summary.keep_previous(name, (FLAGGED,))
-        else:
-            todo.append(EncodeJob(name, src, dst, settings, min_duration=min_duration, fields=fields))
+    summary = Summary("resize", report_path(out_dir, "resize"), ("name", "source"), "flags of finished videos listed")
+    todo = [EncodeJob(name, src, out_dir / name, settings, min_duration=min_duration, fields={"source": str(src)})
+            for name, src in sorted(sources.items()) if names is None or name in names]
     try:
         encode_all(summary, todo, jobs, "resize")
     finally:

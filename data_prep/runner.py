@@ -4,8 +4,9 @@ Used by ``kinetics-prep`` (:mod:`data_prep.cli`) and by each step's own ``python
 import this module, never the CLI, so no step depends on the list of all steps.
 
 Exit status: 0 when the step ran (per-video failures are in its report CSV), 1 when ``verify`` leaves bad
-videos in a manifest, 2 for bad input (the message names file and line), 130 when interrupted by Ctrl-C or
-``kill`` (SIGTERM): the file being written is removed and a rerun resumes.
+videos in a manifest, 2 for bad input (the message names file and line), 3 when the disk is full (no space
+left, quota exceeded, file size limit), 130 when interrupted by Ctrl-C or ``kill`` (SIGTERM). In the last two
+cases the file being written is removed, finished files are kept, and a rerun resumes.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import sys
 import threading
 from types import ModuleType
 
-from data_prep.errors import InputError
+from data_prep.errors import NO_SPACE, InputError
 from videonorm.data.manifest import ManifestError
 
 
@@ -38,6 +39,12 @@ def execute(step: ModuleType, args: argparse.Namespace) -> int:
     except (InputError, ManifestError) as err:
         print(f"kinetics-prep: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:
+        if err.errno not in NO_SPACE:
+            raise
+        print(f"kinetics-prep: error: {err.strerror}: {err.filename}; finished files are kept and the partial one "
+              "removed: free some space and rerun the same command to resume", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         print("kinetics-prep: interrupted; finished files are kept, rerun the same command to resume",
               file=sys.stderr)

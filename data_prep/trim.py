@@ -5,17 +5,23 @@ Usage::
     kinetics-prep trim ANNOTATIONS.csv --raw RAW_DIR --out VIDEOS_DIR \\
         [--short-side 256] [--gop 16] [--crf 23] [--keep-audio] [--min-duration 2.0] [--jobs N]
 
-For every row ``label,youtube_id,time_start,time_end,split`` the source ``RAW_DIR/{youtube_id}.{mp4,webm,
-mkv}`` is decoded from a seek to ``time_start``; frames with ``time_start <= t < time_end`` are resized and
-encoded (see :mod:`data_prep.encode`) to ``VIDEOS_DIR/{youtube_id}_{time_start:06d}_{time_end:06d}.mp4``.
+For every row ``label,youtube_id,time_start,time_end,split`` the source (``RAW_DIR/{youtube_id}.{mp4,webm,
+mkv,...}``, or a section download ``RAW_DIR/{youtube_id}_{start:06d}_{end:06d}.{ext}`` holding the segment, see
+:mod:`data_prep.raw`) is decoded from a seek to ``time_start``, and ``[time_start, time_end)`` is resampled to
+a constant frame rate by time, resized and encoded (see :mod:`data_prep.encode`) to
+``VIDEOS_DIR/{youtube_id}_{time_start:06d}_{time_end:06d}.mp4``.
 
 - Reruns skip outputs that exist (they are complete: every output is written under a temporary name and
-  renamed), retry failures, and delete temporary files left by an interrupted run.
-- A segment that runs past the end of its source keeps what exists; if that is shorter than
-  ``--min-duration`` seconds it is *flagged* (kept, and listed in the report).
+  renamed), retry failures, and delete temporary files left by an interrupted run. Each output has a record
+  (:mod:`data_prep.records`), so the report lists the flags of outputs made by earlier runs, killed or not.
+- A segment that runs past the end of its source keeps what exists. An output that starts later or ends
+  earlier than asked (by more than 0.1 s) or is shorter than ``--min-duration`` seconds is *flagged* (kept,
+  and listed in the report with the cause: ``short``, ``truncated_source``, ``late_start``,
+  ``past_source_end``).
 - Missing and undecodable sources are failures (for a missing source, the reason ``download`` recorded in
   ``RAW_DIR.download-failures.csv`` is quoted). All failures and flags go to
   ``VIDEOS_DIR.trim-failures.csv`` next to the output folder.
+- A full disk stops the step (exit status 3); the partial file is removed and a rerun resumes.
 """
 
 from __future__ import annotations
@@ -26,8 +32,8 @@ from pathlib import Path
 
 from data_prep.annotations import SEGMENT_COLUMNS, read_annotations
 from data_prep.encode import EncodeJob, EncodeSettings, add_encode_arguments, encode_all, settings_from
-from data_prep.raw import SOURCE_EXTS, index_sources
-from data_prep.report import FAILED, FLAGGED, SKIPPED, Outcome, Summary, read_report, report_path
+from data_prep.raw import index_sources, source_for
+from data_prep.report import FAILED, Outcome, Summary, read_report, report_path
 from data_prep.runner import run_step
 from videonorm.files import remove_stale_partials
 
@@ -39,7 +45,7 @@ def trim(annotations: Path | str, raw_dir: Path | str, out_dir: Path | str,
 
     Args:
         annotations: Kinetics annotation CSV.
-        raw_dir: folder of full sources ``{youtube_id}.{mp4,webm,mkv}``.
+        raw_dir: folder of sources ``{youtube_id}.{mp4,webm,mkv,...}`` or sections (see :mod:`data_prep.raw`).
         out_dir: output folder (created).
         settings: encoder settings.
         min_duration: flag outputs shorter than this (seconds).
@@ -58,22 +64,20 @@ def trim(annotations: Path | str, raw_dir: Path | str, out_dir: Path | str,
     removed = remove_stale_partials(out_dir)
     if removed:
         print(f"trim: removed {len(removed)} partial file(s) left by an interrupted run", file=sys.stderr)
-    summary = Summary("trim", report_path(out_dir, "trim"), SEGMENT_COLUMNS, "flags of earlier runs kept")
+    summary = Summary("trim", report_path(out_dir, "trim"), SEGMENT_COLUMNS, "flags of finished videos listed")
     downloads = read_report(report_path(raw_dir, "download"))  # why a source is missing, if download knows
     todo = []
     for seg in segments:
-        dst = out_dir / seg.name
-        if dst.exists():
-            summary.add(Outcome(seg.name, SKIPPED, fields=seg.fields()))
-            summary.keep_previous(seg.name, (FLAGGED,))  # a flag ("short") from the run that made it
-        elif seg.youtube_id not in sources:
+        source = source_for(sources.get(seg.youtube_id, ()), seg.time_start, seg.time_end)
+        if source is None:
             known = downloads.get(seg.youtube_id)
             message = (f"download failed ({known['reason']}): {known['message']}" if known else
-                       f"no {seg.youtube_id}{{{'/'.join(SOURCE_EXTS)}}} in {raw_dir}")
+                       f"no video {seg.youtube_id}.* (nor a section of it holding {seg.time_start}-"
+                       f"{seg.time_end} s) in {raw_dir}")
             summary.add(Outcome(seg.name, FAILED, "missing_source", message, seg.fields()))
         else:
-            todo.append(EncodeJob(seg.name, sources[seg.youtube_id], dst, settings, float(seg.time_start),
-                                  float(seg.time_end), min_duration, seg.fields()))
+            todo.append(EncodeJob(seg.name, source.path, out_dir / seg.name, settings, float(seg.time_start),
+                                  float(seg.time_end), min_duration, seg.fields(), absolute_time=source.is_section))
     try:
         encode_all(summary, todo, jobs, "trim")
     finally:
@@ -84,10 +88,11 @@ def trim(annotations: Path | str, raw_dir: Path | str, out_dir: Path | str,
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add ``trim``'s arguments to ``parser``."""
     parser.add_argument("annotations", type=Path, help="Kinetics annotation CSV")
-    parser.add_argument("--raw", type=Path, required=True, help="folder of full sources {youtube_id}.{mp4,webm,mkv}")
+    parser.add_argument("--raw", type=Path, required=True, help="folder of sources {youtube_id}.{mp4,webm,mkv,...}")
     parser.add_argument("--out", type=Path, required=True, help="output folder for trimmed videos")
     parser.add_argument("--split", choices=("train", "validate", "test"), help="only rows of this split")
-    parser.add_argument("--skip-bad-rows", action="store_true", help="skip malformed CSV rows (listed) instead of stopping")
+    parser.add_argument("--skip-bad-rows", action="store_true",
+                        help="skip malformed CSV rows (listed) instead of stopping")
     add_encode_arguments(parser)
 
 

@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
-# Run an experiment grid without W&B's sweep agent: every experiment file of configs/<GRID>/ (the same cells as
-# configs/sweeps/<GRID>.yaml), one after another on this machine: fit, then the video-level test of the final
-# checkpoint (last.ckpt, as the paper reports); then `videonorm compare` on the runs.
+# Run an experiment grid without W&B's sweep agent: every experiment file of videonorm/configs/<GRID>/ (the same
+# cells as videonorm/configs/sweeps/<GRID>.yaml), one after another on this machine: fit, then the video-level
+# test of the final checkpoint (last.ckpt, as the paper reports); then `videonorm compare` on the runs.
 #
-#   DATA_ROOT=/data/kinetics400 scripts/grid.sh                 # the paper's grid: configs/kinetics400/*.yaml
-#   GRID=demo DATA_ROOT=demo_out/data scripts/grid.sh            # the CPU demo grid: configs/demo/*.yaml
+#   DATA_ROOT=/data/kinetics400 scripts/grid.sh                 # the paper's grid: videonorm/configs/kinetics400/*.yaml
+#   EXTRA=1 DATA_ROOT=/data/kinetics400 scripts/grid.sh         # + the cells beyond the paper (kinetics400/extra/)
+#   GRID=demo NORMS="bn gn" DATA_ROOT=demo_out/data scripts/grid.sh   # the CPU demo grid: each batch config x norm
 #   SEEDS="0 1 2" DATA_ROOT=... scripts/grid.sh                  # repeats; compare shows mean +- std and n
 #   DRY_RUN=1 scripts/grid.sh                                    # print the commands, run nothing
 #   DATA_ROOT=... scripts/grid.sh --trainer.devices 4 --model.lr 0.005   # extra args go to every fit and test
 #
-# Environment: GRID (kinetics400), CONFIG_DIR (configs/$GRID next to this script), DATA_ROOT (data/$GRID), SEEDS (0), RUNS (runs: trainer.default_root_dir of
-# the configs; compare reads $RUNS/$GRID), OUT (compare_out/$GRID), SKIP_TEST=1 (fit only), DRY_RUN=1.
+# Environment: GRID (kinetics400), CONFIG_DIR (videonorm/configs/$GRID beside this script), DATA_ROOT (data/$GRID),
+# SEEDS (0), NORMS (empty: each config's own norm; else every config once per norm, --model.norm), EXTRA=1 (also
+# $CONFIG_DIR/extra/*.yaml), RUNS (runs: trainer.default_root_dir of the configs; compare reads $RUNS/$GRID),
+# OUT (compare_out/$GRID), SKIP_TEST=1 (fit only), DRY_RUN=1.
 # Safe to rerun: fits use --ckpt_path last, so an interrupted run resumes (same directory, same W&B run id) and a
 # finished one ends at once; W&B logs offline unless credentials exist (see `wandb sync` in the fit's output).
 # A failed cell is reported and the grid goes on; the exit status is 1 if any cell failed.
@@ -22,10 +25,11 @@ SEEDS=${SEEDS:-0}
 RUNS=${RUNS:-runs}
 OUT=${OUT:-compare_out/$GRID}
 VIDEONORM=${VIDEONORM:-videonorm}
-CONFIG_DIR=${CONFIG_DIR:-$(dirname "$0")/../configs/$GRID}  # relative paths (DATA_ROOT, RUNS) stay the caller's
+CONFIG_DIR=${CONFIG_DIR:-$(dirname "$0")/../videonorm/configs/$GRID}  # relative paths (DATA_ROOT, RUNS) stay the caller's
+NORMS=${NORMS:-}
 
 configs=()
-for f in "$CONFIG_DIR"/*.yaml; do
+for f in "$CONFIG_DIR"/*.yaml ${EXTRA:+"$CONFIG_DIR"/extra/*.yaml}; do
     [[ -e $f && $(basename "$f") != base.yaml ]] && configs+=("$f")
 done
 if [[ ${#configs[@]} -eq 0 ]]; then
@@ -41,14 +45,17 @@ run() {
 failed=()
 for seed in $SEEDS; do
     for config in "${configs[@]}"; do
-        args=(--config "$config" --data.root "$DATA_ROOT" --seed_everything "$seed" --trainer.default_root_dir "$RUNS")
-        if ! run "$VIDEONORM" fit "${args[@]}" --ckpt_path last "$@"; then
-            failed+=("fit $config seed $seed")
-            continue
-        fi
-        if [[ -z ${SKIP_TEST:-} ]] && ! run "$VIDEONORM" test "${args[@]}" --ckpt_path last "$@"; then
-            failed+=("test $config seed $seed")
-        fi
+        for norm in ${NORMS:-"-"}; do
+            args=(--config "$config" --data.root "$DATA_ROOT" --seed_everything "$seed" --trainer.default_root_dir "$RUNS")
+            [[ $norm == "-" ]] || args+=(--model.norm "$norm")
+            if ! run "$VIDEONORM" fit "${args[@]}" --ckpt_path last "$@"; then
+                failed+=("fit $config $norm seed $seed")
+                continue
+            fi
+            if [[ -z ${SKIP_TEST:-} ]] && ! run "$VIDEONORM" test "${args[@]}" --ckpt_path last "$@"; then
+                failed+=("test $config $norm seed $seed")
+            fi
+        done
     done
 done
 

@@ -67,6 +67,7 @@ LAYERS = [
     ("videonorm.results", ("videonorm.train", "videonorm.data", "videonorm.bench")),
     ("videonorm.files", ("videonorm.",)),
     ("videonorm.identity", ("videonorm.",)),
+    ("videonorm.record", ("videonorm.",)),
 ]
 
 
@@ -101,8 +102,8 @@ def test_decoding_imports_no_lightning():
     assert result.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize("module", ["videonorm/files.py", "videonorm/identity.py", "videonorm/data/manifest.py",
-                                    "videonorm/__init__.py", "videonorm/data/__init__.py",
+@pytest.mark.parametrize("module", ["videonorm/files.py", "videonorm/identity.py", "videonorm/record.py",
+                                    "videonorm/data/manifest.py", "videonorm/__init__.py", "videonorm/data/__init__.py",
                                     "videonorm/data/decoders/__init__.py"])
 def test_shared_modules_stay_light(module):
     heavy = {m for m in _imports(ROOT / module) if m.split(".")[0] in ("torch", "pytorch_lightning", "lightning",

@@ -144,15 +144,16 @@ def test_bench_data_rejects_bad_input(tmp_path):
 
 def test_bench_model_runs_and_saves_tables(tmp_path, capsys):
     out = tmp_path / "out"
+    norms = ["bn", "syncbn", "frozenbn", "gn", "ln", "gn_ws", "frn"]  # the default is every scheme
     argv = ["bench", "model", "--width", "8", "--frames", "8", "--size", "64", "--batch", "2", "--classes", "5",
             "--steps", "1", "--warmup", "0", "--threads", "1", "--device", "cpu", "--peak-shape", "1,16,4,16,16",
-            "--out", str(out)]  # fmt: skip
+            "--norms", ",".join(norms), "--out", str(out)]  # fmt: skip
     assert cli_main(argv) == 0
     tables = _check_saved(out, "model", {
         "steps": bench_model.STEP_COLUMNS, "peak": bench_model.PEAK_COLUMNS, "ratios": bench_model.RATIO_COLUMNS,
     })  # fmt: skip
     steps = {r["norm"]: r for r in tables["steps"]["rows"]}
-    assert list(steps) == ["bn", "syncbn", "frozenbn", "gn", "ln", "in"]
+    assert list(steps) == norms
     for row in steps.values():
         assert row["precision"] == "fp32" and row["memory_format"] == "contiguous"
         assert row["step_ms_per_clip"] > 0 and row["fwd_ms"] > 0 and row["bwd_ms"] > 0
@@ -160,16 +161,18 @@ def test_bench_model_runs_and_saves_tables(tmp_path, capsys):
         assert row["saved_mb"] > 0 and row["state_mb"] > 0
     # same convolutions for every norm: the FLOP count does not depend on the norm
     assert len({round(r["gflop_step"], 9) for r in steps.values()}) == 1
-    # frozen BN has no affine parameters to train: fewer parameters than BN, same as BN otherwise for GN
-    assert steps["frozenbn"]["params_m"] < steps["bn"]["params_m"] == steps["gn"]["params_m"]
+    # frozen BN has no affine parameters to train: fewer parameters than BN, same as BN otherwise for GN; FRN's
+    # TLU adds a threshold per channel
+    assert steps["frozenbn"]["params_m"] < steps["bn"]["params_m"] == steps["gn"]["params_m"] < steps["frn"]["params_m"]
     peak = tables["peak"]["rows"]
     assert len(peak) == 1 and peak[0]["shape"] == "1x16x4x16x16"
     assert peak[0]["gflop"] == pytest.approx(2 * 16 * 4 * 16 * 16 * 16 * 27 / 1e9)
     ratios = {r["norm"]: r for r in tables["ratios"]["rows"]}
-    assert set(ratios) == {"syncbn", "frozenbn", "gn", "ln", "in"}
+    assert set(ratios) == set(norms) - {"bn"}
     assert ratios["gn"]["target"] == "<= 1.1" and ratios["gn"]["met"] in ("yes", "no")
     assert ratios["ln"]["target"] is None
     assert math.isclose(ratios["gn"]["step_vs_bn"], steps["gn"]["step_ms_per_clip"] / steps["bn"]["step_ms_per_clip"])
+    assert math.isclose(ratios["frn"]["saved_vs_bn"], steps["frn"]["saved_mb"] / steps["bn"]["saved_mb"])
     printed = capsys.readouterr().out
     assert "each norm vs bn" in printed and "| gn " in printed
 

@@ -1,4 +1,4 @@
-"""PreciseBN: BN running statistics become the plain average of per-batch statistics. CpuThreads."""
+"""PreciseBN: BN running statistics become the pooled mean and variance of everything each BN saw. CpuThreads."""
 
 from __future__ import annotations
 
@@ -23,41 +23,49 @@ def _tiny_bn_net() -> nn.Sequential:
     )
 
 
-def _hand_stats(net: nn.Sequential, batches: list[torch.Tensor]):
-    """Per-BN average over batches of the batch mean and unbiased variance, by hand (train-mode BN)."""
-    means = [torch.zeros(4), torch.zeros(4)]
-    variances = [torch.zeros(4), torch.zeros(4)]
+def _bn_inputs(net: nn.Sequential, batches: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Each BN's input over all batches, concatenated along N, by hand (train-mode BN: batch statistics)."""
+    first, second = [], []
     for x in batches:
         y1 = net[0](x)
-        means[0] += y1.mean(dim=(0, 2, 3, 4))
-        variances[0] += y1.var(dim=(0, 2, 3, 4), unbiased=True)
-        h = F.batch_norm(y1, None, None, net[1].weight, net[1].bias, training=True)  # batch statistics
-        y2 = net[3](torch.relu(h))
-        means[1] += y2.mean(dim=(0, 2, 3, 4))
-        variances[1] += y2.var(dim=(0, 2, 3, 4), unbiased=True)
-    n = len(batches)
-    return [m / n for m in means], [v / n for v in variances]
+        h = F.batch_norm(y1, None, None, net[1].weight, net[1].bias, training=True)  # this batch's statistics
+        first.append(y1)
+        second.append(net[3](torch.relu(h)))
+    return [torch.cat(first), torch.cat(second)]
 
 
-def test_update_bn_stats_matches_hand_computation():
+def _pooled(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and population variance of (N, C, T, H, W) over every element it holds."""
+    x = x.double()
+    return x.mean(dim=(0, 2, 3, 4)), x.var(dim=(0, 2, 3, 4), correction=0)
+
+
+def test_update_bn_stats_is_the_pooled_variance_of_the_data_it_saw():
     net = _tiny_bn_net()
     g = torch.Generator().manual_seed(1)
-    # batches with different offsets, so the exponential average (momentum 0.1) and the true average differ
-    batches = [torch.randn(2, 3, 4, 5, 5, generator=g) + i for i in range(4)]
+    # batches with different offsets, so the exponential average (momentum 0.1) and the pooled one differ, and
+    # uneven batch sizes (the last one smaller): elements count, not batches
+    batches = [torch.randn(2 if i < 3 else 1, 3, 4, 5, 5, generator=g) + i for i in range(4)]
     with torch.no_grad():
         for x in batches:
             net.train()(x)  # ordinary training forward passes: EMA statistics
-        expected_mean, expected_var = _hand_stats(net, batches)
+        inputs = _bn_inputs(net, batches)
     ema = net[1].running_mean.clone()
+    tracked = net[1].num_batches_tracked.clone()
     net.eval()
     used = update_bn_stats(net, iter(batches), num_batches=10)
     assert used == 4
     assert not net.training  # training flag restored
-    assert not torch.allclose(ema, expected_mean[0], atol=1e-3)
+    assert torch.equal(net[1].num_batches_tracked, tracked)
     for i, bn in enumerate((net[1], net[4])):
-        assert bn.momentum == 0.1  # restored
-        torch.testing.assert_close(bn.running_mean, expected_mean[i], atol=1e-5, rtol=1e-5)
-        torch.testing.assert_close(bn.running_var, expected_var[i], atol=1e-5, rtol=1e-5)
+        mean, var = _pooled(inputs[i])
+        torch.testing.assert_close(bn.running_mean.double(), mean, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(bn.running_var.double(), var, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(ema, net[1].running_mean, atol=1e-3)
+    # averaging the per-batch variances (fvcore's estimate) misses how the batch means spread: smaller
+    with torch.no_grad():
+        per_batch = torch.stack([y.var(dim=(0, 2, 3, 4)) for y in net[0](torch.cat(batches)).split([2, 2, 2, 1])])
+    assert torch.all(per_batch.mean(0) < net[1].running_var)
 
 
 def test_update_bn_stats_uses_only_num_batches():
@@ -65,9 +73,44 @@ def test_update_bn_stats_uses_only_num_batches():
     g = torch.Generator().manual_seed(2)
     batches = [torch.randn(2, 3, 4, 5, 5, generator=g) * (i + 1) for i in range(5)]
     with torch.no_grad():
-        expected_mean, expected_var = _hand_stats(net, batches[:2])
+        _, var = _pooled(_bn_inputs(net, batches[:2])[0])
     assert update_bn_stats(net, iter(batches), num_batches=2) == 2
-    torch.testing.assert_close(net[1].running_var, expected_var[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(net[1].running_var.double(), var, atol=1e-5, rtol=1e-5)
+
+
+def test_update_bn_stats_pools_across_processes_through_average():
+    """Two "processes" with one batch each: averaging the sums and counts gives the statistics of both."""
+    g = torch.Generator().manual_seed(4)
+    shards = [torch.randn(2, 3, 4, 5, 5, generator=g), torch.randn(1, 3, 4, 5, 5, generator=g) * 3 + 2]
+    nets = [_tiny_bn_net() for _ in shards]
+    with torch.no_grad():
+        expected = _pooled(_bn_inputs(nets[0], shards)[0])
+    # run the two processes one after the other; the second's `average` sees both sets of sums
+    sums: list[list[torch.Tensor]] = []
+
+    def record(t: torch.Tensor) -> torch.Tensor:
+        sums.append([t.clone()])
+        return t
+
+    update_bn_stats(nets[0], iter(shards[:1]), 1, average=record)
+    first = iter(sums)
+    update_bn_stats(nets[1], iter(shards[1:]), 1, average=lambda t: (t + next(first)[0]) / 2)
+    torch.testing.assert_close(nets[1][1].running_mean.double(), expected[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(nets[1][1].running_var.double(), expected[1], atol=1e-5, rtol=1e-5)
+
+
+def test_update_bn_stats_restores_the_buffers_when_it_fails():
+    net = _tiny_bn_net()
+    before = net[1].running_mean.clone(), net[1].running_var.clone()
+
+    def broken():
+        yield torch.randn(2, 3, 4, 5, 5) + 5
+        raise RuntimeError("decoder died")
+
+    with pytest.raises(RuntimeError, match="decoder died"):
+        update_bn_stats(net, broken(), num_batches=3)
+    assert torch.equal(net[1].running_mean, before[0]) and torch.equal(net[1].running_var, before[1])
+    assert not net[1]._forward_pre_hooks  # no hook left behind
 
 
 def _clip_batches(n: int, num_classes: int = 3) -> list[dict[str, torch.Tensor]]:

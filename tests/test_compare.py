@@ -23,19 +23,26 @@ import torch
 import yaml
 
 from tests.test_runs import offline_wandb, write_offline_run  # noqa: F401 - offline_wandb: autouse fixture
+from videonorm.identity import run_setting
 from videonorm.results import compare, comparison, paper, report
 from videonorm.results.runs import RunData, read_offline_run
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
+IMAGENET = {"bn": ("R50_IN1k.pkl", "a1b2c3d4e5f6"), "gn": ("R-50-GN.pkl", "0f9e8d7c6b5a")}
+
+
 def kinetics_config(norm: str, batch: int, frames: int, rate: int, seed: int = 0, data: str = "k400-a") -> dict:
     """The config ``videonorm fit`` logs for a paper-setting run (flattened keys, see the W&B contract)."""
+    source, digest = IMAGENET[norm]
     return {
         "model.arch": "i3d_resnet", "model.depth": 50, "model.width": 64, "model.norm": norm,
-        "model.norm_groups": 32, "model.lr": 0.01 * batch / 8, "data.batch_size": batch, "data.num_frames": frames,
+        "model.norm_groups": 32, "model.lr": 0.01 * batch / 8, "model.num_classes": 400,
+        "model.pretrained_2d": f"/models/{source}", "init.source": source, "init.sha256": digest,
+        "data.batch_size": batch, "data.num_frames": frames,
         "data.sampling_rate": rate, "trainer.devices": 8, "trainer.num_nodes": 1, "seed_everything": seed,
-        "effective_batch_size": 8 * batch, "dataset.hash": data, "dataset.val.txt.clips": 19881,
+        "world_size": 8, "effective_batch_size": 8 * batch, "dataset.hash": data, "dataset.val.txt.clips": 19881,
     }
 
 
@@ -43,7 +50,8 @@ def history(val: list[tuple[float, float]], test: tuple[float, float] | None) ->
     """``wandb.log`` rows as Lightning writes them: train + val per epoch, then test."""
     rows = []
     for epoch, (top1, top5) in enumerate(val):
-        rows.append({"train/loss": 3.0 - epoch, "train/top1": top1 / 2, "epoch": epoch, "trainer/global_step": 10 * epoch + 9})
+        rows.append({"train/loss": 3.0 - epoch, "train/top1": top1 / 2, "epoch": epoch,
+                     "trainer/global_step": 10 * epoch + 9})
         rows.append({"val/loss": 2.0 - epoch / 10, "val/top1": top1, "val/top5": top5, "epoch": epoch,
                      "trainer/global_step": 10 * epoch + 9})
     if test is not None:
@@ -108,17 +116,18 @@ def test_table_matches_logged_test_metrics(grid_runs, tmp_path, capsys):
         assert row["metric"] == "test" and row["dataset_hash"] == "k400-a"
         if (norm, b, f) == ("gn", 4, 32):
             continue  # the seeds, below
-        assert int(row["n"]) == 1 and row["top1_std"] == ""
+        assert int(row["n"]) == 1 and row["top1_se"] == ""
         assert float(row["top1"]) == pytest.approx(100 * test[0]) and float(row["top5"]) == pytest.approx(100 * test[1])
-        ref = paper.paper_result(norm, 32, b, f, rate)
+        ref = paper.cell_result(norm, 32, b, f, rate)
         assert float(row["paper_top1"]) == ref.top1 and float(row["paper_top5"]) == ref.top5
         assert float(row["diff_top1"]) == pytest.approx(100 * test[0] - ref.top1)
     seeds = [GRID[("gn", 4, 32, 2, s)][1] for s in range(3)]
     row = rows[("gn", 4, 32)]
     assert int(row["n"]) == 3
     assert float(row["top1"]) == pytest.approx(statistics.fmean(100 * t[0] for t in seeds))
-    assert float(row["top1_std"]) == pytest.approx(statistics.stdev(100 * t[0] for t in seeds))
-    assert float(row["top5_std"]) == pytest.approx(statistics.stdev(100 * t[1] for t in seeds))
+    # standard errors of the mean over the 3 seeds
+    assert float(row["top1_se"]) == pytest.approx(statistics.stdev(100 * t[0] for t in seeds) / math.sqrt(3))
+    assert float(row["top5_se"]) == pytest.approx(statistics.stdev(100 * t[1] for t in seeds) / math.sqrt(3))
     assert row["runs"].count("i3d_r50-gn-b4-32x2") == 3
 
     md = (out / "compare.md").read_text()
@@ -188,7 +197,39 @@ def test_corrupted_and_truncated_runs(grid_runs, tmp_path, capsys):
 
 def test_nothing_to_compare(tmp_path, capsys):
     assert compare.main([str(tmp_path), "--out", str(tmp_path / "out")]) == 1
-    assert "no W&B run files (run-*.wandb) found below it" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "no runs found below it (no record.jsonl, no W&B run-*.wandb file)" in printed
+    assert "Nothing written" in printed
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_mistyped_path_never_replaces_an_earlier_report(grid_runs, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert compare.main([str(grid_runs), "--out", str(out)]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert set(before) == {"compare.md", "compare.csv", "val_error_curves.png", "top1_vs_batch.png"}
+    assert compare.main([str(grid_runs) + "_typo", "--out", str(out)]) == 1
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing replaced, nothing removed
+    assert "Nothing written" in capsys.readouterr().out
+
+
+def test_out_that_is_a_file_is_a_clear_error(grid_runs, tmp_path, capsys):
+    out = tmp_path / "report.md"
+    out.write_text("mine")
+    with pytest.raises(SystemExit) as info:
+        compare.main([str(grid_runs), "--out", str(out)])
+    assert info.value.code == 2 and "is a file" in capsys.readouterr().err and out.read_text() == "mine"
+
+
+def test_a_figure_without_data_does_not_stay_behind(grid_runs, tmp_path):
+    out = tmp_path / "out"
+    assert compare.main([str(grid_runs), "--out", str(out)]) == 0
+    assert (out / "val_error_curves.png").is_file()
+    # a run with a test result but no validation history: nothing to draw as curves
+    bare = tmp_path / "bare"
+    write_offline_run(bare, "bare", kinetics_config("gn", 8, 32, 2), [{"test/top1": 0.7, "test/top5": 0.9}])
+    assert compare.main([str(bare), "--out", str(out)]) == 0
+    assert not (out / "val_error_curves.png").exists() and (out / "top1_vs_batch.png").is_file()
 
 
 def _run(name: str, config: dict, val: list[tuple[float, float]], test=None) -> RunData:
@@ -199,18 +240,18 @@ def _run(name: str, config: dict, val: list[tuple[float, float]], test=None) -> 
 def test_seed_cells_report_other_config_differences_and_no_paper_for_tiny_models():
     tiny = {"model.depth": 50, "model.width": 8, "data.sampling_rate": 2, "dataset.hash": "d"}
     a = _run("a", {**tiny, "model.norm": "bn", "data.batch_size": 4, "data.num_frames": 8, "seed_everything": 0,
-                   "model.lr": 0.1}, [(0.5, 0.9)])
+                   "model.lr": 0.1, "last_checkpoint.dirpath": "runs/a/checkpoints"}, [(0.5, 0.9)])
     b = _run("b", {**tiny, "model.norm": "bn", "data.batch_size": 4, "data.num_frames": 8, "seed_everything": 1,
-                   "model.lr": 0.2}, [(0.25, 0.8)])
+                   "model.lr": 0.2, "last_checkpoint.dirpath": "runs/b/checkpoints"}, [(0.25, 0.8)])
     comp = comparison.build_comparison([a, b], metric="val")
     (cell,) = comp.cells
-    assert cell.n == 2 and cell.top1[0] == pytest.approx(37.5) and cell.top1[1] == pytest.approx(math.sqrt(0.5) * 25)
+    assert cell.n == 2 and cell.top1[0] == pytest.approx(37.5) and cell.top1[1] == pytest.approx(12.5)  # SE of 2
     assert cell.paper is None  # width 8 is not the paper's ResNet-50
     assert any("model.lr (0.1, 0.2)" in w for w in comp.warnings)
-    assert not any("seed_everything" in w for w in comp.warnings)
+    assert not any("seed_everything" in w or "dirpath" in w for w in comp.warnings)  # per-run keys
     md = report.report_markdown(comp)
-    assert "| BN | 37.5±17.7 / 85.0±7.1 (n=2) |" in md
-    assert "no cell matches the paper's setting" in md and "| GN (G=32) | 73.0 / 90.6 |" in md
+    assert "| BN | 37.5±12.5 / 85.0±5.0 (n=2) |" in md
+    assert "no cell has the paper's setup" in md and "| GN (G=32) | 73.0 / 90.6 |" in md
 
 
 def test_repeated_augmentation_is_its_own_column_without_the_papers_numbers():
@@ -226,6 +267,35 @@ def test_repeated_augmentation_is_its_own_column_without_the_papers_numbers():
     assert "| norm | 4 (32f) | 4 (32f) paper | 4 (32f) Δ | 4 (32f, ra2) |" in md
     assert "| GN (G=32) | 70.0 / 90.0 | 72.8 / 90.6 | -2.8 / -0.6 | 60.0 / 85.0 |" in md
     assert [row["repeat_aug"] for row in report.csv_rows(comp)] == [1, 2]
+
+
+def test_every_norm_scheme_has_its_row_and_line_and_syncbn_groups_are_their_own(tmp_path):
+    from videonorm import identity
+    from videonorm.models.norm import NORM_NAMES, uses_groups
+
+    tiny = {"model.depth": 50, "model.width": 8, "model.norm_groups": 4, "data.num_frames": 8,
+            "data.sampling_rate": 2, "dataset.hash": "d"}  # fmt: skip
+    runs = [_run(f"{norm}-b{b}", {**tiny, "model.norm": norm, "data.batch_size": b}, [(0.5 + i / 100 - b / 100, 0.9)])
+            for i, norm in enumerate(NORM_NAMES) for b in (8, 4)]  # fmt: skip
+    synced = {**tiny, "model.norm": "syncbn", "model.norm_sync_group": 2, "data.batch_size": 4}
+    runs.append(_run("syncbn-k2-b4", synced, [(0.3, 0.8)]))  # BN over 2 devices x 4 clips: not syncbn's cell
+    comp = comparison.build_comparison(runs, metric="val")
+    labels = {c.setting.row.label: c.n for c in comp.cells}
+    expected = [n.upper() + (" (G=4)" if uses_groups(n) else "") for n in NORM_NAMES] + ["SYNCBN-K2"]
+    assert sorted(labels) == sorted(expected) and set(labels.values()) == {1}
+    assert len(comp.cells) == 2 * len(NORM_NAMES) + 1
+    md = report.report_markdown(comp)
+    for label in expected:
+        assert f"| {label} |" in md
+    assert "| SYNCBN-K2 |  | 30.0 / 80.0 |" in md  # no 8-clip cell
+    assert {p.name for p in report.make_plots(comp, tmp_path)} == {"val_error_curves.png", "top1_vs_batch.png"}
+    assert_valid_png(tmp_path / "top1_vs_batch.png")
+    # the run names that keep the cells' directories apart (norm_sync_group is ignored for other norms)
+    names = [identity.run_name(run_setting({**tiny, "model.norm": norm, "model.norm_sync_group": k,
+                                            "data.batch_size": 4}))
+             for norm, k in (("syncbn", 2), ("syncbn", 0), ("bn", 2), ("evonorm_s0", 0))]  # fmt: skip
+    assert names == ["i3d_r50-syncbn-k2-w8-b4-8x2", "i3d_r50-syncbn-w8-b4-8x2",
+                                    "i3d_r50-bn-w8-b4-8x2", "i3d_r50-evonorm_s0-g4-w8-b4-8x2"]
 
 
 def test_runs_that_cannot_be_placed_are_listed():
@@ -250,26 +320,67 @@ def test_paper_table_is_the_papers():
         ("bn", 8, 32): (73.3, 90.7), ("bn", 4, 32): (72.1, 90.0), ("bn", 4, 64): (73.3, 90.8),
         ("gn", 8, 32): (73.0, 90.6), ("gn", 4, 32): (72.8, 90.6), ("gn", 4, 64): (74.5, 91.7),
     }
-    assert paper.paper_result("gn", 32, 4, 64, 1).top1 == 74.5
-    assert paper.paper_result("gn", 16, 4, 64, 1) is None  # other group count
-    assert paper.paper_result("bn", None, 4, 32, 2, width=8) is None
+    assert paper.cell_result("gn", 32, 4, 64, 1).top1 == 74.5
+    assert paper.cell_result("gn", 16, 4, 64, 1) is None  # other group count
+    assert paper.paper_result(run_setting(kinetics_config("gn", 4, 64, 1))).top1 == 74.5
+    tiny = run_setting({**kinetics_config("bn", 4, 32, 2), "model.width": 8})
+    assert paper.paper_result(tiny) is None and paper.setup_gaps(tiny) == [
+        "ResNet-50 at width 8 (the paper's: ResNet-50, width 64)"]
+
+
+def _setup_variants() -> dict[str, dict]:
+    base = kinetics_config("gn", 4, 32, 2)
+    return {
+        "paper": base,
+        "scratch": {**base, "model.pretrained_2d": None, "init.source": None, "init.sha256": None,
+                    "seed_everything": 1},
+        "c2d": {**base, "model.arch": "c2d_resnet", "seed_everything": 2},
+        "other-2d": {**base, "init.source": "timm:resnet50_gn", "init.sha256": "777777777777", "seed_everything": 3},
+        "4-gpus": {**base, "world_size": 4, "seed_everything": 4},
+        "600-classes": {**base, "model.num_classes": 600, "seed_everything": 5},
+    }
+
+
+def test_runs_of_different_setups_are_never_averaged_and_only_the_papers_gets_its_numbers():
+    runs = [_run(name, config, [(0.5 + i / 100, 0.8)]) for i, (name, config) in enumerate(_setup_variants().items())]
+    comp = comparison.build_comparison(runs, metric="val")
+    assert len(comp.cells) == len(runs) and all(c.n == 1 for c in comp.cells)
+    by_run = {c.results[0].run.name: c for c in comp.cells}
+    assert by_run["paper"].paper is not None
+    for name in ("scratch", "c2d", "4-gpus", "600-classes"):
+        assert by_run[name].paper is None, name
+    assert by_run["600-classes"].paper_gaps == ["600 classes (Kinetics-400 has 400)"]
+    assert by_run["scratch"].paper_gaps == ["trained from scratch (the paper fine-tunes from ImageNet)"]
+    assert by_run["c2d"].paper_gaps == ["architecture c2d_resnet (the paper's: i3d_resnet)"]
+    assert by_run["4-gpus"].paper_gaps == ["4 devices (the paper's: 8 GPUs)"]
+    assert by_run["other-2d"].paper is not None  # another ImageNet source is still the paper's setup, a cell of its own
+    md = report.report_markdown(comp)
+    assert "from scratch" in md and "ImageNet init (timm:resnet50_gn 777777777777)" in md
+    assert "whose setup is not the paper's" in md and "trained from scratch (the paper fine-tunes from ImageNet)" in md
+    assert "x4 dev" in md and "x8 dev" in md
 
 
 # ---------------------------------------------------------------- sweeps and the plain-shell grid
 
 REPO = Path(__file__).resolve().parents[1]
-SWEEPS = sorted((REPO / "configs" / "sweeps").glob("*.yaml"))
+CONFIGS = REPO / "videonorm" / "configs"
+SWEEPS = sorted((CONFIGS / "sweeps").glob("*.yaml"))
 
 
-def experiment_cell(path: Path) -> tuple:
-    """(norm, clips per device, frames, stride) an experiment file sets (its own keys, not its base's)."""
+def experiment_cell(path: Path, norm: str | None = None) -> tuple:
+    """(norm, clips per device, frames, stride) an experiment file sets (its own keys, not its base's); ``norm``
+    when the command line sets it."""
     cfg = yaml.safe_load(path.read_text())
-    return cfg["model"]["norm"], cfg["data"]["batch_size"], cfg["data"]["num_frames"], cfg["data"]["sampling_rate"]
+    norm = norm or cfg["model"]["norm"]
+    return norm, cfg["data"]["batch_size"], cfg["data"]["num_frames"], cfg["data"]["sampling_rate"]
 
 
 def agent_argv(sweep: dict, params: dict) -> list[str]:
     """The command W&B's agent runs for one grid point (its own helpers; the macro loop as in wandb_agent.py)."""
-    from wandb.sdk.launch.sweeps.utils import create_sweep_command, create_sweep_command_args
+    from wandb.sdk.launch.sweeps.utils import (
+        create_sweep_command,
+        create_sweep_command_args,
+    )
 
     macros = create_sweep_command_args({"args": {k: {"value": v} for k, v in params.items()}})
     macros |= {"env": ["/usr/bin/env"], "program": [sweep["program"]], "interpreter": ["python"]}
@@ -280,31 +391,41 @@ def agent_argv(sweep: dict, params: dict) -> list[str]:
 
 
 @pytest.mark.parametrize("sweep_file", SWEEPS, ids=lambda p: p.name)
-def test_sweep_is_a_grid_of_videonorm_fit_over_the_experiment_files(sweep_file, monkeypatch):
+def test_sweep_is_a_grid_of_videonorm_fit_over_the_experiment_files(sweep_file, monkeypatch, tmp_path):
     from videonorm.train.cli import expand_base_configs
 
     monkeypatch.setenv("DATA_ROOT", "/data/x")
-    monkeypatch.chdir(REPO)  # sweep paths are relative to the repository root, where the agent runs
+    monkeypatch.chdir(tmp_path)  # shipped config names: the agent can run anywhere
     sweep = yaml.safe_load(sweep_file.read_text())
     assert sweep["method"] == "grid" and sweep["program"] == "videonorm"
     assert sweep["metric"] == {"name": "val/top1", "goal": "maximize"}
-    assert list(sweep["parameters"]) == ["config"]
-    values = sweep["parameters"]["config"]["values"]
+    params = sweep["parameters"]
+    assert list(params)[0] == "config"
+    values = params["config"]["values"]
+    norms = params.get("model.norm", {}).get("values", [None])
     for value in values:
         argv = agent_argv(sweep, {"config": value})
         assert argv[:3] == ["/usr/bin/env", "videonorm", "fit"] and f"--config={value}" in argv
-        assert argv[argv.index("--data.root") + 1] == "/data/x"
-        chain = expand_base_configs(argv[2:])  # the base: chain resolves from the repository root
+        assert argv[argv.index("--data.root") + 1] == "/data/x" and argv[-2:] == ["--ckpt_path", "last"]
+        chain = expand_base_configs(argv[2:])  # the base: chain resolves from the shipped configs
         assert chain.count("--config") == 2 and chain[chain.index("--config") + 1].endswith("base.yaml")
-    grid_dir = REPO / Path(values[0]).parent
-    assert grid_dir.name == sweep_file.stem
-    # the sweep covers exactly the experiment files of its grid (what scripts/grid.sh runs), each once
-    assert sorted(values) == sorted(str(p.relative_to(REPO)) for p in grid_dir.glob("*.yaml") if p.name != "base.yaml")
-    cells = [experiment_cell(REPO / v) for v in values]
+    grid_dir = CONFIGS / Path(values[0]).parent
+    assert grid_dir == CONFIGS / sweep_file.stem.replace("_extra", "/extra")
+    # the sweep covers the experiment files of its grid (what scripts/grid.sh runs), each once
+    files = sorted(p.relative_to(CONFIGS).as_posix() for p in grid_dir.glob("*.yaml") if p.name != "base.yaml")
+    cells = [experiment_cell(CONFIGS / v, n) for v in values for n in norms]
     assert len(set(cells)) == len(cells)
-    assert {c[0] for c in cells} == {"bn", "gn"} and len({c[1] for c in cells}) == 2
     if sweep_file.stem == "kinetics400":
+        assert sorted(values) == files
         assert set(cells) == {(r.norm, r.batch_size, r.num_frames, r.sampling_rate) for r in paper.KINETICS_RESULTS}
+    elif sweep_file.stem == "kinetics400_extra":  # beyond the paper: 16 and 2 clips per GPU, no paper cell among them
+        assert sorted(values) == files and {c[1] for c in cells} == {16, 2}
+        assert not any(paper.cell_result(n, 32, b, f, r) for n, b, f, r in cells)
+    else:  # the demo study's default grid: BN and GN at 16, 4 and 2 clips per device, two seeds
+        from videonorm import demo
+
+        assert set(values) <= set(files) and params["seed_everything"]["values"] == list(demo.DEFAULT_GRID.seeds)
+        assert {c[:2] for c in cells} == {(n, b) for n in demo.DEFAULT_GRID.norms for b in demo.DEFAULT_GRID.batches}
 
 
 def test_grid_script_runs_every_cell_then_compares(tmp_path):
@@ -323,26 +444,39 @@ def test_grid_script_runs_every_cell_then_compares(tmp_path):
     assert all(t[t.index("--ckpt_path") + 1] == "last" for t in tests)
     assert lines[-1] == ["videonorm", "compare", str(tmp_path / "runs" / "kinetics400"), "--group", "kinetics400",
                          "--out", "compare_out/kinetics400"]
+    # EXTRA=1 adds the cells beyond the paper (2 and 16 clips per GPU); NORMS runs every config once per norm
+    extra = subprocess.run(["bash", str(REPO / "scripts" / "grid.sh")], env={**env, "SEEDS": "0", "EXTRA": "1"},
+                           capture_output=True, text=True, check=True).stdout
+    extra_cells = {experiment_cell(Path(f.split()[f.split().index("--config") + 1]))
+                   for f in extra.splitlines() if f.startswith("+ videonorm fit")}
+    assert len(extra_cells) == len(paper.KINETICS_RESULTS) + 4 and {("bn", 2, 32, 2), ("gn", 16, 32, 2)} <= extra_cells
+    demo = subprocess.run(["bash", str(REPO / "scripts" / "grid.sh")],
+                          env={**env, "GRID": "demo", "SEEDS": "0", "NORMS": "bn gn"}, capture_output=True, text=True,
+                          check=True).stdout
+    demo_fits = [f.split() for f in demo.splitlines() if f.startswith("+ videonorm fit")]
+    assert {(f[f.index("--model.norm") + 1], Path(f[f.index("--config") + 1]).name) for f in demo_fits} == {
+        (n, f"b{b}_8x2.yaml") for n in ("bn", "gn") for b in (16, 4, 2, 1)}
 
 
 # ---------------------------------------------------------------- real runs of `videonorm fit`
 
-DEMO = REPO / "configs" / "demo"
+DEMO = REPO / "videonorm" / "configs" / "demo"
 FITS = (("bn", 4, True), ("bn", 2, False), ("gn", 4, True), ("gn", 2, False))  # norm, clips per device, tested
 
 
 def _cli_args(norm: str, batch: int, data: Path, runs: Path, epochs: int) -> list[str]:
     return [
-        "--config", str(DEMO / f"{norm}_b4_8x2.yaml"), "--data.root", str(data), "--trainer.default_root_dir", str(runs),
+        "--config", str(DEMO / "b4_8x2.yaml"), "--model.norm", norm, "--data.root", str(data),
+        "--trainer.default_root_dir", str(runs),
         "--trainer.max_epochs", str(epochs), "--data.batch_size", str(batch), "--precise_bn.num_batches", "1",
-        "--data.test_clips", "1", "--data.test_crops", "1",
+        "--data.test_clips", "1", "--data.test_crops", "1", "--trainer.check_val_every_n_epoch", "1",
         "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
     ]
 
 
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory) -> dict[str, Path]:
-    """Tiny real `videonorm fit` runs (demo configs: I3D R50 at width 8, 8 frames, 64 px) on real tiny videos:
+    """Tiny real `videonorm fit` runs (demo configs: shallow I3D R14 at width 16, 8 frames, 64 px) on real tiny videos:
     BN and GN at 4 and 2 clips per device, 2 epochs, the 4-clip runs then `videonorm test`ed; plus one GN run
     on another copy of the dataset (other manifests: another fingerprint)."""
     import wandb
@@ -388,7 +522,7 @@ def best_val(history: list[dict]) -> tuple[float, float]:
 
 
 def fit_run_dir(runs: Path, norm: str, batch: int) -> Path:
-    (run_dir,) = (runs / "demo").glob(f"i3d_r50-{norm}-*b{batch}-8x2")
+    (run_dir,) = (runs / "demo").glob(f"i3d_r14-{norm}-*b{batch}-8x2")
     return run_dir
 
 
@@ -407,7 +541,7 @@ def test_real_fit_runs_table_matches_what_they_logged(fitted, tmp_path, capsys):
         top1, top5 = best_val(logged["history"])
         row = rows[(norm, batch, 8)]
         assert row["metric"] == "val"  # auto: the 2-clip runs have no test, so validation for all
-        assert (int(row["n"]), row["width"], row["depth"]) == (1, "8", "50")
+        assert (int(row["n"]), row["width"], row["depth"]) == (1, "16", "14")
         assert row["norm_groups"] == ("4" if norm == "gn" else "")
         assert float(row["top1"]) == pytest.approx(top1) and float(row["top5"]) == pytest.approx(top5)
         # Lightning's checkpoint callback kept the same best val/top1 (its best.ckpt)
@@ -418,10 +552,10 @@ def test_real_fit_runs_table_matches_what_they_logged(fitted, tmp_path, capsys):
         assert f"{top1:.1f} / {top5:.1f}" in next(line for line in md.splitlines() if line.startswith(f"| {label} |"))
     assert row["dataset_hash"] in hashes and len(hashes) == 1
     # the run on the other dataset copy is listed, not mixed in
-    other = leet_run(fitted["other"] / "demo" / "i3d_r50-gn-g4-w8-b2-8x2")["config"]["dataset.hash"]
+    other = leet_run(fitted["other"] / "demo" / "i3d_r14-gn-g4-w16-b2-8x2")["config"]["dataset.hash"]
     assert other not in hashes
     assert f"dataset fingerprint {other} differs from the majority {row['dataset_hash']}" in md
-    assert "| norm | 4 (8f x2) | 2 (8f x2) |" in md and "no cell matches the paper's setting" in md
+    assert "| norm | 4 (8f x2) | 2 (8f x2) |" in md and "no cell has the paper's setup" in md
     assert md.strip() in printed
     assert_valid_png(out / "val_error_curves.png")
     assert_valid_png(out / "top1_vs_batch.png")
@@ -439,13 +573,16 @@ def test_real_fit_runs_test_metric(fitted, tmp_path):
             assert float(rows[(norm, batch, 8)]["top1"]) == pytest.approx(100 * test[-1]["test/top1"])
             assert float(rows[(norm, batch, 8)]["top5"]) == pytest.approx(100 * test[-1]["test/top5"])
         else:
-            assert f"i3d_r50-{norm}" in md and "no test/top1 logged" in md
+            assert f"i3d_r14-{norm}" in md and "no test/top1 logged" in md
     assert "test, video level" in md
 
 
 def test_real_fit_runs_with_a_corrupted_and_a_truncated_file(fitted, tmp_path):
+    """Runs without a local record (older runs) are read from their .wandb files: damage there is reported."""
     tree = tmp_path / "runs"
     shutil.copytree(fitted["runs"], tree, symlinks=True)
+    for record in tree.rglob("record.jsonl"):
+        record.unlink()
     (corrupted,) = fit_run_dir(tree, "bn", 2).glob("wandb/offline-run-*/run-*.wandb")
     data = bytearray(corrupted.read_bytes())
     data[len(data) // 3] ^= 0x01
@@ -464,4 +601,31 @@ def test_real_fit_runs_with_a_corrupted_and_a_truncated_file(fitted, tmp_path):
     partial = read_offline_run(truncated)
     assert any("val/top1" in row for row in partial.history)
     assert float(rows[("gn", 2, 8)]["top1"]) == pytest.approx(best_val(partial.history)[0])
+    assert "†" in next(line for line in md.splitlines() if line.startswith("| GN (G=4) |"))
+
+
+def test_real_fit_runs_are_read_from_their_records(fitted, tmp_path):
+    """compare reads local runs from record.jsonl: the same numbers as their W&B files, and a record cut by a kill
+    still gives what it holds (marked)."""
+    tree = tmp_path / "runs"
+    shutil.copytree(fitted["runs"], tree, symlinks=True)
+    cut = fit_run_dir(tree, "gn", 2) / "record.jsonl"
+    data = cut.read_bytes()
+    cut.write_bytes(data[: data.rindex(b'"val/top1"') + 5])  # killed while writing its last validation row
+    for run_dir in tree.glob("demo/*"):  # a W&B file damaged beside a record is never read
+        for wandb_file in run_dir.glob("wandb/offline-run-*/run-*.wandb"):
+            wandb_file.write_bytes(b"junk")
+    out = tmp_path / "out"
+    assert compare.main([str(tree), "--out", str(out), "--metric", "val"]) == 0
+    md = (out / "compare.md").read_text()
+    assert "unreadable" not in md and "junk" not in md
+    rows = read_csv(out / "compare.csv")
+    assert set(rows) == {(norm, batch, 8) for norm, batch, _ in FITS}
+    for norm, batch, _ in FITS:
+        run_dir = fit_run_dir(fitted["runs"], norm, batch)
+        history = leet_run(run_dir)["history"]  # what W&B's own reader sees in the intact original
+        if (norm, batch) == ("gn", 2):
+            history = history[: max(i for i, row in enumerate(history) if "val/top1" in row)]  # minus the cut row
+        assert float(rows[(norm, batch, 8)]["top1"]) == pytest.approx(best_val(history)[0])
+    assert f"{cut}:" in md and "the last line is incomplete" in md
     assert "†" in next(line for line in md.splitlines() if line.startswith("| GN (G=4) |"))

@@ -9,6 +9,8 @@ import pytest
 import yaml
 
 from videonorm.cli import main
+from videonorm.models.norm import NORM_NAMES
+from videonorm.train.module import VideoClassifier
 
 
 def _is_wandb_sweep(path: Path) -> bool:
@@ -17,11 +19,14 @@ def _is_wandb_sweep(path: Path) -> bool:
     return isinstance(data, dict) and {"program", "parameters"} <= data.keys()
 
 
-CONFIGS = sorted(p for p in (Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml") if not _is_wandb_sweep(p))
-# <...>_<norm>_b<clips per device>_<frames>x<sampling rate>.yaml
-NAME = re.compile(r"(?:^|_)(?P<norm>bn|syncbn|frozenbn|gn|ln|in)_b(?P<batch>\d+)_(?P<frames>\d+)x(?P<rate>\d+)\.yaml$")
+ROOT = Path(__file__).resolve().parents[1] / "videonorm" / "configs"
+CONFIGS = sorted(p for p in ROOT.rglob("*.yaml") if not _is_wandb_sweep(p))
+# <...>_<norm>_b<clips per device>_<frames>x<sampling rate>.yaml; the demo's batch configs leave the norm to the
+# command line: b<clips per device>_<frames>x<sampling rate>.yaml
+NORMS = "|".join(sorted(NORM_NAMES, key=len, reverse=True))  # longest first: gn_ws before gn
+NAME = re.compile(rf"(?:^|_)(?:(?P<norm>{NORMS})_)?b(?P<batch>\d+)_(?P<frames>\d+)x(?P<rate>\d+)\.yaml$")
 # linear scaling rule per config directory: (lr, for this many clips in total)
-LR_RULE = {"kinetics400": (0.01, 64), "demo": (0.005, 8)}
+LR_RULE = {"kinetics400": (0.01, 64), "demo": (0.03, 16)}
 
 
 def _print_config(path: Path, capsys, *extra: str) -> dict:
@@ -32,14 +37,15 @@ def _print_config(path: Path, capsys, *extra: str) -> dict:
 
 
 def test_configs_exist():
-    names = {p.relative_to(p.parents[1]).as_posix() for p in CONFIGS}
+    names = {p.relative_to(ROOT).as_posix() for p in CONFIGS}
     for norm in ("bn", "gn"):
         for cell in ("b8_32x2", "b4_32x2", "b4_64x1"):
             assert f"kinetics400/i3d_r50_{norm}_{cell}.yaml" in names
     assert "kinetics400/base.yaml" in names and "demo/base.yaml" in names
+    assert {f"demo/b{b}_8x2.yaml" for b in (16, 4, 2, 1)} <= names
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: f"{p.parent.name}/{p.name}")
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.relative_to(ROOT).as_posix())
 def test_config_parses_and_matches_its_name(path, capsys):
     cfg = _print_config(path, capsys)
     assert cfg["trainer"]["sync_batchnorm"] is False
@@ -48,23 +54,39 @@ def test_config_parses_and_matches_its_name(path, capsys):
     last = cfg["last_checkpoint"]
     assert (last["monitor"], last["filename"], last["save_top_k"]) == (None, "last", 1)
     assert cfg["trainer"]["logger"]["class_path"] == "videonorm.train.logger.WandbRunLogger"
-    assert cfg["trainer"]["logger"]["init_args"]["group"] == path.parent.name
+    grid = path.relative_to(ROOT).parts[0]  # kinetics400/extra/ cells belong to the kinetics400 grid
+    assert cfg["trainer"]["logger"]["init_args"]["group"] == grid
     match = NAME.search(path.name)
     if path.name == "base.yaml":
         assert match is None and cfg.get("base") is None
         return
     assert match, f"{path.name}: name does not say <norm>_b<batch>_<frames>x<rate>"
-    assert cfg["base"] == "base.yaml"
-    assert cfg["model"]["norm"] == match["norm"]
+    assert cfg["base"] is None  # the printed config is complete: usable as a --config from anywhere
+    assert "base: base.yaml" in path.read_text() or "base: ../base.yaml" in path.read_text()
+    assert cfg["model"]["norm"] == (match["norm"] or "bn")
     assert cfg["data"]["batch_size"] == int(match["batch"])
     assert cfg["data"]["num_frames"] == int(match["frames"])
     assert cfg["data"]["sampling_rate"] == int(match["rate"])
-    base_lr, per_clips = LR_RULE[path.parent.name]
+    base_lr, per_clips = LR_RULE[grid]
     trainer = cfg["trainer"]
     clips = cfg["data"]["batch_size"] * trainer["devices"] * trainer["num_nodes"]
     assert cfg["model"]["lr"] == pytest.approx(base_lr * clips / per_clips)
     # the comment does the same arithmetic
     assert re.search(rf"{clips} clips -> lr .*= {cfg['model']['lr']}\b", path.read_text())
+
+
+@pytest.mark.parametrize("folder", ["demo", "kinetics400"])
+def test_every_norm_scheme_builds_from_every_config_folder(folder, capsys):
+    """Every scheme builds with a folder's model settings (width, groups); the experiment files change only norm
+    and lr (``test_config_parses_and_matches_its_name``). The scheme arguments come through the CLI."""
+    path = next(p for p in CONFIGS if p.parent.name == folder and p.name == "base.yaml")
+    model = _print_config(path, capsys, "--model.norm", "syncbn", "--model.norm_sync_group", "2",
+                          "--model.norm_options", '{"warmup_steps": 10}')["model"]  # fmt: skip
+    assert (model["norm"], model["norm_sync_group"], model["norm_options"]) == ("syncbn", 2, {"warmup_steps": 10})
+    for norm in NORM_NAMES:
+        options = {"warmup_steps": 10} if norm == "brn" else None
+        module = VideoClassifier(**{**model, "norm": norm, "norm_options": options})
+        assert module.hparams.norm == norm and sum(p.numel() for p in module.parameters()) > 0
 
 
 def test_kinetics_experiment_shows_merged_base(capsys):
@@ -92,3 +114,23 @@ def test_missing_base_is_a_clear_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["fit", "--config", str(exp), "--print_config"])
     assert "nowhere.yaml" in str(exit_info.value.code) and str(exp) in str(exit_info.value.code)
+
+
+def test_shipped_configs_by_name_from_any_directory_and_print_config_round_trip(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # no checkout here
+    cfg = _print_config("kinetics400/i3d_r50_gn_b4_32x2", capsys)  # a shipped name, .yaml optional
+    assert (cfg["model"]["norm"], cfg["data"]["batch_size"]) == ("gn", 4)
+    mine = tmp_path / "elsewhere" / "my.yaml"
+    mine.parent.mkdir()
+    mine.write_text(yaml.safe_dump(cfg))
+    monkeypatch.chdir(mine.parent.parent)
+    again = _print_config(mine, capsys)  # the printed config works as a --config, from another directory
+    assert again == cfg
+
+
+def test_a_config_name_that_does_not_exist_lists_the_shipped_ones(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", "kinetics400/i3d_r50_gn_b3_32x2", "--print_config"])
+    message = str(exit_info.value.code)
+    assert "no such file, and no shipped config of that name" in message
+    assert "kinetics400/i3d_r50_gn_b4_32x2.yaml" in message and "demo/b16_8x2.yaml" in message

@@ -38,7 +38,7 @@ def broken_dataset(tmp_path_factory) -> dict:
 
 
 def is_blank(video: torch.Tensor) -> bool:
-    return bool(video.std() < 1e-3)
+    return bool(video.float().std() < 1e-3)
 
 
 # ---- manifests ---------------------------------------------------------------------------------------------
@@ -80,8 +80,8 @@ def test_train_items(dataset):
     assert len(ds) == 6
     for i in range(len(ds)):
         item = ds[i]
-        assert set(item) == {"video", "label", "index", "view", "skipped"}
-        assert item["video"].shape == (3, 4, 40, 40) and item["video"].dtype == torch.float32
+        assert set(item) == {"video", "label", "index", "view", "skipped", "skipped_files"}
+        assert item["video"].shape == (3, 4, 40, 40) and item["video"].dtype == torch.uint8
         label = dataset["videos"]["train"][i][1]
         assert (item["label"], item["index"], item["view"], item["skipped"]) == (label, i, 0, 0)
         assert not is_blank(item["video"])
@@ -136,8 +136,11 @@ def test_broken_videos_are_replaced_counted_and_logged_once(broken_dataset, capl
                 assert not is_blank(item["video"])
                 if i in broken:
                     assert item["skipped"] >= 1 and item["index"] not in broken
+                    # the failures travel with the item (out of a DataLoader worker): path, tab, reason
+                    paths = [line.split("\t")[0] for line in item["skipped_files"].splitlines()]
+                    assert len(paths) == item["skipped"] and paths[0].endswith(broken[i])
                 else:
-                    assert (item["skipped"], item["index"]) == (0, i)
+                    assert (item["skipped"], item["index"], item["skipped_files"]) == (0, i, "")
     messages = [r.getMessage() for r in caplog.records if r.name == "videonorm.data"]
     for rel in broken.values():
         logged = [m for m in messages if rel in m]
@@ -214,7 +217,7 @@ def test_datamodule_batches_through_workers(dataset):
     batches = list(dm.train_dataloader())
     assert len(batches) == 3  # 6 videos, batch 2, drop_last
     for batch in batches:
-        assert batch["video"].shape == (2, 3, 4, 40, 40) and batch["video"].dtype == torch.float32
+        assert batch["video"].shape == (2, 3, 4, 40, 40) and batch["video"].dtype == torch.uint8
         for key in ("label", "index", "view", "skipped"):
             assert batch[key].shape == (2,) and batch[key].dtype == torch.int64
     assert sorted(torch.cat([b["index"] for b in batches]).tolist()) == list(range(6))
@@ -233,7 +236,7 @@ def test_repeated_augmentation_k_clips_of_one_window(dataset):
     torch.manual_seed(0)
     ds = VideoDataset(dataset["root"], dataset["manifests"]["train"], "train", repeat_aug=3, clip=SMALL)
     item = ds[0]
-    assert item["video"].shape == (3, 3, 4, 40, 40) and item["video"].dtype == torch.float32
+    assert item["video"].shape == (3, 3, 4, 40, 40) and item["video"].dtype == torch.uint8
     assert ds.attempts == 1  # one decode for the k clips
     clips = item["video"]
     assert not (torch.equal(clips[0], clips[1]) and torch.equal(clips[1], clips[2]))  # k augmentations
@@ -321,6 +324,19 @@ def test_datamodule_setup_errors(dataset, tmp_path):
         datamodule(root, repeat_aug=3)
     with pytest.raises(ValueError, match="1 outside train mode"):
         VideoDataset(root, dataset["manifests"]["val"], "val", repeat_aug=2, clip=SMALL)
+
+
+def test_manifest_paths_outside_the_root_need_an_opt_in(dataset, tmp_path):
+    root = tmp_path / "copy"
+    shutil.copytree(dataset["root"], root)
+    outside = tmp_path / "elsewhere.mp4"
+    shutil.copy(root / dataset["videos"]["val"][0][0], outside)
+    (root / "escape.txt").write_text(f"../elsewhere.mp4 0\n{outside} 1\n")
+    with pytest.raises(ValueError, match=r"escape.txt:1: '../elsewhere.mp4' is outside the dataset root"):
+        datamodule(root, val_manifest="escape.txt").setup("validate")
+    dm = datamodule(root, val_manifest="escape.txt", allow_outside_root=True)
+    dm.setup("validate")
+    assert len(dm.val_set) == 2 and dm.val_set[0]["video"].shape == (3, 4, 40, 40)
 
 
 def test_datamodule_from_jsonargparse(dataset):

@@ -9,7 +9,7 @@ import pytest
 from data_prep.annotations import find_split_csv, read_annotations, segment_name
 from data_prep.errors import InputError
 from data_prep.manifest import check_labels, write_classes
-from videonorm.data.manifest import read_classes
+from videonorm.data.manifest import ManifestError, read_classes
 
 HEADER = "label,youtube_id,time_start,time_end,split\n"
 
@@ -121,3 +121,14 @@ def test_unknown_label_names_label_file_and_line(tmp_path):
     segments = read_annotations(csv).segments
     with pytest.raises(InputError, match=r"val\.csv:3: label 'zebra' is not in the class list"):
         check_labels(segments, ["a"], csv)
+
+
+def test_a_label_with_a_quoted_line_break_is_rejected_with_file_and_line(tmp_path):
+    csv = write(tmp_path / "train.csv", HEADER + 'abseiling,aaaaaaaaaaa,0,10,train\n"air\ndrumming",bbbbbbbbbbb,0,10,train\n'
+                "zumba,ccccccccccc,0,10,train\n")
+    with pytest.raises(InputError, match=r"train\.csv:4: label 'air\\ndrumming' contains a line break"):
+        read_annotations(csv)
+    # a class list is never written with such a name either: it would be a line (a label) too many
+    with pytest.raises(ManifestError, match="line break"):
+        write_classes(tmp_path / "classes.txt", ["abseiling", "air\ndrumming", "zumba"])
+    assert not (tmp_path / "classes.txt").exists()

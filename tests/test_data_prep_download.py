@@ -5,10 +5,12 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import stat
 import sys
 from pathlib import Path
 
+import av
 import pytest
 
 from data_prep import cli
@@ -34,9 +36,12 @@ behaviour = json.loads((state / "behaviour.json").read_text()).get(youtube_id, "
 errors = {{
     "removed": "ERROR: [youtube] {{id}}: Video unavailable. This video has been removed by the uploader",
     "private": "ERROR: [youtube] {{id}}: Private video. Sign in if you've been granted access to this video",
-    "unavailable": "ERROR: [youtube] {{id}}: Video unavailable. The uploader has not made this video available in your country",
+    "unavailable": "ERROR: [youtube] {{id}}: Video unavailable. The uploader has not made this video available "
+                   "in your country",
     "rate_limited": "ERROR: [youtube] {{id}}: HTTP Error 429: Too Many Requests",
     "other": "ERROR: unable to download video data: <urlopen error [Errno 104] Connection reset by peer>",
+    "needs_ffmpeg": "ERROR: [youtube] {{id}}: You have requested downloading the video partially, but ffmpeg is not "
+                    "installed. Aborting",
 }}
 if behaviour.startswith("once_"):  # fail the first time only
     behaviour = behaviour[5:] if calls == 1 else "ok"
@@ -46,7 +51,27 @@ if behaviour in errors:
     print(errors[behaviour].format(id=youtube_id), file=sys.stderr)
     sys.exit(1)
 ext = "webm" if behaviour == "webm" else "mp4"
-shutil.copy(state / "video.mp4", template.replace("%(ext)s", ext))
+target = template.replace("%(ext)s", ext)
+if "--download-sections" not in args:
+    shutil.copy(state / "video.mp4", target)
+    sys.exit(0)
+# a section, as yt-dlp has ffmpeg cut it: `-ss START -t LENGTH -i URL -c copy` with `-copyts` (our
+# --downloader-args): packets from the key frame at or before START, up to END, their timestamps unchanged
+spec = args[args.index("--download-sections") + 1]
+assert spec.startswith("*") and args[args.index("--downloader-args") + 1] == "ffmpeg_o:-copyts", args
+start, end = (float(x) for x in spec[1:].split("-"))
+import av
+with av.open(str(state / "video.mp4")) as source, av.open(target, "w") as out:
+    video = source.streams.video[0]
+    copy = out.add_stream_from_template(video)
+    source.seek(int(start / video.time_base), stream=video, backward=True)
+    for packet in source.demux(video):
+        if packet.dts is None:
+            continue
+        if packet.pts * video.time_base >= end:
+            break
+        packet.stream = copy
+        out.mux(packet)
 '''
 
 
@@ -90,7 +115,7 @@ def test_download_classifies_retries_and_resumes(fake, tmp_path):
     fake["configure"](BEHAVIOUR)
     csv_path = annotations(tmp_path / "train.csv", IDS + ["okAAAAAAAAA"])  # a second segment of one video
     raw = tmp_path / "raw"
-    settings = DownloadSettings(executable=fake["exe"], retries=2, backoff=0.02)
+    settings = DownloadSettings(executable=fake["exe"], retries=2, backoff=0.02, whole_videos=True)
     summary = download(csv_path, raw, settings, jobs=3)
     assert sorted(p.name for p in raw.iterdir()) == ["-webmAAAAAA.webm", "flakyAAAAAA.mp4", "okAAAAAAAAA.mp4",
                                                      "rateOnceAAA.mp4"]
@@ -107,7 +132,8 @@ def test_download_classifies_retries_and_resumes(fake, tmp_path):
     assert times[1] - times[0] >= 0.02 and times[2] - times[1] >= 0.04  # exponential backoff
     with (tmp_path / "raw.download-failures.csv").open() as f:
         report = {r["youtube_id"]: r for r in csv.DictReader(f)}
-    assert report["removedAAAA"]["reason"] == "removed" and "removed by the uploader" in report["removedAAAA"]["message"]
+    assert report["removedAAAA"]["reason"] == "removed"
+    assert "removed by the uploader" in report["removedAAAA"]["message"]
     assert report["rateAlwaysA"]["reason"] == "rate_limited" and "429" in report["rateAlwaysA"]["message"]
 
     # rerun: done ones skipped, known-dead ones not asked again, the rest retried; report rewritten only if changed
@@ -123,7 +149,7 @@ def test_download_classifies_retries_and_resumes(fake, tmp_path):
 
     # --retry-failed asks the known-dead ones again
     assert cli.main(["download", str(csv_path), "--out", str(raw), "--yt-dlp", fake["exe"], "--retries", "0",
-                     "--retry-failed"]) == 0
+                     "--retry-failed", "--whole-videos"]) == 0
     assert sorted(c["id"] for c in fake["calls"]()[len(calls) + 2:]) == ["privateAAAA", "removedAAAA", "unavailAAAA"]
 
 
@@ -137,7 +163,7 @@ def test_prepare_with_download_explains_what_vanished(fake, tmp_path):
     (annotations_dir / "validate.csv").write_text("label,youtube_id,time_start,time_end,split\na,valAAAAAAAA,0,2,val\n")
     dataset = tmp_path / "dataset"
     assert cli.main(["prepare", str(annotations_dir), "--raw", str(tmp_path / "raw"), "--out", str(dataset),
-                     "--download", "--yt-dlp", fake["exe"], "--retries", "0", "--short-side", "24",
+                     "--download", "--whole-videos", "--yt-dlp", fake["exe"], "--retries", "0", "--short-side", "24",
                      "--preset", "ultrafast"]) == 0
     assert (dataset / "train.txt").read_text() == ("videos/train/okAAAAAAAAA_000000_000002.mp4 0\n"
                                                    "videos/train/-okBBBBBBBB_000001_000003.mp4 1\n")
@@ -155,7 +181,7 @@ def test_stale_partial_downloads_are_removed(fake, tmp_path):
     stale.mkdir(parents=True)
     (stale / "okAAAAAAAAA.mp4.part").write_bytes(b"half")
     summary = download(annotations(tmp_path / "a.csv", ["okAAAAAAAAA"]), raw,
-                       DownloadSettings(executable=fake["exe"]), jobs=1)
+                       DownloadSettings(executable=fake["exe"], whole_videos=True), jobs=1)
     assert summary.count("done") == 1 and not stale.exists()
     assert (raw / "okAAAAAAAAA.mp4").stat().st_size == (Path(os.environ["FAKE_YTDLP_DIR"]) / "video.mp4").stat().st_size
 
@@ -183,3 +209,58 @@ def test_classify_real_yt_dlp_messages(stderr, reason):
 def test_missing_executable_is_a_clear_error(tmp_path):
     with pytest.raises(InputError, match="not found"):
         resolve_executable(str(tmp_path / "no-such-yt-dlp"))
+
+
+def test_download_fetches_sections_that_trim_cuts_exactly(fake, tmp_path):
+    from data_prep.download import archive_path
+    from data_prep.encode import EncodeSettings
+    from data_prep.trim import trim
+    from tests.videos import frame_index
+    from tests.videos import write_video as write_index_video
+
+    state = Path(os.environ["FAKE_YTDLP_DIR"])
+    write_index_video(state / "video.mp4", 500, fps=25, gop=50, bframes=0)  # 20 s, frame i spells i, 2 s GOPs
+    fake["configure"]({})
+    csv_path = tmp_path / "train.csv"
+    csv_path.write_text("label,youtube_id,time_start,time_end,split\n"
+                        "x,sectionAAAA,5,9,train\nx,twoSegments,1,3,train\ny,twoSegments,12,14,train\n")
+    raw = tmp_path / "raw"
+    settings = DownloadSettings(executable=fake["exe"], retries=0, margin=2)
+    summary = download(csv_path, raw, settings, jobs=2)
+    assert summary.count("done") == 2
+    # the segments plus 2 s on each side (all segments of a video in one section), not whole videos
+    assert sorted(p.name for p in raw.iterdir()) == ["sectionAAAA_000003_000011.mp4", "twoSegments_000000_000016.mp4"]
+    sections = sorted(c["args"][c["args"].index("--download-sections") + 1] for c in fake["calls"]())
+    assert sections == ["*0-16", "*3-11"]
+    assert sorted(archive_path(raw).read_text().splitlines()) == ["youtube sectionAAAA", "youtube twoSegments"]
+
+    out = tmp_path / "videos"
+    trimmed = trim(csv_path, raw, out, EncodeSettings(short_side=0, preset="ultrafast", crf=12))
+    assert trimmed.count("done") == 3 and trimmed.count("flagged") == 0, trimmed.rows()
+    for name, first, last in [("sectionAAAA_000005_000009.mp4", 125, 225), ("twoSegments_000001_000003.mp4", 25, 75),
+                              ("twoSegments_000012_000014.mp4", 300, 350)]:
+        with av.open(str(out / name)) as c:
+            assert [frame_index(f.to_ndarray(format="rgb24")) for f in c.decode(video=0)] == list(range(first, last))
+
+    # resumable: held files and archived videos are not fetched again, even once the raw files are deleted
+    calls = len(fake["calls"]())
+    assert download(csv_path, raw, settings).count("skipped") == 2
+    shutil.rmtree(raw)
+    assert download(csv_path, raw, settings).count("skipped") == 2 and len(fake["calls"]()) == calls
+    # a segment outside what was fetched (the archive gone) fetches a section that holds all of them
+    archive_path(raw).unlink()
+    with csv_path.open("a") as f:
+        f.write("x,sectionAAAA,15,18,train\n")
+    shutil.rmtree(raw)
+    raw.mkdir()
+    (raw / "sectionAAAA_000003_000011.mp4").write_bytes((state / "video.mp4").read_bytes())
+    again = download(csv_path, raw, settings)
+    assert again.count("done") == 2 and (raw / "sectionAAAA_000003_000020.mp4").is_file()
+
+
+def test_sections_without_ffmpeg_stop_with_a_clear_error(fake, tmp_path, capsys):
+    fake["configure"]({"okAAAAAAAAA": "needs_ffmpeg"})
+    code = cli.main(["download", str(annotations(tmp_path / "a.csv", ["okAAAAAAAAA"])), "--out", str(tmp_path / "raw"),
+                     "--yt-dlp", fake["exe"], "--retries", "0"])
+    assert code == 2
+    assert "yt-dlp needs ffmpeg to download sections" in capsys.readouterr().err

@@ -268,7 +268,7 @@ def test_manifest_lists_present_videos_and_explains_missing(problems, synth):
         assert classes[e.label] == segments[Path(e.path).name].label
     missing = {r[0]: r[-2:] for r in rows_of(root / "train.txt.missing.csv")}
     assert missing["missingAAAA_000000_000002.mp4"][0] == "missing_source"
-    assert missing["missingAAAA_000000_000002.mp4"][1].startswith("trim: no missingAAAA")
+    assert missing["missingAAAA_000000_000002.mp4"][1].startswith("trim: no video missingAAAA.*")
     assert missing["corruptAAAA_000000_000002.mp4"][0] == "corrupt_source"
     assert missing["corruptAAAA_000000_000002.mp4"][1].startswith("trim: cannot open")
     assert missing[f"{problems['first_id']}_000020_000030.mp4"][0] == "empty_segment"
@@ -426,7 +426,8 @@ def test_prepare_cvdf_route_resizes_pretrimmed_videos(synth, tmp_path):
     assert results["train"]["resize"].count("done") == 6 and results["validate"]["resize"].count("done") == 3
     assert len(read_manifest(tmp_path / "dataset" / "train.txt")) == 6
     assert len(read_manifest(tmp_path / "dataset" / "val.txt")) == 3
-    assert min(decode(tmp_path / "dataset" / read_manifest(tmp_path / "dataset" / "val.txt")[0].path)[0].shape[1:3]) == 48
+    first_val = tmp_path / "dataset" / read_manifest(tmp_path / "dataset" / "val.txt")[0].path
+    assert min(decode(first_val)[0].shape[1:3]) == 48
 
 
 def test_prepare_checks_every_label_before_any_video_work(synth, tmp_path):
@@ -448,3 +449,68 @@ def test_cli_help_for_every_step():
         assert info.value.code == 0
     done = subprocess.run([sys.executable, "-m", "data_prep", "--help"], capture_output=True, text=True)
     assert done.returncode == 0 and all(step in done.stdout for step in cli.STEPS)
+
+
+def test_prepare_labelled_and_unlabelled_test_splits(synth, tmp_path):
+    annotations = tmp_path / "annotations"
+    shutil.copytree(synth.annotations_dir, annotations)
+    val_rows = rows_of(annotations / "validate.csv")
+    # Kinetics-400/600: the test CSV has labels
+    write_rows(annotations / "test.csv", [[*r[:4], "test"] for r in val_rows])
+    dataset = tmp_path / "dataset"
+    prepare(annotations, dataset, raw_dir=synth.raw_dir, splits=("train", "validate", "test"), settings=SMALL)
+    classes = read_classes(dataset / "classes.txt")
+    test = read_manifest(dataset / "test.txt", num_classes=len(classes))
+    assert [(Path(e.path).name, classes[e.label]) for e in test] == [
+        (f"{r[1]}_{int(r[2]):06d}_{int(r[3]):06d}.mp4", r[0]) for r in val_rows]
+    assert all(e.path.startswith("videos/test/") and (dataset / e.path).is_file() for e in test)
+    # Kinetics-700-2020: the test CSV has no label column -> a manifest of paths alone, for videonorm predict
+    (annotations / "test.csv").write_text("youtube_id,time_start,time_end,split\n" +
+                                         "".join(f"{r[1]},{r[2]},{r[3]},test\n" for r in val_rows))
+    unlabelled = tmp_path / "unlabelled"
+    results = prepare(annotations, unlabelled, raw_dir=synth.raw_dir, splits=("test",), settings=SMALL)
+    assert results["test"]["verify"].count("done") == len(val_rows)
+    assert not (unlabelled / "classes.txt").exists()  # nothing to name
+    text = (unlabelled / "test.txt").read_text()
+    assert text == "".join(f"videos/test/{r[1]}_{int(r[2]):06d}_{int(r[3]):06d}.mp4\n" for r in val_rows)
+    assert all(e.label is None for e in read_manifest(unlabelled / "test.txt", labelled=False))
+    # some rows labelled, others not: which lines
+    rows = [[r[0], *r[1:4], "test"] for r in val_rows]
+    rows[1][0] = ""
+    write_rows(annotations / "test.csv", rows)
+    with pytest.raises(InputError, match=r"test\.csv:3: no label \(test row\) where other rows have one"):
+        prepare(annotations, tmp_path / "mixed", raw_dir=synth.raw_dir, splits=("train", "test"), settings=SMALL)
+
+
+def test_prepare_cvdf_route_overlays_the_mirrors_replacement_files(synth, tmp_path):
+    from tests.videos import write_truncated_video
+
+    mirror = tmp_path / "k400"  # the layout k400_downloader.sh + k400_extractor.sh leave
+    trim(synth.csvs["train"], synth.raw_dir, mirror / "train", EncodeSettings(short_side=0, preset="ultrafast"))
+    names = sorted(p.name for p in (mirror / "train").iterdir())
+    truncated, corrupt = names[0], names[1]
+    good = {n: (mirror / "train" / n).read_bytes() for n in (truncated, corrupt)}
+    write_truncated_video(mirror / "train" / truncated, 150, keep_fraction=0.6)  # decodes, but not all
+    (mirror / "train" / corrupt).write_bytes(os.urandom(5000))
+    annotations = tmp_path / "annotations"
+    annotations.mkdir()
+    shutil.copy(synth.csvs["train"], annotations / "train.csv")
+    dataset = tmp_path / "dataset"
+    first = prepare(annotations, dataset, trimmed_dir=mirror, splits=("train",), settings=SMALL)["train"]
+    assert dict(first["resize"].reasons("failed")) == {"corrupt_source": 1}
+    assert dict(first["resize"].reasons("flagged")) == {"truncated_source": 1}
+    assert len(read_manifest(dataset / "train.txt")) == 5
+    # the mirror's replacements arrive: one under the same name, one under another segment time of its id
+    replacement = mirror / "replacement" / "replacement_for_corrupted_k400"
+    replacement.mkdir(parents=True)
+    (replacement / corrupt).write_bytes(good[corrupt])
+    other_times = f"{truncated.rsplit('_', 2)[0]}_000100_000110.mp4"
+    (replacement / other_times).write_bytes(good[truncated])
+    second = prepare(annotations, dataset, trimmed_dir=mirror, splits=("train",), settings=SMALL)["train"]
+    assert second["resize"].count("done") == 2 and second["resize"].count("skipped") == 4
+    assert second["resize"].count("failed") == 0 and second["resize"].listed("flagged") == 0
+    assert len(read_manifest(dataset / "train.txt")) == 6
+    with (dataset / "videos" / "train.resize-failures.csv").open() as f:
+        assert list(csv.DictReader(f)) == []
+    made, _ = decode(dataset / "videos" / "train" / truncated)
+    assert made.shape[0] == decode(replacement / other_times)[0].shape[0]  # all of the replacement, not half

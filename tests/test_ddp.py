@@ -19,7 +19,7 @@ import torch
 from tests.videos import make_dataset
 
 TESTS = Path(__file__).resolve().parent
-DEMO = TESTS.parent / "configs" / "demo"
+DEMO = TESTS.parent / "videonorm" / "configs" / "demo"
 TRAIN_VIDEOS, BATCH, TEST_VIDEOS, TEST_CROPS = 8, 2, 3, 3
 
 
@@ -40,12 +40,12 @@ def _videonorm(subcommand: str, norm: str, dataset: Path, out: Path, *extra: str
     accelerator = "gpu" if torch.cuda.device_count() >= 2 else "cpu"
     cmd = [
         sys.executable, "-m", "videonorm", subcommand,
-        "--config", str(DEMO / "bn_b4_8x2.yaml"), "--config", str(probe),
+        "--config", str(DEMO / "b4_8x2.yaml"), "--config", str(probe),
         "--model.norm", norm,
         "--data.root", str(dataset), "--data.batch_size", str(BATCH), "--data.test_manifest", "test.txt",
         "--trainer.accelerator", accelerator, "--trainer.devices", "2", "--trainer.strategy", "ddp",
         "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
-        "--trainer.default_root_dir", str(out / "runs"),
+        "--trainer.default_root_dir", str(out / "runs"), "--trainer.check_val_every_n_epoch", "1",
         *extra,
     ]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),

@@ -100,3 +100,12 @@ def test_unlabelled_manifests_hold_paths_alone(tmp_path):
                                                                               ("videos/test/b.mp4", None)]
     with pytest.raises(ManifestError, match=r"test\.txt:1: expected"):
         read_manifest(path)  # training needs labels
+
+
+@pytest.mark.parametrize("bad", ["/data/k400/a.mp4", "../other/a.mp4", "videos/../../a.mp4", "C:/k400/a.mp4"])
+def test_paths_stay_inside_the_root_unless_the_reader_opts_in(tmp_path, bad):
+    path = write(tmp_path / "m.txt", f"videos/ok.mp4 0\n{bad} 1\nvideos/x/../fine.mp4 1\n")
+    with pytest.raises(ManifestError, match=rf"m\.txt:2: '{bad}' is outside the dataset root"):
+        read_manifest(path)
+    assert [e.path for e in read_manifest(path, allow_outside_root=True)] == ["videos/ok.mp4", bad,
+                                                                            "videos/x/../fine.mp4"]

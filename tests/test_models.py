@@ -10,18 +10,12 @@ from pytorchvideo.models.resnet import BottleneckBlock
 from torch.utils.flop_counter import FlopCounterMode
 
 from videonorm.models import i3d_resnet, inflate_2d, init_weights, num_parameters
-from videonorm.models.norm import NORM_NAMES, FrozenBatchNorm3d, SyncBatchNorm3d, is_norm
+from videonorm.models.norm import NORM_NAMES, SCHEMES, StdConv3d, get_scheme, is_norm
 
 TINY = dict(width=8, norm_groups=4, num_classes=5)  # every channel count is a multiple of 8
-EXPECTED_TYPE = {
-    "bn": nn.BatchNorm3d,
-    "syncbn": SyncBatchNorm3d,
-    "frozenbn": FrozenBatchNorm3d,
-    "gn": nn.GroupNorm,
-    "ln": nn.GroupNorm,
-    "in": nn.GroupNorm,
-}
 R50_NORM_LAYERS = 1 + 16 * 3 + 4  # stem + three per bottleneck + one per stage shortcut
+R50_ACT_NORMS = 1 + 16 * 2  # norms followed by a ReLU: the stem's, norm_a and norm_b of each bottleneck
+NORM_ACT = [n for n, s in SCHEMES.items() if s.norm_act]
 
 
 def _clip(t: int = 8, size: int = 64, n: int = 2, seed: int = 0) -> torch.Tensor:
@@ -36,17 +30,25 @@ def r50_bn():
 # ---------------------------------------------------------------- every norm, tiny model
 
 
+@pytest.mark.parametrize("depth, width", [(50, 8), (14, 16)])  # the demo's R50 at width 8; a shallow width-16 one
 @pytest.mark.parametrize("norm", NORM_NAMES)
-def test_forward_backward_every_norm(norm):
+def test_training_step_every_norm(norm, depth, width):
     torch.manual_seed(0)
-    model = i3d_resnet(norm=norm, zero_init_residual=False, **TINY).train()
+    model = i3d_resnet(norm=norm, depth=depth, zero_init_residual=False, **{**TINY, "width": width}).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     logits = model(_clip())
     assert logits.shape == (2, 5)
     assert torch.isfinite(logits).all()
     nn.functional.cross_entropy(logits, torch.tensor([0, 3])).backward()
     for name, p in model.named_parameters():
-        assert p.grad is not None, name
-        assert torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+        # FRN's TLU threshold in the stem feeds the max-pool, which never picks a value clipped at tau (the
+        # window's minimum): no gradient there until a whole window falls below tau
+        assert p.grad.abs().sum() > 0 or name == "blocks.0.norm.tau", name
+    before = [p.detach().clone() for p in model.parameters()]
+    optimizer.step()
+    assert sum(not torch.equal(a, p) for a, p in zip(before, model.parameters())) >= len(before) - 1
+    assert torch.isfinite(model.eval()(_clip(seed=1))).all()  # running statistics after the step
 
 
 @pytest.mark.parametrize("norm", NORM_NAMES)
@@ -54,19 +56,39 @@ def test_norm_layers_are_the_requested_type_and_groups(norm):
     model = i3d_resnet(norm=norm, **TINY)
     layers = [m for m in model.modules() if is_norm(m)]
     assert len(layers) == R50_NORM_LAYERS
-    assert all(type(m) is EXPECTED_TYPE[norm] for m in layers)
-    if norm in ("gn", "ln", "in"):
-        expected = {"gn": lambda c: 4, "ln": lambda c: 1, "in": lambda c: c}[norm]
-        assert all(m.num_groups == expected(m.num_channels) for m in layers)
-        assert {m.num_channels for m in layers} == {8, 16, 32, 64, 128, 256}
+    assert all(type(m) is get_scheme(norm).layer for m in layers)
+    if norm in ("gn", "ln", "in", "gn_ws", "evonorm_s0"):
+        expected = {"ln": lambda c: 1, "in": lambda c: c}.get(norm, lambda c: 4)
+        assert all((getattr(m, "num_groups", None) or m.groups) == expected(getattr(m, "num_channels", None)
+                   or m.num_features) for m in layers)  # fmt: skip
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv3d)]
+    assert len(convs) == R50_NORM_LAYERS  # one conv before every norm
+    assert all(type(m) is (StdConv3d if norm == "gn_ws" else nn.Conv3d) for m in convs)
 
 
-def test_parameter_counts_equal_across_norms():
-    """All norms have 2C affine values per layer: parameters for most, buffers for frozen BN."""
+@pytest.mark.parametrize("norm", NORM_ACT)
+def test_norm_act_schemes_replace_the_relu_after_each_norm_and_keep_the_one_after_each_sum(norm):
+    model = i3d_resnet(norm=norm, **TINY)
+    assert [m.apply_act for m in model.modules() if is_norm(m)].count(True) == R50_ACT_NORMS
+    assert model.blocks[0].activation is None  # the stem's norm is norm-act
+    relus = [name for name, m in model.named_modules() if isinstance(m, nn.ReLU)]
+    assert len(relus) == 16 and all(name.endswith(".activation") for name in relus)  # after each residual sum
+    for block in model.modules():
+        if isinstance(block, BottleneckBlock):
+            assert block.act_a is None and block.act_b is None
+            assert block.norm_a.apply_act and block.norm_b.apply_act and not block.norm_c.apply_act
+
+
+def test_parameter_counts_equal_across_norms_but_the_activation_parameters():
+    """All norms have 2C affine values per layer: parameters for most, buffers for frozen BN; norm-act layers
+    followed by a nonlinearity add one per channel (FRN's tau, EvoNorm's v)."""
     counts = {norm: num_parameters(i3d_resnet(norm=norm, **TINY)) for norm in NORM_NAMES}
     frozen = i3d_resnet(norm="frozenbn", **TINY)
     affine_buffers = sum(m.weight.numel() + m.bias.numel() for m in frozen.modules() if is_norm(m))
     counts["frozenbn"] += affine_buffers
+    act_channels = sum(m.num_features for m in i3d_resnet(norm="frn", **TINY).modules() if is_norm(m) and m.apply_act)
+    for norm in NORM_ACT:
+        counts[norm] -= act_channels
     assert len(set(counts.values())) == 1, counts
 
 
@@ -119,12 +141,29 @@ def test_32_frames_reach_res5_as_4_positions():
 
 def test_r50_multiply_adds_per_32x224x224_clip():
     with torch.device("meta"):  # shapes only: counts FLOPs without computing
-        model = i3d_resnet()
+        model = i3d_resnet().eval()  # eval: one clip's batch statistics would warn
         clip = torch.empty(1, 3, 32, 224, 224)
     with FlopCounterMode(display=False) as counter:
         model(clip)
     macs = counter.get_total_flops() / 2
     assert 32e9 < macs < 35e9  # 33.1 G; without the stem's temporal stride it would double
+
+
+def test_stem_pool_without_padding_is_the_non_local_layout(r50_bn):
+    """stem_pool_padding=0: the Non-local code's pool1 (no padding), 55 x 55 at res2; same weights, fewer MACs."""
+    with torch.device("meta"):
+        model = i3d_resnet(stem_pool_padding=0).eval()  # eval: one clip's batch statistics would warn
+        clip = torch.empty(1, 3, 32, 224, 224)
+    shapes = {}
+    for name, idx in (("res2", 1), ("res3", 3), ("res5", 5)):
+        model.blocks[idx].register_forward_hook(lambda m, i, o, name=name: shapes.__setitem__(name, o.shape[2:]))
+    with FlopCounterMode(display=False) as counter:
+        model(clip)
+    assert shapes == {"res2": (8, 55, 55), "res3": (4, 28, 28), "res5": (4, 7, 7)}
+    assert 32.7e9 < counter.get_total_flops() / 2 < 32.9e9  # 32.8 G (33.1 G with padding 1)
+    assert num_parameters(model) == num_parameters(r50_bn)  # padding has no weights
+    with pytest.raises(ValueError, match="stem_pool_padding must be 0 or 1, got 2"):
+        i3d_resnet(stem_pool_padding=2, **TINY)
 
 
 # ---------------------------------------------------------------- init
@@ -141,8 +180,13 @@ def test_init(norm, zero_init):
             zeroed = zero_init and id(m) in last and norm != "frozenbn"  # frozen gamma = 0 would stay 0
             assert torch.all(m.weight == (0.0 if zeroed else 1.0))
             assert torch.all(m.bias == 0)
-            if hasattr(m, "running_var"):
-                assert torch.all(m.running_mean == 0) and torch.all(m.running_var == 1)
+            if getattr(m, "running_var", None) is not None:
+                assert torch.all(m.running_var == 1)
+                assert getattr(m, "running_mean", None) is None or torch.all(m.running_mean == 0)
+            if getattr(m, "tau", None) is not None:  # FRN's TLU threshold starts at 0, EvoNorm's v at 1
+                assert torch.all(m.tau == 0)
+            if getattr(m, "v", None) is not None:
+                assert torch.all(m.v == 1)
     head = model.blocks[6].proj
     assert head.weight.std().item() == pytest.approx(0.02, rel=0.15) and torch.all(head.bias == 0)
     conv = model.blocks[4].res_blocks[0].branch2.conv_b  # (32, 32, 1, 3, 3)
@@ -150,13 +194,18 @@ def test_init(norm, zero_init):
     assert conv.weight.std().item() == pytest.approx((2 / fan_out) ** 0.5, rel=0.15)
 
 
-def test_init_weights_resets_a_trained_model():
-    model = i3d_resnet(norm="gn", **TINY)
+@pytest.mark.parametrize("norm", ["gn", "brn", "frn", "evonorm_b0"])
+def test_init_weights_resets_a_trained_model(norm):
+    model = i3d_resnet(norm=norm, **TINY)
+    fresh = {k: v.clone() for k, v in model.state_dict().items()}
     with torch.no_grad():
-        for p in model.parameters():
-            p.add_(1.0)
+        for t in [*model.parameters(), *model.buffers()]:
+            t.add_(1)
     init_weights(model, zero_init_residual=True)
-    assert all(torch.all(m.bias == 0) for m in model.modules() if is_norm(m))
+    norms = {name for name, m in model.named_modules() if is_norm(m)}
+    for key, value in model.state_dict().items():
+        if key.rpartition(".")[0] in norms:  # every norm parameter and statistic back at its initial value
+            torch.testing.assert_close(value, fresh[key], msg=key)
     assert torch.all(model.blocks[1].res_blocks[0].branch2.norm_c.weight == 0)
 
 
@@ -166,9 +215,13 @@ def test_init_weights_resets_a_trained_model():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(norm="batchnorm"), "unknown norm 'batchnorm'"),
-        (dict(norm="gn", norm_groups=16), "16 groups do not divide 8 channels"),
-        (dict(depth=34), r"unsupported depth 34; supported: \[50, 101\]"),
+        (dict(norm="batchnorm"), "unknown norm 'batchnorm'; allowed: " + ", ".join(NORM_NAMES)),
+        (dict(norm="gn", norm_groups=16), r"norm 'gn': 16 groups do not divide 8 channels of layer blocks.0.norm "
+                                          r"\(and 6 more layers: blocks.1.res_blocks.0.branch2.norm_a, .*\); group "
+                                          r"counts that divide every norm layer's channels: \[1, 2, 4, 8\]"),
+        (dict(norm="evonorm_s0", norm_groups=3), "3 groups do not divide 8 channels of layer blocks.0.norm"),
+        (dict(norm="brn", norm_options={"rmax": 2}), "norm 'brn' has no option 'rmax'"),
+        (dict(depth=34), r"unsupported depth 34; supported: \[14, 26, 50, 101\]"),
         (dict(arch="slowfast"), "unknown arch 'slowfast'"),
     ],
 )
@@ -254,7 +307,7 @@ def test_inflate_reports_every_problem():
     with pytest.raises(ValueError) as info:
         inflate_2d(model3d, torchvision.models.resnet50(weights=None).state_dict())
     message = str(info.value)
-    assert "shape mismatch: conv1.weight (64, 3, 5, 7, 7) -> blocks.0.conv.weight (32, 3, 5, 7, 7)" in message
+    assert "shape mismatch: conv1.weight (64, 3, 7, 7) -> blocks.0.conv.weight (32, 3, 5, 7, 7)" in message
     assert "layer4.2.conv3.weight" in message  # the last one is listed too, not just the first
 
     gn3d = i3d_resnet(norm="gn", **TINY)
@@ -271,3 +324,25 @@ def test_inflate_strict_flags_missing_and_unknown_keys(r50_bn):
     assert "missing 3D key: blocks.4.res_blocks.1.branch2.conv_b.weight" in str(info.value)
     assert "unmapped 2D key: layer9.0.conv1.weight" in str(info.value)
     inflate_2d(r50_bn, state, strict=False)  # tolerated when not strict
+
+
+@pytest.mark.parametrize("depth, blocks", [(14, (1, 1, 1, 1)), (26, (2, 2, 2, 2))])
+def test_shallow_variants_keep_the_first_blocks_of_each_r50_stage(depth, blocks):
+    from pytorchvideo.models.resnet import ResStage
+
+    torch.manual_seed(0)
+    shallow = i3d_resnet(depth=depth, norm="gn", norm_groups=4, width=16, num_classes=5, dropout=0.0)
+    torch.manual_seed(0)
+    r50 = i3d_resnet(depth=50, norm="gn", norm_groups=4, width=16, num_classes=5, dropout=0.0)
+    stages = [b for b in shallow.blocks if isinstance(b, ResStage)]
+    assert tuple(len(s.res_blocks) for s in stages) == blocks
+    # every kept tensor has R50's name and shape (same stem, strides, widths and temporal kernels), nothing extra
+    full = r50.state_dict()
+    for name, tensor in shallow.state_dict().items():
+        assert name in full and full[name].shape == tensor.shape, name
+    kernels = [[tuple(b.branch2.conv_a.kernel_size) for b in s.res_blocks] for s in stages]
+    r50_kernels = [[tuple(b.branch2.conv_a.kernel_size) for b in s.res_blocks][:n]
+                   for s, n in zip([b for b in r50.blocks if isinstance(b, ResStage)], blocks)]
+    assert kernels == r50_kernels
+    assert shallow(torch.randn(2, 3, 8, 64, 64)).shape == (2, 5)
+    assert num_parameters(shallow) < num_parameters(r50)

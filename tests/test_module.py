@@ -144,3 +144,16 @@ def test_validation_top1_top5_match_the_models_predictions(tmp_path):
     assert 0 < metrics["val/top1"] < metrics["val/top5"] < 1, metrics
     assert metrics["val/top1"] == pytest.approx((top[:, 0] == data.label).float().mean().item())
     assert metrics["val/top5"] == pytest.approx((top == data.label[:, None]).any(dim=1).float().mean().item())
+
+
+def test_uint8_batches_are_normalized_on_the_device_and_float_ones_pass_through():
+    module = VideoClassifier(norm="gn", mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3), **TINY)
+    video = torch.randint(0, 256, (2, 3, 4, 8, 8), dtype=torch.uint8)
+    batch = {"video": video, "label": torch.tensor([0, 1])}
+    out = module.on_after_batch_transfer(batch, 0)
+    expected = (video.float() / 255 - torch.tensor([0.5, 0.4, 0.3]).view(3, 1, 1, 1)) / torch.tensor(
+        [0.2, 0.25, 0.3]).view(3, 1, 1, 1)
+    assert out["video"].dtype == torch.float32 and torch.allclose(out["video"], expected, atol=1e-5)
+    assert out["label"] is batch["label"] and batch["video"].dtype == torch.uint8  # the input batch is not changed
+    floats = {"video": torch.randn(2, 3, 4, 8, 8)}
+    assert module.on_after_batch_transfer(floats, 0)["video"] is floats["video"]

@@ -230,3 +230,82 @@ def test_parts_of_one_run_id_are_merged_in_order(tmp_path):
     assert run.summary["test/top1"] == 0.375 and run.complete
     # the cut first part: its truncation is reported, its missing exit record is not (the run went on)
     assert len(run.problems) == 1 and str(fit) in run.problems[0] and "truncated" in run.problems[0]
+
+
+# ---------------------------------------------------------------- the local record (record.jsonl)
+
+
+def _record_part(run_dir: Path, stage: str, rows: list[tuple[int, dict]], status: str | None,
+                 config: dict | None = None, summary: dict | None = None) -> None:
+    """One part of a run's record, written by the real logger (``status`` None: the process died before its end)."""
+    from videonorm.train.logger import RunRecordLogger
+
+    logger = RunRecordLogger(run_dir, "abcd1234", "i3d_r50-gn-g4-w8-b4-8x2", stage, group="demo", tags=["demo"])
+    logger.log_hyperparams(config or CONFIG)
+    for step, values in rows:
+        logger.log_metrics(values, step)
+    if summary:
+        logger.log_summary(summary)
+    if status is not None:
+        logger.finalize(status)
+
+
+def test_record_parts_are_one_run_and_a_cut_last_line_is_reported(tmp_path):
+    """A fit killed mid-write (no end, a cut last line), resumed to the end, then tested: one run, in order."""
+    import math
+
+    from videonorm.record import RECORD_FILE
+    from videonorm.results.runs import read_record_run
+
+    killed = [(3, {"train/loss": 2.5, "epoch": 0}), (3, {"val/top1": 0.25, "val/top5": 0.75, "epoch": 0})]
+    _record_part(tmp_path, "fit", killed, status=None)
+    path = tmp_path / RECORD_FILE
+    with path.open("ab") as f:
+        f.write(b'{"kind": "row", "step": 5, "values": {"train/lo')  # the kill cut this line
+    run = read_record_run(path)
+    assert [r.get("val/top1") for r in run.history] == [None, 0.25]
+    assert not run.complete and run.exit_code is None
+    assert any(f"{path}:5: the last line is incomplete" in p for p in run.problems)
+    assert any("no end entry" in p for p in run.problems)
+
+    path.write_bytes(path.read_bytes()[: path.read_bytes().rindex(b"\n") + 1])  # what a resume finds on disk
+    resumed = [(7, {"train/loss": float("nan"), "epoch": 1}), (7, {"val/top1": 0.5, "val/top5": 1.0, "epoch": 1})]
+    _record_part(tmp_path, "fit", resumed, status="success", summary={"val/best_epoch": 1})
+    _record_part(tmp_path, "test", [(7, {"test/top1": 0.375, "test/top5": 0.875})], status="success",
+                 config={"ckpt_path": "last.ckpt"})
+    run = read_record_run(tmp_path)  # the run directory works too
+    assert (run.run_id, run.name, run.group, run.tags, run.job_type) == (
+        "abcd1234", "i3d_r50-gn-g4-w8-b4-8x2", "demo", ["demo"], "train")
+    assert [r.get("val/top1") for r in run.history if "val/top1" in r] == [0.25, 0.5]
+    assert [r["trainer/global_step"] for r in run.history] == [3, 3, 7, 7, 7]
+    assert math.isnan(run.history[2]["train/loss"])  # non-finite values survive JSON
+    assert run.summary["test/top1"] == 0.375 and run.summary["val/best_epoch"] == 1
+    assert run.config["model.norm"] == "gn" and run.config["ckpt_path"] == "last.ckpt"
+    assert run.complete and run.exit_code == 0 and run.problems == []  # the continued first part is not reported
+
+
+def test_damaged_record_line_is_an_error_naming_file_and_line(tmp_path):
+    from videonorm.record import RECORD_FILE
+    from videonorm.results.runs import read_record_run
+
+    _record_part(tmp_path, "fit", [(3, {"val/top1": 0.25, "epoch": 0})], status="success")
+    path = tmp_path / RECORD_FILE
+    lines = path.read_text().splitlines(keepends=True)
+    lines[1] = lines[1][:20] + "\n"
+    path.write_text("".join(lines))
+    with pytest.raises(RunReadError, match=f"{path}:2: not a record entry"):
+        read_record_run(path)
+
+
+def test_load_runs_reads_the_record_instead_of_the_wandb_files_of_its_run(run_file, tmp_path):
+    """A run directory with a record is read from it; .wandb files elsewhere are read as before."""
+    run_dir = tmp_path / "runs" / "demo" / "recorded"
+    shutil.copytree(run_file.parents[2], run_dir, symlinks=True)  # the W&B files of another run id ...
+    _record_part(run_dir, "fit", [(3, {"val/top1": 0.625, "val/top5": 1.0, "epoch": 0})], status="success")
+    shutil.copytree(run_file.parents[2], tmp_path / "runs" / "demo" / "wandb_only", symlinks=True)
+    runs, errors = load_runs([str(tmp_path / "runs")])
+    assert errors == []
+    by_source = {Path(r.source).name: r for r in runs}
+    assert set(by_source) == {"record.jsonl", run_file.name}  # ... are ignored beside the record
+    assert by_source["record.jsonl"].summary["val/top1"] == 0.625
+    assert by_source[run_file.name].summary["test/top5"] == 0.875

@@ -117,7 +117,10 @@ def _pid_alive(pid: int) -> bool:
         return True  # exists, owned by someone else
     except (OverflowError, ValueError):
         return False
-    return True
+    try:  # a zombie (exited, its parent has not reaped it yet) writes nothing more
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True  # no /proc (macOS): trust kill
 
 
 def remove_stale_partials(directory: Path) -> list[Path]:

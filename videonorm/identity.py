@@ -1,14 +1,28 @@
-"""What a run *is*: its name, its flattened config, and the grid cell it belongs to.
+"""What a run *is*: the one definition of "the same experiment", its name, and its flattened config.
 
-One definition, used where runs are named (the CLI: run directory and W&B name), where their config is logged
-(W&B), and where they are grouped and compared (``videonorm compare``): runs of one :class:`Setting` differ only
-in their seed and are averaged; runs of different settings never are.
+A :class:`Setting` is everything that makes two runs different experiments, read from a run's flattened config
+by :func:`run_setting`:
 
-Run name: ``{arch}-{norm}[-g{groups}][-w{width}]-b{batch}-{frames}x{rate}[-ra{k}][-s{seed}]``, for example
-``i3d_r50-gn-b4-32x2`` (the paper's GN, 4 clips per device, 32 frames at stride 2). ``-g`` appears only for
-norms that use groups and a group count other than 32, ``-w`` only for widths other than 64, ``-ra`` only for
-repeated augmentation (``data.repeat_aug`` > 1), ``-s`` only for seeds other than 0, so the paper's grid keeps
-its short names and seed repeats never share a directory.
+* the network (:class:`Row`): architecture and depth, width, norm and its groups (for norms that use groups), the
+  initialization (``scratch``, or the 2D ImageNet source and the hash of its weights), the number of classes and the
+  stem's max-pool padding;
+* what a step sees (:class:`Column`): clips per device, devices x nodes (``world_size``, once a run has logged it),
+  frames x stride, repeated augmentation.
+
+Runs of one setting differ only in their seed (and are averaged by ``videonorm compare``); runs that differ in
+any of these never are. The dataset is the remaining part of a run's identity; ``compare`` checks its fingerprint
+(``dataset.hash``) separately and compares runs of one dataset copy only. The CLI names runs from the same
+definition (:func:`run_name`), and the W&B config carries every key it reads.
+
+Run name: ``{arch}-{norm}[-g{groups}][-w{width}]-b{batch}-{frames}x{rate}[-ra{k}][-in1k][-s{seed}]``, for example
+``i3d_r50-gn-b4-32x2-in1k`` (the paper's GN, 4 clips per device, 32 frames at stride 2, ImageNet-initialized).
+SyncBN over groups of k processes (``model.norm_sync_group`` = k > 0) is the norm ``syncbn-k{k}`` in names and
+comparisons alike: its statistics pool k x batch clips, another experiment than ``syncbn`` over all devices.
+``-g`` appears only for norms that use groups and a group count other than 32, ``-w`` only for widths other than
+64, ``-ra`` only for repeated augmentation (``data.repeat_aug`` > 1), ``-in1k`` only for runs initialized from a
+2D ImageNet model, ``-s`` only for seeds other than 0, so seed repeats never share a directory. The device count is
+not in the name (``devices: auto`` is only resolved when the run starts); two runs that differ only in it or in
+their 2D source share a name, and the CLI refuses to let one overwrite the other.
 """
 
 from __future__ import annotations
@@ -17,10 +31,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+DEFAULT_ARCH = "i3d_resnet"
 DEFAULT_GROUPS = 32  # GroupNorm's default group count in the paper
 DEFAULT_WIDTH = 64  # ResNet stem width
+SCRATCH = "scratch"
 # Config keys that say which grid cell a run is (missing ones make the run unplaceable).
 REQUIRED_KEYS = ("model.norm", "data.batch_size", "data.num_frames")
+# Where a run's config records its initialization: the spec the user gave, and (logged by the module once it has
+# read the weights) the source it resolved to and the hash of the 2D weights.
+INIT_SPEC_KEY = "model.pretrained_2d"
+INIT_SOURCE_KEY, INIT_HASH_KEY = "init.source", "init.sha256"
 
 
 def _uses_groups(norm: str) -> bool:
@@ -30,6 +50,22 @@ def _uses_groups(norm: str) -> bool:
         return uses_groups(norm)
     except ValueError:  # a norm this version does not know (an older run): show the groups rather than guess
         return True
+
+
+def norm_token(norm: str, sync_group: int | None) -> str:
+    """The norm as runs are named and compared: ``syncbn-k2`` for SyncBN over groups of 2 processes, else ``norm``.
+
+    Args:
+        norm: ``model.norm``.
+        sync_group: ``model.norm_sync_group`` (0 or None: all processes, the plain ``syncbn``).
+    """
+    from videonorm.models.norm import uses_sync_group  # imports torch, so lazily
+
+    try:
+        synced = uses_sync_group(norm)
+    except ValueError:  # a norm this version does not know
+        synced = False
+    return f"{norm}-k{int(sync_group)}" if synced and sync_group else norm
 
 
 def arch_token(arch: str, depth: int) -> str:
@@ -42,40 +78,24 @@ def arch_token(arch: str, depth: int) -> str:
     return arch.replace("resnet", f"r{depth}") if "resnet" in arch else f"{arch}{depth}"
 
 
-def run_name(
-    arch: str,
-    depth: int,
-    norm: str,
-    norm_groups: int,
-    width: int,
-    batch_size: int,
-    num_frames: int,
-    sampling_rate: int,
-    seed: int | bool | None = 0,
-    repeat_aug: int = 1,
-) -> str:
-    """Name of a run, e.g. ``i3d_r50-gn-b4-32x2`` (format in the module docstring).
+def run_name(setting: Setting, seed: int | bool | None = 0) -> str:
+    """Name of a run, e.g. ``i3d_r50-gn-b4-32x2-in1k`` (format in the module docstring).
 
     Args:
-        arch: ``model.arch``.
-        depth: ``model.depth``.
-        norm: ``model.norm``.
-        norm_groups: ``model.norm_groups``.
-        width: ``model.width``.
-        batch_size: ``data.batch_size`` (clips per device).
-        num_frames: ``data.num_frames``.
-        sampling_rate: ``data.sampling_rate``.
+        setting: what the run is (:func:`run_setting` of its config).
         seed: ``seed_everything``; an int other than 0 adds ``-s{seed}``.
-        repeat_aug: ``data.repeat_aug``; k > 1 adds ``-ra{k}``.
     """
-    parts = [arch_token(arch, depth), norm]
-    if norm_groups != DEFAULT_GROUPS and _uses_groups(norm):
-        parts.append(f"g{norm_groups}")
-    if width != DEFAULT_WIDTH:
-        parts.append(f"w{width}")
-    parts += [f"b{batch_size}", f"{num_frames}x{sampling_rate}"]
-    if repeat_aug > 1:
-        parts.append(f"ra{repeat_aug}")
+    row, col = setting.row, setting.column
+    parts = [arch_token(row.arch, row.depth if row.depth is not None else 0), row.norm]
+    if row.norm_groups is not None and row.norm_groups != DEFAULT_GROUPS:
+        parts.append(f"g{row.norm_groups}")
+    if row.width is not None and row.width != DEFAULT_WIDTH:
+        parts.append(f"w{row.width}")
+    parts += [f"b{col.batch_size}", f"{col.num_frames}x{col.sampling_rate}"]
+    if col.repeat_aug > 1:
+        parts.append(f"ra{col.repeat_aug}")
+    if row.init != SCRATCH:
+        parts.append("in1k")
     if isinstance(seed, int) and not isinstance(seed, bool) and seed != 0:
         parts.append(f"s{seed}")
     return "-".join(parts)
@@ -115,29 +135,43 @@ def _int_or_none(value: Any) -> int | None:
     return None if value is None else int(value)
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class Row:
-    """A table row: the network (depth, width, norm and its groups)."""
+    """A table row: the network (architecture, depth, width, norm and its groups, initialization)."""
 
     depth: int | None
     width: int | None
     norm: str
     norm_groups: int | None  # None for norms that do not use groups
+    arch: str = DEFAULT_ARCH
+    init: str = SCRATCH  # "scratch", or "<2D source> <hash>" (see init_text)
+    num_classes: int | None = None  # the classifier's outputs (None: not in the config)
+    stem_pool_padding: int | None = None  # 1: 56x56 at res2 (pytorchvideo), 0: 55x55 (the original I3D)
 
     @property
     def label(self) -> str:
         """``GN (G=32)``, ``BN``."""
         return self.norm.upper() + (f" (G={self.norm_groups})" if self.norm_groups is not None else "")
 
+    @property
+    def network(self) -> str:
+        """``I3D ResNet-50, width 64, ImageNet init (R-50-GN.pkl 1a2b3c4d5e6f)``: the row without its norm."""
+        depth = self.depth if self.depth is not None else "?"
+        name = self.arch.replace("_resnet", "").upper() + f" ResNet-{depth}" if "resnet" in self.arch \
+            else f"{self.arch}-{depth}"
+        init = "from scratch" if self.init == SCRATCH else f"ImageNet init ({self.init})"
+        return f"{name}, width {self.width if self.width is not None else '?'}, {init}"
 
-@dataclass(frozen=True, order=True)
+
+@dataclass(frozen=True)
 class Column:
-    """A table column: what one device sees per step (clips, frames, stride, repeated augmentation)."""
+    """A table column: what a step sees (clips per device, devices, frames, stride, repeated augmentation)."""
 
     batch_size: int
     num_frames: int
     sampling_rate: int | None
     repeat_aug: int = 1  # data.repeat_aug: k clips per decoded window (repeated augmentation)
+    world_size: int | None = None  # devices x nodes (None: not logged, e.g. a run read before it started)
 
     @property
     def repeat_text(self) -> str:
@@ -153,7 +187,7 @@ class Column:
         return f"{self.batch_size} ({self.num_frames}f{stride}{self.repeat_text})"
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class Setting:
     """A grid cell: what a run is, apart from its seed."""
 
@@ -166,11 +200,25 @@ class Setting:
         return f"{self.row.label} {self.column.label}"
 
 
-def run_setting(config: Mapping[str, Any]) -> Setting:
-    """The grid cell of a run, from its flattened config.
+def init_text(config: Mapping[str, Any]) -> str:
+    """``scratch``, or the 2D source and the first 12 hex digits of its weights' hash (``?`` before it is known).
 
     Args:
-        config: ``flatten``ed run config (``model.norm``, ``data.batch_size``, ...).
+        config: flattened run config.
+    """
+    spec = config.get(INIT_SPEC_KEY)
+    if spec in (None, "", "null", "None"):
+        return SCRATCH
+    source = str(config.get(INIT_SOURCE_KEY) or spec)
+    digest = str(config.get(INIT_HASH_KEY) or "?")[:12]
+    return f"{source} {digest}"
+
+
+def run_setting(config: Mapping[str, Any]) -> Setting:
+    """What a run is, from its flattened config (the W&B run config, or the CLI config flattened).
+
+    Args:
+        config: ``flatten``ed run config (``model.norm``, ``data.batch_size``, ``world_size``, ...).
 
     Raises:
         KeyError: a key of ``REQUIRED_KEYS`` is missing (message names it).
@@ -183,13 +231,18 @@ def run_setting(config: Mapping[str, Any]) -> Setting:
     row = Row(
         depth=_int_or_none(config.get("model.depth")),
         width=_int_or_none(config.get("model.width")),
-        norm=norm,
+        norm=norm_token(norm, _int_or_none(config.get("model.norm_sync_group"))),
         norm_groups=groups if groups is not None and _uses_groups(norm) else None,
+        arch=str(config.get("model.arch") or DEFAULT_ARCH),
+        init=init_text(config),
+        num_classes=_int_or_none(config.get("model.num_classes")),
+        stem_pool_padding=_int_or_none(config.get("model.stem_pool_padding")),
     )
     column = Column(
         batch_size=int(config["data.batch_size"]),
         num_frames=int(config["data.num_frames"]),
         sampling_rate=_int_or_none(config.get("data.sampling_rate")),
         repeat_aug=_int_or_none(config.get("data.repeat_aug")) or 1,
+        world_size=_int_or_none(config.get("world_size")),
     )
     return Setting(row, column)

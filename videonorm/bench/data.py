@@ -4,8 +4,9 @@
                          [--threads 1,2] [--workers 0,1,2] [--repeat 2,4] [--out bench_out]
 
 The access pattern is training's: one random 32 x 2 window (32 frames at stride 2) per clip, the file opened
-anew for each clip as a DataLoader worker does, decoded and transformed to the final float
-``(3, 32, 224, 224)`` tensor (short side random in [256, 320], random crop 224, flip, normalize). Without
+anew for each clip as a DataLoader worker does, decoded and transformed to the uint8 ``(3, 32, 224, 224)`` clip a
+worker hands over (short side random in [256, 320], random crop 224, flip; float conversion and normalization
+happen on the training device, a batch at a time). Without
 ``--videos`` it makes its own Kinetics-like files (:mod:`videonorm.bench.videos`: 10 s, 340x256, 30 fps
 H.264, one set with libx264's default long GOP and one with ``kinetics-prep``'s GOP of 16), cached.
 
@@ -243,7 +244,7 @@ def videonorm_train(backend: str, threads: int, settings: Settings) -> Pipeline:
         start = time.process_time()
         frames, _ = read_clip(clip.path, _train_indices(clip, settings), backend, threads)
         decode = time.process_time() - start
-        out = transform(frames)  # (3, T, crop, crop) float32
+        out = transform(frames)  # (3, T, crop, crop) uint8
         _check_output(out, settings)
         return 1, decode
 
@@ -319,16 +320,17 @@ def pytorchvideo_reference(settings: Settings) -> Pipeline:
         keep = torch.linspace(0, frames.shape[1] - 1, settings.num_frames).round().long()  # UniformTemporalSubsample
         x = frames[:, keep].permute(1, 0, 2, 3) / 255.0  # (T, C, H, W)
         out = transform(x).permute(1, 0, 2, 3).contiguous()  # (C, T, crop, crop)
-        _check_output(out, settings)
+        _check_output(out, settings, torch.float32)
         return 1, decode
 
     return run
 
 
-def _check_output(out: torch.Tensor, settings: Settings) -> None:
+def _check_output(out: torch.Tensor, settings: Settings, dtype: torch.dtype = torch.uint8) -> None:
+    """Our pipelines end in the uint8 clip a worker hands over (normalized on the device); pytorchvideo's in float."""
     expected = (3, settings.num_frames, settings.crop, settings.crop)
-    if tuple(out.shape) != expected or out.dtype != torch.float32:
-        raise RuntimeError(f"pipeline produced {tuple(out.shape)} {out.dtype}, expected {expected} float32")
+    if tuple(out.shape) != expected or out.dtype != dtype:
+        raise RuntimeError(f"pipeline produced {tuple(out.shape)} {out.dtype}, expected {expected} {dtype}")
 
 
 # ---- measuring ----------------------------------------------------------------------------------------------

@@ -1,10 +1,11 @@
 """``videonorm bench model``: training-step time, memory and FLOP/s of the I3D ResNet, per normalization layer.
 
     videonorm bench model [--depth 50] [--width 64] [--frames 8] [--size 112] [--batch 2]
-                          [--norms bn,gn,syncbn,frozenbn,ln,in] [--steps 5] [--device cpu|cuda]
+                          [--norms bn,gn,frn,...] [--steps 5] [--device cpu|cuda]
                           [--precision fp32,bf16] [--memory-format contiguous,channels_last] [--out bench_out]
 
-For each norm (and on CUDA each precision and memory format) a model ``build_model("i3d_resnet", ...)``
+For each norm scheme (default: every one in ``videonorm.models.norm.NORM_NAMES``; and on CUDA each precision and
+memory format) a model ``build_model("i3d_resnet", ...)``
 in train mode takes SGD steps (momentum 0.9) on random ``(batch, 3, frames, size, size)`` clips. The models are
 built up front and stepped round-robin, one step each in turn, so load from elsewhere on the machine hits all
 norms alike; the table gives medians over ``--steps`` timed steps (after ``--warmup``):
@@ -27,8 +28,8 @@ norms alike; the table gives medians over ``--steps`` timed steps (after ``--war
     plain batch norm (world size 1 skips the sync), so its row measures the module's overhead over ``bn``, not
     the all-reduce.
 
-Ratios (``ratios`` table): every norm's step, forward and backward time over ``bn``'s at the same settings;
-the data issue's target is GN <= 1.1x BN on CPU.
+Ratios (``ratios`` table): every norm's step, forward and backward time, and its activation memory (``saved_mb``)
+and step peak (``peak_mb``), over ``bn``'s at the same settings; the data issue's target is GN <= 1.1x BN on CPU.
 """
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ STEP_COLUMNS = [
     "spread_pct", "gflop_step", "gflop_s", "pct_peak", "peak_mb", "saved_mb", "state_mb", "params_m",
 ]  # fmt: skip
 PEAK_COLUMNS = ["precision", "memory_format", "shape", "gflop", "ms", "gflop_s"]
-RATIO_COLUMNS = ["precision", "memory_format", "norm", "step_vs_bn", "fwd_vs_bn", "bwd_vs_bn", "target", "met"]
+RATIO_COLUMNS = ["precision", "memory_format", "norm", "step_vs_bn", "fwd_vs_bn", "bwd_vs_bn", "saved_vs_bn",
+                 "peak_vs_bn", "target", "met"]  # fmt: skip
 GN_TARGET_CPU = 1.1  # GN step time <= 1.1x BN step time on CPU (the data issue's target)
 
 _DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -290,8 +292,12 @@ def _build(args, norm: str, precision: str, memory_format: str, device: torch.de
     return _Run(norm, precision, memory_format, model, optimizer)
 
 
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None  # CPU peaks can be 0 (an earlier peak was higher)
+
+
 def ratios(rows: list[Row], device: str) -> list[Row]:
-    """Each norm's step/forward/backward time over ``bn``'s at the same precision and memory format."""
+    """Each norm's step/forward/backward time and memory over ``bn``'s at the same precision and memory format."""
     out = []
     for row in rows:
         base = next((r for r in rows if r["norm"] == "bn" and r["precision"] == row["precision"]
@@ -302,7 +308,9 @@ def ratios(rows: list[Row], device: str) -> list[Row]:
         target = GN_TARGET_CPU if row["norm"] == "gn" and device == "cpu" else None
         out.append({
             "precision": row["precision"], "memory_format": row["memory_format"], "norm": row["norm"],
-            "step_vs_bn": step, "fwd_vs_bn": row["fwd_ms"] / base["fwd_ms"], "bwd_vs_bn": row["bwd_ms"] / base["bwd_ms"],
+            "step_vs_bn": step, "fwd_vs_bn": row["fwd_ms"] / base["fwd_ms"],
+            "bwd_vs_bn": row["bwd_ms"] / base["bwd_ms"], "saved_vs_bn": _ratio(row["saved_mb"], base["saved_mb"]),
+            "peak_vs_bn": _ratio(row["peak_mb"], base["peak_mb"]),
             "target": None if target is None else f"<= {target:g}",
             "met": None if target is None else "yes" if step <= target else "no",
         })  # fmt: skip
@@ -327,9 +335,11 @@ def run(args: argparse.Namespace) -> int:
     meta = {"machine": machine_info(), "args": vars(args), "device": str(device)}
     print(f"[bench model] {meta['machine'].get('gpu', meta['machine']['cpu'])}, torch threads "
           f"{torch.get_num_threads()}, load {meta['machine']['load_average_1min']}; I3D R{args.depth} width "
-          f"{args.width}, {args.batch} x 3 x {args.frames} x {args.size}^2, {args.steps} steps", flush=True)  # fmt: skip
+          f"{args.width}, {args.batch} x 3 x {args.frames} x {args.size}^2, {args.steps} steps",
+          flush=True)  # fmt: skip
 
-    peak_rows = [measure_peak(device, p, f, peak_shape, reps=3 if not cuda else 10) for p in precisions for f in formats]
+    peak_rows = [measure_peak(device, p, f, peak_shape, reps=3 if not cuda else 10)
+                 for p in precisions for f in formats]  # fmt: skip
     runs = [_build(args, n, p, f, device) for p in precisions for f in formats for n in norms]
     generator = torch.Generator().manual_seed(args.seed)
     x = torch.randn(args.batch, 3, args.frames, args.size, args.size, generator=generator)
@@ -368,6 +378,6 @@ def run(args: argparse.Namespace) -> int:
     report(args.out, "model", tables, {
         "steps": f"training steps on {device.type} (medians over {args.steps} steps; fwd/bwd/opt ms per step)",
         "peak": "peak: one large 3x3x3 conv3d forward",
-        "ratios": "each norm vs bn (step, forward, backward time)",
+        "ratios": "each norm vs bn (step, forward, backward time; activation memory, step peak)",
     }, meta)  # fmt: skip
     return 0

@@ -79,6 +79,8 @@ class KineticsDataModule(pl.LightningDataModule):
             the same batch, so they share BN's batch statistics: that changes what BN sees (the quantity this
             project studies), not what GN sees.
         seed: Seed of the replacement draws for broken videos.
+        allow_outside_root: Accept manifest paths that are absolute or climb out of ``root`` with ``..`` (an error
+            otherwise: a manifest should not silently read files from elsewhere).
     """
 
     def __init__(
@@ -106,6 +108,7 @@ class KineticsDataModule(pl.LightningDataModule):
         pin_memory: bool = True,
         repeat_aug: int = 1,
         seed: int = 0,
+        allow_outside_root: bool = False,
     ):
         super().__init__()
         if batch_size < 1:
@@ -121,6 +124,7 @@ class KineticsDataModule(pl.LightningDataModule):
             raise FileNotFoundError(f"classes file {self.classes_file} not found")
         self.classes = read_classes(self.classes_file)
         self.batch_size, self.num_workers, self.pin_memory = batch_size, num_workers, pin_memory
+        self.allow_outside_root = allow_outside_root
         args = locals()
         self.clip = ClipSpec(**{f.name: args[f.name] for f in dataclasses.fields(ClipSpec) if f.name in args})
         require_backend(decoder)  # a missing optional decoder stops here, in one line, not in every worker
@@ -151,7 +155,7 @@ class KineticsDataModule(pl.LightningDataModule):
             return self._manifests[path]
         if not os.path.isfile(path):
             raise FileNotFoundError(f"manifest {path} not found")
-        entries = read_manifest(path, num_classes=self.num_classes)
+        entries = read_manifest(path, num_classes=self.num_classes, allow_outside_root=self.allow_outside_root)
         info = _Manifest(path, hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12], len(entries))
         for entry in entries:
             if os.path.isfile(self._resolve(entry.path)):

@@ -4,8 +4,9 @@ Manifest and class-list files: :mod:`videonorm.data.manifest`; the LightningData
 :mod:`videonorm.data.datamodule`. :class:`VideoDataset` is map-style (exact epochs, DDP sharding by Lightning's
 DistributedSampler). Items::
 
-    {"video": float32 (3, T, H, W), "label": int, "index": int (video's row in the manifest),
-     "view": int (0 in train/val; clip * test_crops + crop in test), "skipped": int}
+    {"video": uint8 (3, T, H, W), "label": int, "index": int (video's row in the manifest),
+     "view": int (0 in train/val; clip * test_crops + crop in test), "skipped": int,
+     "skipped_files": str ("path<TAB>reason" per line for each failed read; "" when none)}
 
 (With ``repeat_aug=k`` a train item's video is (k, 3, T, H, W) and :func:`collate_repeated` makes batches of
 clips again.)
@@ -18,8 +19,10 @@ Broken videos at run time (undecodable, truncated, deleted): the failure is logg
 (``logging.getLogger("videonorm.data")``, path and reason), counted, and another video is drawn in its place
 (deterministic: a seeded function of ``seed``, the video and the attempt). A blank clip is never returned.
 ``skipped`` says how many failed reads the item stands in for; the LightningModule sums it into
-``data/skipped_videos``. When the failures exceed ``max_skip_fraction`` of the reads (checked once
-``min_attempts`` reads were made, per worker process) a RuntimeError stops the run.
+``data/skipped_videos``; ``skipped_files`` carries the paths and reasons out of the DataLoader worker (the
+training callback ``SkippedVideos`` lists them at the end of the stage). When the failures exceed
+``max_skip_fraction`` of the reads (checked once ``min_attempts`` reads were made, per worker process) a
+RuntimeError stops the run.
 
 Test mode is video-level evaluation, so a replacement must not pose as the broken video: the item carries the
 *replacement's* ``index``, ``label`` and the same ``view``, i.e. it is an exact duplicate of one of the
@@ -47,7 +50,7 @@ from torch.utils.data import Dataset, default_collate
 
 from videonorm.data.manifest import ManifestEntry, read_manifest
 from videonorm.data.sampling import center_clip_indices, test_clip_indices, train_clip_indices
-from videonorm.data.transforms import KINETICS_MEAN, KINETICS_STD, test_transform, train_transform, val_transform
+from videonorm.data.transforms import test_transform, train_transform, val_transform
 from videonorm.data.video import DEFAULT_BACKEND, VideoDecodeError, read_clip
 
 log = logging.getLogger("videonorm.data")
@@ -60,7 +63,8 @@ SHOW_PATHS = 5  # paths quoted in an error or warning
 
 @dataclass(frozen=True)
 class ClipSpec:
-    """How clips are cut from a video and turned into model input (the paper's values by default).
+    """How clips are cut from a video (the paper's values by default); normalization is the model's
+    (:class:`videonorm.data.transforms.ClipNormalize`, on the device).
 
     Args:
         num_frames: Frames per clip (T).
@@ -73,8 +77,6 @@ class ClipSpec:
         test_crop_size: Test: side of each spatial crop.
         test_clips: Test: temporal clips per video.
         test_crops: Test: spatial crops per clip (1 or 3).
-        mean: Normalization mean (per channel, [0, 1] scale).
-        std: Normalization std.
     """
 
     num_frames: int = 32
@@ -87,17 +89,14 @@ class ClipSpec:
     test_crop_size: int = 256
     test_clips: int = 10
     test_crops: int = 3
-    mean: Sequence[float] = KINETICS_MEAN
-    std: Sequence[float] = KINETICS_STD
 
     def transforms(self, mode: str) -> list:
         """The transform of each crop position of ``mode`` (one for train and val, ``test_crops`` for test)."""
         if mode == "train":
-            return [train_transform(self.train_min_scale, self.train_max_scale, self.crop_size, self.train_flip,
-                                    self.mean, self.std)]
+            return [train_transform(self.train_min_scale, self.train_max_scale, self.crop_size, self.train_flip)]
         if mode == "val":
-            return [val_transform(self.test_scale, self.crop_size, self.mean, self.std)]
-        return test_transform(self.test_scale, self.test_crop_size, self.test_crops, self.mean, self.std)
+            return [val_transform(self.test_scale, self.crop_size)]
+        return test_transform(self.test_scale, self.test_crop_size, self.test_crops)
 
 
 class VideoDataset(Dataset):
@@ -169,7 +168,7 @@ class VideoDataset(Dataset):
 
     def __getitem__(self, item: int) -> dict:
         video, clip, crop = self.locate(item)
-        candidate, skipped = video, 0
+        candidate, skipped, failures = video, 0, []
         for attempt in range(MAX_TRIES):
             try:
                 frames = self._read(candidate, clip)  # (T, 3, H, W) uint8
@@ -177,6 +176,7 @@ class VideoDataset(Dataset):
             except VideoDecodeError as error:
                 self._record_failure(error)
                 skipped += 1
+                failures.append(f"{error.path}\t{error.reason}")
                 candidate = self._replacement(video, attempt)
         else:
             raise RuntimeError(
@@ -189,13 +189,14 @@ class VideoDataset(Dataset):
         if self.repeat_aug > 1:  # k augmentations of one decode: (k, 3, T, H, W)
             clips = torch.stack([self.transforms[crop](frames) for _ in range(self.repeat_aug)])
         else:
-            clips = self.transforms[crop](frames)  # (3, T, H, W) float32
+            clips = self.transforms[crop](frames)  # (3, T, H, W) uint8
         return {
             "video": clips,
             "label": self.labels[candidate],
             "index": candidate,
             "view": view,
             "skipped": skipped,
+            "skipped_files": "\n".join(failures),
         }
 
     def _read(self, video: int, clip: int) -> torch.Tensor:

@@ -9,7 +9,10 @@ tests, always through this module (standard library only, so ``data_prep`` impor
 Rules of a manifest line: the path and a non-negative integer label, separated by whitespace; the path has no
 whitespace of its own (Kinetics file names never do; a path with a space is an error that names the line, not a
 silent mis-split). An unlabelled manifest (videos to predict, e.g. Kinetics-700-2020's test split) has the path
-alone on its lines; it is read with ``labelled=False``, which accepts both kinds of line. Blank lines and whole-line ``#`` comments are ignored (``#`` may appear inside a file name).
+alone on its lines; it is read with ``labelled=False``, which accepts both kinds of line. Paths are relative to the
+dataset root and stay inside it: an absolute path or one that climbs out with ``..`` is an error unless the
+reader opts in (``allow_outside_root=True``, ``--data.allow_outside_root true``), so a manifest cannot silently
+train on files from elsewhere. Blank lines and whole-line ``#`` comments are ignored (``#`` may appear inside a file name).
 Rules of the class list: names are stripped, trailing blank lines are ignored, a blank line between names (it
 would shift every later label) and a name listed twice are errors. Both files are UTF-8; a byte-order mark is
 accepted (editors on Windows write one) and bytes that are not UTF-8 are an error naming the file and line.
@@ -95,14 +98,22 @@ def parse_line(text: str, where: str, labelled: bool = True) -> tuple[str, int |
     return path, int(label)
 
 
-def read_manifest(path: str | os.PathLike, num_classes: int | None = None, labelled: bool = True
-                  ) -> list[ManifestEntry]:
+def outside_root(path: str) -> bool:
+    """Whether a manifest path is absolute or climbs out of the dataset root with ``..``."""
+    if os.path.isabs(path) or path.startswith(("/", "\\")) or (len(path) > 1 and path[1] == ":"):
+        return True
+    return os.path.normpath(path).replace("\\", "/").split("/")[0] == ".."
+
+
+def read_manifest(path: str | os.PathLike, num_classes: int | None = None, labelled: bool = True,
+                  allow_outside_root: bool = False) -> list[ManifestEntry]:
     """Read a manifest (rules in the module docstring).
 
     Args:
         path: manifest file.
         num_classes: when given, every label must lie in ``[0, num_classes)``.
         labelled: every line needs a label; with False, lines may be a path alone (label None).
+        allow_outside_root: accept absolute paths and paths that climb out of the root with ``..``.
 
     Returns:
         The entries in file order.
@@ -122,6 +133,10 @@ def read_manifest(path: str | os.PathLike, num_classes: int | None = None, label
             continue
         if num_classes is not None and parsed[1] is not None and parsed[1] >= num_classes:
             errors.append(f"{where}: label {parsed[1]} outside [0, {num_classes}) ({num_classes} classes)")
+            continue
+        if not allow_outside_root and outside_root(parsed[0]):
+            errors.append(f"{where}: {parsed[0]!r} is outside the dataset root (absolute or '..'); paths are relative "
+                          "to the root (data.allow_outside_root / --allow-outside-root accept it on purpose)")
             continue
         entries.append(ManifestEntry(parsed[0], parsed[1], number))
     _raise_all(path, errors)

@@ -1,17 +1,21 @@
-"""Clip transforms, built on ``torchvision.transforms.v2`` only.
+"""Clip transforms, built on ``torchvision.transforms.v2`` only, and the normalization that follows them.
 
-Input: a clip as decoded by :mod:`videonorm.data.video`, uint8 ``(T, 3, H, W)``. Output: float32 ``(3, T, H, W)``,
-channel-first, ready to be stacked into the model's ``(N, 3, T, H, W)``. The clip is wrapped in
-``tv_tensors.Video``, so every random parameter (scale, crop position, flip) is drawn once per clip and
-applied to all of its frames. Resizing runs on uint8 (torchvision's fast path, antialiased) before the
-conversion to float, so the float work is done on the small cropped clip only; in training the crop box is
-cut before resizing (:class:`RandomShortSideScaleCrop`), so only kept pixels are resampled.
+Input: a clip as decoded by :mod:`videonorm.data.video`, uint8 ``(T, 3, H, W)``. Output of the geometric transforms
+(what DataLoader workers hand over): uint8 ``(3, T, H, W)``, channel-first, ready to be stacked into the model's
+``(N, 3, T, H, W)``. The clip is wrapped in ``tv_tensors.Video``, so every random parameter (scale, crop position,
+flip) is drawn once per clip and applied to all of its frames. Resizing runs on uint8 (torchvision's fast path,
+antialiased); in training the crop box is cut before resizing (:class:`RandomShortSideScaleCrop`), so only kept
+pixels are resampled.
 
-  * train: short side scaled to a random size in ``[min_scale, max_scale]``, random square crop, horizontal
-    flip, /255, normalize (Kinetics mean/std 0.45/0.225);
+  * train: short side scaled to a random size in ``[min_scale, max_scale]``, random square crop, horizontal flip;
   * val: short side to ``scale``, center crop;
   * test: short side to ``scale``, one of ``num_crops`` crops (see :func:`videonorm.data.sampling.crop_offsets`):
     :func:`test_transform` returns one transform per spatial crop.
+
+Conversion to float and mean/std normalization (``/255``, Kinetics mean/std 0.45/0.225) happen on the training
+device, a whole batch at a time (:class:`ClipNormalize`, applied by the LightningModule after the batch is on its
+device): a uint8 clip is a quarter of the bytes to move from worker to main process and to the GPU, and the
+arithmetic is the same per element as on the worker, so the result is bit for bit the same on CPU.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from torch import nn
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
@@ -41,32 +46,42 @@ class AsVideo:
         return f"{type(self).__name__}()"
 
 
-class ToNormalizedFloat:
-    """uint8 ``(T, 3, H, W)`` -> float32 ``(3, T, H, W)``, ``(x / 255 - mean) / std``, in one pass.
+class ToChannelFirst:
+    """uint8 ``(T, 3, H, W)`` -> uint8 ``(3, T, H, W)``, contiguous (the worker's hand-off format)."""
 
-    The same result as ``v2.ToDtype(float32, scale=True)``, ``v2.Normalize`` and a permute, without three
-    full-size float intermediates (several times faster on a 32-frame clip).
+    def __call__(self, clip: torch.Tensor) -> torch.Tensor:
+        if clip.dtype != torch.uint8:
+            raise TypeError(f"expected a uint8 clip, got {clip.dtype}")
+        return clip.as_subclass(torch.Tensor).permute(1, 0, 2, 3).contiguous()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class ClipNormalize(nn.Module):
+    """uint8 clips ``(..., 3, T, H, W)`` -> float32, ``(x / 255 - mean) / std`` per channel, in one pass.
+
+    The same result as ``v2.ToDtype(float32, scale=True)`` then ``v2.Normalize``, without their full-size float
+    intermediates. Mean and std are buffers, so the module moves to the batch's device with its owner.
 
     Args:
         mean: Per-channel mean, on the [0, 1] scale.
         std: Per-channel std, on the [0, 1] scale.
     """
 
-    def __init__(self, mean: Sequence[float], std: Sequence[float]):
+    def __init__(self, mean: Sequence[float] = KINETICS_MEAN, std: Sequence[float] = KINETICS_STD):
+        super().__init__()
         self.mean, self.std = tuple(mean), tuple(std)
-        self._shift = torch.tensor(self.mean).view(3, 1, 1, 1) * 255  # (3, 1, 1, 1)
-        self._scale = 1 / (torch.tensor(self.std).view(3, 1, 1, 1) * 255)
+        self.register_buffer("shift", torch.tensor(self.mean).view(3, 1, 1, 1) * 255, persistent=False)
+        self.register_buffer("scale", 1 / (torch.tensor(self.std).view(3, 1, 1, 1) * 255), persistent=False)
 
-    def __call__(self, clip: torch.Tensor) -> torch.Tensor:
-        if clip.dtype != torch.uint8:
-            raise TypeError(f"expected a uint8 clip, got {clip.dtype}")
-        clip = clip.as_subclass(torch.Tensor)
-        out = torch.empty((clip.shape[1], clip.shape[0], *clip.shape[2:]), dtype=torch.float32)  # (3, T, H, W)
-        out.copy_(clip.permute(1, 0, 2, 3))
-        return out.sub_(self._shift).mul_(self._scale)
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        if clips.dtype != torch.uint8:
+            raise TypeError(f"expected uint8 clips, got {clips.dtype}")
+        return clips.to(torch.float32).sub_(self.shift).mul_(self.scale)
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(mean={self.mean}, std={self.std})"
+    def extra_repr(self) -> str:
+        return f"mean={self.mean}, std={self.std}"
 
 
 class RandomShortSideScaleCrop(v2.Transform):
@@ -131,85 +146,62 @@ class FixedCrop:
         return f"{type(self).__name__}(size={self.size}, index={self.index}, num_crops={self.num_crops})"
 
 
-def _to_float(mean: Sequence[float], std: Sequence[float]) -> list:
-    return [ToNormalizedFloat(mean, std)]
-
-
 def train_transform(
     min_scale: int = 256,
     max_scale: int = 320,
     crop_size: int = 224,
     flip: bool = True,
-    mean: Sequence[float] = KINETICS_MEAN,
-    std: Sequence[float] = KINETICS_STD,
 ) -> v2.Compose:
-    """Training augmentation: random short-side scale, random crop, flip, normalize.
+    """Training augmentation: random short-side scale, random crop, flip.
 
     Args:
         min_scale: Smallest short side after scaling.
         max_scale: Largest short side after scaling (inclusive).
         crop_size: Side of the square random crop (<= min_scale).
         flip: Horizontal flip with probability 0.5.
-        mean: Per-channel mean, on the [0, 1] scale.
-        std: Per-channel std, on the [0, 1] scale.
 
     Returns:
-        A callable: uint8 (T, 3, H, W) -> float32 (3, T, crop_size, crop_size).
+        A callable: uint8 (T, 3, H, W) -> uint8 (3, T, crop_size, crop_size).
     """
     if not crop_size <= min_scale <= max_scale:
         raise ValueError(f"need crop_size <= min_scale <= max_scale, got {crop_size}, {min_scale}, {max_scale}")
     steps = [AsVideo(), RandomShortSideScaleCrop(min_scale, max_scale, crop_size)]
     if flip:
         steps.append(v2.RandomHorizontalFlip())  # on the small uint8 crop
-    return v2.Compose(steps + _to_float(mean, std))
+    return v2.Compose(steps + [ToChannelFirst()])
 
 
-def val_transform(
-    scale: int = 256,
-    crop_size: int = 224,
-    mean: Sequence[float] = KINETICS_MEAN,
-    std: Sequence[float] = KINETICS_STD,
-) -> v2.Compose:
-    """Validation: short side to ``scale``, center crop, normalize.
+def val_transform(scale: int = 256, crop_size: int = 224) -> v2.Compose:
+    """Validation: short side to ``scale``, center crop.
 
     Args:
         scale: Short side after resizing.
         crop_size: Side of the center crop (<= scale).
-        mean: Per-channel mean, on the [0, 1] scale.
-        std: Per-channel std, on the [0, 1] scale.
 
     Returns:
-        A callable: uint8 (T, 3, H, W) -> float32 (3, T, crop_size, crop_size).
+        A callable: uint8 (T, 3, H, W) -> uint8 (3, T, crop_size, crop_size).
     """
     if crop_size > scale:
         raise ValueError(f"crop_size {crop_size} > scale {scale}")
-    return v2.Compose([AsVideo(), v2.Resize(scale, antialias=True), v2.CenterCrop(crop_size)] + _to_float(mean, std))
+    return v2.Compose([AsVideo(), v2.Resize(scale, antialias=True), v2.CenterCrop(crop_size), ToChannelFirst()])
 
 
-def test_transform(
-    scale: int = 256,
-    crop_size: int = 256,
-    num_crops: int = 3,
-    mean: Sequence[float] = KINETICS_MEAN,
-    std: Sequence[float] = KINETICS_STD,
-) -> list[v2.Compose]:
+def test_transform(scale: int = 256, crop_size: int = 256, num_crops: int = 3) -> list[v2.Compose]:
     """Multi-view testing: short side to ``scale``, then ``num_crops`` fixed crops.
 
     Args:
         scale: Short side after resizing.
         crop_size: Side of each square crop (<= scale).
         num_crops: 1 (center) or 3 (start/center/end of the long side).
-        mean: Per-channel mean, on the [0, 1] scale.
-        std: Per-channel std, on the [0, 1] scale.
 
     Returns:
-        ``num_crops`` callables, crop ``j`` at position ``j``: uint8 (T, 3, H, W) -> float32
+        ``num_crops`` callables, crop ``j`` at position ``j``: uint8 (T, 3, H, W) -> uint8
         (3, T, crop_size, crop_size).
     """
     if crop_size > scale:
         raise ValueError(f"crop_size {crop_size} > scale {scale}")
     resize = [AsVideo(), v2.Resize(scale, antialias=True)]
-    return [v2.Compose([*resize, FixedCrop(crop_size, j, num_crops), *_to_float(mean, std)]) for j in range(num_crops)]
+    return [v2.Compose([*resize, FixedCrop(crop_size, j, num_crops), ToChannelFirst()]) for j in range(num_crops)]
 
 
 test_transform.__test__ = False  # not a pytest test, even when imported into a test module

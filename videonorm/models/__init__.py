@@ -7,7 +7,8 @@ The public API, usable without Lightning::
 
 Modules: :mod:`~videonorm.models.registry` (backbone names), :mod:`~videonorm.models.norm` (norm names),
 :mod:`~videonorm.models.i3d` (the I3D ResNet builder), :mod:`~videonorm.models.init` (weight init),
-:mod:`~videonorm.models.inflate` (2D -> 3D checkpoints).
+:mod:`~videonorm.models.inflate` (2D -> 3D checkpoints),
+:mod:`~videonorm.models.pretrained` (2D ImageNet sources: files, Caffe2 pickles, torchvision, timm).
 """
 
 from videonorm.models.i3d import i3d_resnet

@@ -9,7 +9,7 @@ the Group Normalization paper's Kinetics experiment):
 
     input                                        32 x 224 x 224 (T x H x W)
     stem   5x7x7 conv, stride (2, 2, 2)          16 x 112 x 112
-           2x3x3 max-pool, stride (2, 2, 2)      8 x 56 x 56
+           2x3x3 max-pool, stride (2, 2, 2)      8 x 56 x 56    (8 x 55 x 55 with stem_pool_padding=0)
     res2   3 blocks, conv_a 3x1x1 in all         8 x 56 x 56
     pool   2x1x1 max-pool, stride (2, 1, 1)      4 x 56 x 56
     res3   conv_a 3x1x1 in blocks [1, 0, 1, 0]   4 x 28 x 28
@@ -17,7 +17,13 @@ the Group Normalization paper's Kinetics experiment):
     res5   [0, 1, 0]                             4 x 7 x 7
     head   global average pool, dropout, linear
 
-R50 with 400 classes: 28.0M parameters, 33.1 G multiply-adds per 32x224x224 clip (torch's FLOP counter / 2).
+R50 with 400 classes: 28.0M parameters, 33.1 G multiply-adds per 32x224x224 clip (torch's FLOP counter / 2);
+32.8 G with ``stem_pool_padding=0``.
+
+The stem max-pool pads one pixel on each side by default (torchvision's and pytorchvideo's ResNets, and the 2D
+ImageNet networks we inflate): 112 -> 56. The Non-local code pools without padding (``pool1``: kernel
+[2, 3, 3], stride [2, 2, 2], pads 0 in lib/models/resnet_video_org.py): 112 -> 55 at res2, 28, 14, 7 after;
+``stem_pool_padding=0`` builds that, and the paper's configs use it. The weights are the same either way.
 
 pytorchvideo's own `i3d_r50` is the 8-frame variant of the same network (no temporal stride in the stem);
 the weights have identical shapes, so its checkpoints load here, but the temporal strides differ.
@@ -26,18 +32,22 @@ the weights have identical shapes, so its checkpoints load here, but the tempora
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch.nn as nn
 from pytorchvideo.models.head import create_res_basic_head
-from pytorchvideo.models.resnet import create_resnet
+from pytorchvideo.models.resnet import ResBlock, ResStage, create_resnet
 
 from videonorm.models.init import init_weights
-from videonorm.models.norm import norm_layer
+from videonorm.models.norm import get_scheme, norm_layer, prepare_model
 
-# Bottleneck blocks per stage (res2..res5).
-STAGE_DEPTHS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
+# Bottleneck blocks per stage (res2..res5). 50 and 101 are the paper's; 14 and 26 are shallow variants with the same
+# stem, stages, strides and widths (timm's resnet14t / resnet26 stage depths) for the CPU demo: a quarter and half of
+# R50's blocks.
+STAGE_DEPTHS = {14: (1, 1, 1, 1), 26: (2, 2, 2, 2), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
+_PYTORCHVIDEO_DEPTHS = (50, 101)  # what create_resnet builds; shallower layouts keep the first blocks of R50's stages
 
 
 @dataclass(frozen=True)
@@ -59,15 +69,19 @@ LAYOUTS = {
 }
 
 
-def _max_pool(kernel_size: Sequence[int], stride: Sequence[int], padding: Sequence[int]) -> nn.Module:
+def _max_pool(
+    kernel_size: Sequence[int], stride: Sequence[int], padding: Sequence[int], spatial_padding: int | None = None
+) -> nn.Module:
     """Max-pool that never pads in time (Non-local's pool1 is a max over frame pairs).
 
     pytorchvideo pads every dimension by kernel // 2, which for a temporal kernel of 2 would add a frame.
-    Called by `create_resnet` for the stem pool and the pool after res2.
+    Called by `create_resnet` for the stem pool and the pool after res2; `spatial_padding` replaces
+    pytorchvideo's spatial padding (the stem's `stem_pool_padding`).
     """
     if tuple(kernel_size) == (1, 1, 1) and tuple(stride) == (1, 1, 1):
         return nn.Identity()  # keeps the block indices of the pooled variant
-    return nn.MaxPool3d(kernel_size, stride=stride, padding=(0, *tuple(padding)[1:]))
+    spatial = tuple(padding)[1:] if spatial_padding is None else (spatial_padding, spatial_padding)
+    return nn.MaxPool3d(kernel_size, stride=stride, padding=(0, *spatial))
 
 
 def _head(**kwargs: Any) -> nn.Module:
@@ -76,24 +90,41 @@ def _head(**kwargs: Any) -> nn.Module:
     return create_res_basic_head(**kwargs)
 
 
+def _norm_act_residuals(model: nn.Module, make) -> None:
+    """For norm-act schemes (built with ``activation=None``): the norms before each residual sum (``norm_c``, the
+    shortcut's) are built without their nonlinearity, and the ReLU after the sum stays (the papers' layers replace
+    norm + activation pairs; that ReLU follows a sum, not a norm)."""
+    for block in model.modules():
+        if isinstance(block, ResBlock):
+            block.branch2.norm_c = make(block.branch2.norm_c.num_features, apply_act=False)
+            if block.branch1_norm is not None:
+                block.branch1_norm = make(block.branch1_norm.num_features, apply_act=False)
+            block.activation = nn.ReLU()
+
+
 def i3d_resnet(
     depth: int = 50,
     norm: str = "bn",
     norm_groups: int = 32,
+    norm_sync_group: int = 0,
+    norm_options: dict[str, float] | None = None,
     num_classes: int = 400,
     width: int = 64,
     dropout: float = 0.5,
     zero_init_residual: bool = True,
     head_init_std: float = 0.01,
     arch: str = "i3d",
+    stem_pool_padding: int = 1,
 ) -> nn.Module:
     """Build an I3D (or C2D) ResNet for `(N, 3, T, H, W)` clips returning `(N, num_classes)` logits.
 
     Args:
-        depth: 50 or 101.
+        depth: 50 or 101 (the paper's layouts), or 14 / 26 (shallow variants: 1 / 2 blocks per stage).
         norm: a name from `videonorm.models.norm.NORM_NAMES`.
-        norm_groups: groups for `norm="gn"`; must divide `width` (every normalized channel count is
-            `width` times a power of two).
+        norm_groups: groups for the grouped norms (`gn`, `gn_ws`, `evonorm_s0`); must divide `width` (every
+            normalized channel count is `width` times a power of two).
+        norm_sync_group: for `norm="syncbn"`, processes per statistics group (0: all).
+        norm_options: overrides of the norm scheme's paper options (`videonorm.models.norm.resolve_options`).
         num_classes: classifier outputs.
         width: stem channels (64 in the paper); stage i has `width * 2**i` bottleneck channels and
             `4 * width * 2**i` outputs, so small values give tiny CPU models.
@@ -101,9 +132,12 @@ def i3d_resnet(
         zero_init_residual: start each bottleneck's last norm at gamma = 0 (the block is the identity).
         head_init_std: standard deviation of the classifier's initial weights.
         arch: `"i3d"` (Non-local 32-frame I3D) or `"c2d"` (all temporal kernels 1, no temporal pooling).
+        stem_pool_padding: spatial padding of the stem's 3x3 max-pool: 1 (torchvision; 56 x 56 at res2
+            for 224 input) or 0 (the Non-local code; 55 x 55).
 
     Raises:
-        ValueError: unsupported depth or arch, unknown norm, or groups that do not divide the channels.
+        ValueError: unsupported depth or arch, unknown norm, groups that do not divide the channels, or a
+            stem pool padding other than 0 or 1.
     """
     if depth not in STAGE_DEPTHS:
         raise ValueError(f"unsupported depth {depth}; supported: {sorted(STAGE_DEPTHS)}")
@@ -111,19 +145,25 @@ def i3d_resnet(
         raise ValueError(f"unknown arch {arch!r}; allowed: {', '.join(LAYOUTS)}")
     if width < 1:
         raise ValueError(f"width must be positive, got {width}")
+    if stem_pool_padding not in (0, 1):
+        raise ValueError(f"stem_pool_padding must be 0 or 1, got {stem_pool_padding}")
     spec = LAYOUTS[arch]
+    built = depth if depth in _PYTORCHVIDEO_DEPTHS else 50
     stage_kernels = [
-        [(t, 1, 1) for t in (pattern * n)[:n]] for pattern, n in zip(spec.conv_a_t, STAGE_DEPTHS[depth])
+        [(t, 1, 1) for t in (pattern * n)[:n]] for pattern, n in zip(spec.conv_a_t, STAGE_DEPTHS[built])
     ]
+    scheme = get_scheme(norm)
+    make = norm_layer(norm, norm_groups, sync_group=norm_sync_group, options=norm_options, defer_errors=True)
     model = create_resnet(
-        model_depth=depth,
+        model_depth=built,
         model_num_class=num_classes,
         dropout_rate=dropout,
-        norm=norm_layer(norm, norm_groups),
+        norm=make,
+        activation=None if scheme.norm_act else nn.ReLU,  # a norm-act layer is its own activation
         stem_dim_out=width,
         stem_conv_kernel_size=spec.stem_kernel,
         stem_conv_stride=spec.stem_stride,
-        stem_pool=_max_pool,
+        stem_pool=functools.partial(_max_pool, spatial_padding=stem_pool_padding),
         stem_pool_kernel_size=spec.stem_pool_kernel,
         stem_pool_stride=spec.stem_pool_stride,
         stage1_pool=_max_pool,
@@ -131,5 +171,12 @@ def i3d_resnet(
         stage_conv_a_kernel_size=stage_kernels,
         head=_head,
     )
+    if built != depth:  # a shallow variant: each stage keeps its first blocks (the first one does the striding)
+        stages = [block for block in model.blocks if isinstance(block, ResStage)]
+        for stage, blocks in zip(stages, STAGE_DEPTHS[depth]):
+            stage.res_blocks = nn.ModuleList(list(stage.res_blocks)[:blocks])
+    if scheme.norm_act:
+        _norm_act_residuals(model, make)
+    prepare_model(model, norm, norm_groups, norm_options)
     init_weights(model, zero_init_residual=zero_init_residual, head_init_std=head_init_std)
     return model

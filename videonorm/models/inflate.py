@@ -90,11 +90,12 @@ def inflate_2d(
             unexpected.append(key if key3d is None else f"{key} -> {key3d}")
             continue
         want = target[key3d]
+        shape2d = tuple(value.shape)
         if value.dim() == 4 and want.dim() == 5:  # conv (O, I, kh, kw) -> (O, I, kt, kh, kw)
             kt = want.shape[2]
             value = value.unsqueeze(2).repeat(1, 1, kt, 1, 1) / kt
         if value.shape != want.shape:
-            mismatched.append(f"{key} {tuple(value.shape)} -> {key3d} {tuple(want.shape)}")
+            mismatched.append(f"{key} {shape2d} -> {key3d} {tuple(want.shape)}")
             continue
         loaded[key3d] = value.to(want.dtype)
     missing = [

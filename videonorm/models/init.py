@@ -5,14 +5,17 @@ from __future__ import annotations
 import torch.nn as nn
 from pytorchvideo.models.resnet import BottleneckBlock
 
-from videonorm.models.norm import FrozenBatchNorm3d, is_norm
+from videonorm.models.norm import is_norm
 
 
 def init_weights(model: nn.Module, zero_init_residual: bool = True, head_init_std: float = 0.01) -> None:
-    """Initialize in place: Kaiming convs, unit norms, zero-gamma residual ends, small classifier.
+    """Initialize in place: Kaiming convs, norms at their own initial state, zero-gamma residual ends, small
+    classifier.
 
-    Frozen BN gets the identity transform (weight 1, bias 0, mean 0, var 1) and is never zero-initialized:
-    its gamma could not move away from 0, so the residual branch would stay dead.
+    Every norm layer a scheme builds resets itself (``reset_parameters``): gamma 1, beta 0, running statistics
+    cleared, norm-act parameters at their papers' values (FRN's tau 0, EvoNorm's v 1); frozen BN becomes the
+    identity transform. Frozen BN is never zero-initialized: its gamma is a buffer that could not move away
+    from 0, so the residual branch would stay dead.
 
     Args:
         model: a network from `i3d_resnet` (any module tree with pytorchvideo bottlenecks works).
@@ -20,24 +23,16 @@ def init_weights(model: nn.Module, zero_init_residual: bool = True, head_init_st
         head_init_std: standard deviation of the `nn.Linear` classifier weights (biases are zeroed).
     """
     for m in model.modules():
-        if isinstance(m, nn.Conv3d):
+        if isinstance(m, nn.Conv3d):  # weight-standardized convs too: they standardize whatever they hold
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-        elif isinstance(m, FrozenBatchNorm3d):
-            for name, value in (("weight", 1.0), ("bias", 0.0), ("running_mean", 0.0), ("running_var", 1.0)):
-                getattr(m, name).fill_(value)
         elif is_norm(m):
-            if getattr(m, "weight", None) is not None:
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            if getattr(m, "running_mean", None) is not None:
-                m.reset_running_stats()
+            m.reset_parameters()
         elif isinstance(m, nn.Linear):
             nn.init.normal_(m.weight, std=head_init_std)
             nn.init.zeros_(m.bias)
     if zero_init_residual:
         for m in model.modules():
-            if isinstance(m, BottleneckBlock) and is_norm(m.norm_c) and m.norm_c.weight is not None:
-                if not isinstance(m.norm_c, FrozenBatchNorm3d):
-                    nn.init.zeros_(m.norm_c.weight)
+            if isinstance(m, BottleneckBlock) and is_norm(m.norm_c) and isinstance(m.norm_c.weight, nn.Parameter):
+                nn.init.zeros_(m.norm_c.weight)

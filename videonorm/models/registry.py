@@ -1,8 +1,9 @@
 """Backbones by name: the one map from ``model.arch`` (a config string) to a builder.
 
-Every builder takes the same keywords (``depth``, ``norm``, ``norm_groups``, ``num_classes``, ``width``, ``dropout``,
-``zero_init_residual``) and returns an ``nn.Module`` mapping ``(N, 3, T, H, W)`` clips to ``(N, num_classes)``
-logits. Adding a backbone is one builder (its own file) and one entry here.
+Every builder takes the same keywords (``depth``, ``norm``, ``norm_groups``, ``norm_sync_group``, ``norm_options``,
+``num_classes``, ``width``, ``dropout``, ``zero_init_residual``) and returns an ``nn.Module`` mapping
+``(N, 3, T, H, W)`` clips to ``(N, num_classes)`` logits. Adding a backbone is one builder (its own file) and one
+entry here.
 """
 
 from __future__ import annotations

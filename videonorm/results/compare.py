@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from videonorm.results.comparison import build_comparison
-from videonorm.results.report import make_plots, write_csv, write_markdown
+from videonorm.results.report import PLOTS, make_plots, report_markdown, write_csv, write_markdown
 from videonorm.results.runs import load_runs
 
 
@@ -50,17 +50,27 @@ def main(argv: list[str] | None = None) -> int:
     Args:
         argv: arguments after ``compare`` (``sys.argv[2:]`` when None).
     """
-    args = build_parser().parse_args(sys.argv[2:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(sys.argv[2:] if argv is None else argv)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        parser.error(f"--out {out} is a file; give a directory for compare.md, compare.csv and the plots")
     runs, errors = load_runs(args.inputs, group=args.group, tag=args.tag)
     comp = build_comparison(runs, metric=args.metric, dataset=args.dataset, read_errors=errors)
-    out = Path(args.out)
+    if not comp.cells:  # a mistyped path must not replace an earlier report with an empty one
+        print(report_markdown(comp))
+        print(f"Nothing written to {out}: no run could be compared (see above).")
+        return 1
     out.mkdir(parents=True, exist_ok=True)
     md_path, csv_path = out / "compare.md", out / "compare.csv"
     report = write_markdown(comp, md_path)
     write_csv(comp, csv_path)
-    pngs = make_plots(comp, out) if comp.cells else []
+    pngs = make_plots(comp, out)
+    for stale in (out / name for name in PLOTS):  # a figure this comparison has no data for must not stay behind
+        if stale not in pngs:
+            stale.unlink(missing_ok=True)
     print(report)
     print("Written:")
     for path in (md_path, csv_path, *pngs):
         print(f"  {path}")
-    return 0 if comp.cells else 1
+    return 0

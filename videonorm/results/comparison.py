@@ -3,23 +3,27 @@
 Cells: rows = norm (with its group count), columns = clips per device and frames (``8 (32f)``), values =
 top-1 / top-5 in percent: the best validation epoch (single center clip, top-5 from the same epoch) with
 ``metric="val"``, the video-level test result with ``metric="test"``; ``auto`` takes test when every run that logged
-accuracies has it. Runs that differ only in their seed share a cell: mean +- std (sample std), with n.
+accuracies has it. Runs that differ only in their seed share a cell: mean +- standard error over seeds, with n.
+Series of cells that differ only in clips per device get a verdict (:mod:`videonorm.results.verdict`).
 Runs are left out, each with its reason, when they cannot be read, lack the metric or identity config keys,
-or were trained on another dataset copy than the majority (``dataset.hash``; a chosen hash wins).
+or were trained on another dataset copy than the majority (``dataset.hash``; a chosen hash wins). Runs whose
+training diverged (summary ``diverged``, set when a non-finite loss stopped the fit) are listed apart and never
+averaged in, whatever they logged before.
 """
 
 from __future__ import annotations
 
 import math
-import statistics
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from videonorm.identity import Setting, run_setting
+from videonorm.record import diverged_info
 from videonorm.results import paper
 from videonorm.results.runs import RunData
+from videonorm.results.verdict import Estimate, Verdict, verdicts
 
 METRIC_KEYS = {"val": ("val/top1", "val/top5"), "test": ("test/top1", "test/top5")}
 METRIC_TEXT = {
@@ -28,7 +32,7 @@ METRIC_TEXT = {
 }
 # Keys expected to differ between seeds of one cell; any other difference is reported.
 PER_RUN_KEYS = ("seed_everything", "data.seed", "trainer.logger", "trainer.default_root_dir", "checkpoint.dirpath",
-                "ckpt_path", "dataset.")
+                "last_checkpoint.dirpath", "ckpt_path", "dataset.")
 
 
 @dataclass
@@ -49,14 +53,21 @@ class Cell:
 
     setting: Setting
     results: list[RunResult]
-    top1: tuple[float, float | None] = (math.nan, None)  # mean, std (None when n == 1)
+    top1: tuple[float, float | None] = (math.nan, None)  # mean, standard error over seeds (None when n == 1)
     top5: tuple[float, float | None] | None = None
     paper: paper.PaperResult | None = None
+    paper_gaps: list[str] = field(default_factory=list)  # the paper has this cell, but this setup is not the paper's
     notes: list[str] = field(default_factory=list)
+    metric: str = "val"  # which result the numbers are: "val" or "test"
 
     @property
     def n(self) -> int:
         return len(self.results)
+
+    @property
+    def top1_values(self) -> list[float]:
+        """Each seed's top-1 (percent) in this cell."""
+        return [r.val[0] if self.metric == "val" else r.test[0] for r in self.results]
 
 
 @dataclass
@@ -68,6 +79,8 @@ class Comparison:
     dataset_hash: str | None
     excluded: list[str]  # one message per run (or input) not in the table
     warnings: list[str]  # runs in the table with something to know (partial, killed, config differences)
+    verdicts: list[Verdict] = field(default_factory=list)  # per series of batch sizes (see videonorm.results.verdict)
+    diverged: list[str] = field(default_factory=list)  # one message per run whose training diverged (not in the table)
 
 
 def _percent(value: Any, key: str) -> float | None:
@@ -121,8 +134,9 @@ def extract(run: RunData) -> RunResult:
     return RunResult(run, setting, run.config.get("dataset.hash"), val, test, curve)
 
 
-def _mean_std(values: Sequence[float]) -> tuple[float, float | None]:
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
+def _mean_se(values: Sequence[float]) -> tuple[float, float | None]:
+    estimate = Estimate.of(values)
+    return estimate.mean, estimate.se
 
 
 def _config_differences(results: Sequence[RunResult]) -> list[str]:
@@ -141,7 +155,7 @@ def _config_differences(results: Sequence[RunResult]) -> list[str]:
 def _choose_metric(results: Sequence[RunResult], metric: str) -> str:
     if metric != "auto":
         return metric
-    with_any = [r for r in results if r.val is not None or r.test is not None]  # runs without either are left out anyway
+    with_any = [r for r in results if r.val is not None or r.test is not None]  # runs without either: left out anyway
     return "test" if with_any and all(r.test is not None for r in with_any) else "val"
 
 
@@ -177,11 +191,15 @@ def build_comparison(
     warnings: list[str] = []
     results: list[RunResult] = []
     seen: dict[str, str] = {}
+    diverged: list[str] = []
     for run in runs:
         if run.run_id and run.run_id in seen:
             excluded.append(f"{run.label} {run.source}: same run id as {seen[run.run_id]}; counted once")
             continue
         seen[run.run_id] = run.source
+        if diverged_info(run.summary) is not None:
+            diverged.append(_diverged_text(run))
+            continue
         try:
             results.append(extract(run))
         except (KeyError, ValueError) as e:
@@ -218,21 +236,31 @@ def build_comparison(
     cells = [_aggregate(s, rs, metric) for s, rs in by_setting.items()]
     for cell in cells:
         warnings.extend(cell.notes)
-    return Comparison(cells, metric, chosen, excluded, warnings)
+    judged = verdicts([(c.setting.row, c.setting.column, c.top1_values) for c in cells])
+    return Comparison(cells, metric, chosen, excluded, warnings, judged, diverged)
+
+
+def _diverged_text(run: RunData) -> str:
+    """``name (id) source: training diverged: loss nan at step 12 (epoch 1); last finite loss 9.8e+09 at step 11``."""
+    info = diverged_info(run.summary) or {}
+    text = f"{run.label} {run.source}: training diverged"
+    if "step" in info:
+        text += f": loss {info.get('loss')} at step {info['step']} (epoch {info.get('epoch')})"
+    if "last_finite_loss" in info:
+        text += f"; last finite loss {info['last_finite_loss']:.4g} at step {info.get('last_finite_step')}"
+    return text
 
 
 def _aggregate(setting: Setting, results: list[RunResult], metric: str) -> Cell:
     pairs = [r.val[:2] if metric == "val" else r.test for r in results]
-    cell = Cell(setting, results, top1=_mean_std([p[0] for p in pairs]))
+    cell = Cell(setting, results, top1=_mean_se([p[0] for p in pairs]), metric=metric)
     if all(p[1] is not None for p in pairs):
-        cell.top5 = _mean_std([p[1] for p in pairs])
+        cell.top5 = _mean_se([p[1] for p in pairs])
+    cell.paper = paper.paper_result(setting)
     row, col = setting.row, setting.column
-    cell.paper = None if col.repeat_aug > 1 else paper.paper_result(
-        row.norm, row.norm_groups, col.batch_size, col.num_frames,
-        col.sampling_rate if col.sampling_rate is not None else -1,
-        depth=row.depth if row.depth is not None else -1,
-        width=row.width if row.width is not None else -1,
-    )
+    if cell.paper is None and paper.cell_result(row.norm, row.norm_groups, col.batch_size, col.num_frames,
+                                                col.sampling_rate):
+        cell.paper_gaps = paper.setup_gaps(setting)
     diffs = _config_differences(results)
     if diffs:
         names = ", ".join(r.run.name for r in results)

@@ -1,18 +1,28 @@
 """The reference numbers: Wu & He, "Group Normalization", ECCV 2018 (arXiv:1803.08494), Kinetics-400.
 
-ResNet-50 I3D trained from ImageNet on 8 GPUs, top-1 / top-5 (%) on the Kinetics-400 validation set,
+ResNet-50 I3D fine-tuned from ImageNet on 8 GPUs, top-1 / top-5 (%) on the Kinetics-400 validation set,
 video-level (softmax averaged over the test views; our ``test/top1``). Data, not code: one row per cell of
 the paper's table, keyed like our runs (norm, clips per GPU, frames, temporal stride).
+
+A run stands beside these numbers only when its whole setup is the paper's (:func:`setup_gaps` lists what
+differs): the I3D ResNet-50 at width 64, initialized from a 2D ImageNet model, 400 classes, 8 devices, no repeated
+augmentation, and one of the paper's cells (32x2 or 64x1 frames, 8 or 4 clips per device).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from videonorm.identity import SCRATCH, Setting
+
 CITATION = "Wu & He, Group Normalization, ECCV 2018 (Kinetics-400, ResNet-50 I3D)"
-# What a run must match to stand beside these numbers (besides the grid cell): the paper's network.
+# The paper's setup besides the grid cell.
+MODEL_ARCH = "i3d_resnet"
 MODEL_DEPTH = 50
 MODEL_WIDTH = 64  # channels of the stem / first stage; our tiny CPU runs use less
+NUM_CLASSES = 400
+WORLD_SIZE = 8  # GPUs: the paper's per-GPU batch is only the paper's at its total batch
+STEM_POOL_PADDING = 0  # the Non-local code's stem pool: 55x55 at res2 (videonorm.models.i3d, stem_pool_padding)
 
 
 @dataclass(frozen=True)
@@ -48,11 +58,46 @@ KINETICS_RESULTS: tuple[PaperResult, ...] = (
 )
 
 
-def paper_result(
-    norm: str, norm_groups: int | None, batch_size: int, num_frames: int, sampling_rate: int,
-    depth: int = MODEL_DEPTH, width: int = MODEL_WIDTH,
-) -> PaperResult | None:
-    """The paper's number for a grid cell, or None where the paper has none (other norm, batch, model...).
+def setup_gaps(setting: Setting) -> list[str]:
+    """What keeps a run's setup from being the paper's (empty: it is the paper's, up to the grid cell).
+
+    Args:
+        setting: the run's setting.
+    """
+    row, col = setting.row, setting.column
+    gaps = []
+    if row.arch != MODEL_ARCH:
+        gaps.append(f"architecture {row.arch} (the paper's: {MODEL_ARCH})")
+    if (row.depth, row.width) != (MODEL_DEPTH, MODEL_WIDTH):
+        gaps.append(f"ResNet-{row.depth} at width {row.width} (the paper's: ResNet-{MODEL_DEPTH}, width {MODEL_WIDTH})")
+    if row.init == SCRATCH:
+        gaps.append("trained from scratch (the paper fine-tunes from ImageNet)")
+    if row.stem_pool_padding not in (None, STEM_POOL_PADDING):
+        gaps.append(f"stem max-pool padding {row.stem_pool_padding} (the original's: {STEM_POOL_PADDING}, 55x55 at res2)")
+    if row.num_classes is not None and row.num_classes != NUM_CLASSES:
+        gaps.append(f"{row.num_classes} classes (Kinetics-400 has {NUM_CLASSES})")
+    if col.world_size is not None and col.world_size != WORLD_SIZE:
+        gaps.append(f"{col.world_size} devices (the paper's: {WORLD_SIZE} GPUs)")
+    if col.repeat_aug > 1:
+        gaps.append(f"repeated augmentation x{col.repeat_aug}")
+    return gaps
+
+
+def paper_result(setting: Setting) -> PaperResult | None:
+    """The paper's number for a run's setting, or None where the paper has none (another cell or setup).
+
+    Args:
+        setting: the run's setting.
+    """
+    if setup_gaps(setting):
+        return None
+    return cell_result(setting.row.norm, setting.row.norm_groups, setting.column.batch_size,
+                       setting.column.num_frames, setting.column.sampling_rate)
+
+
+def cell_result(norm: str, norm_groups: int | None, batch_size: int, num_frames: int,
+                sampling_rate: int | None) -> PaperResult | None:
+    """The paper's cell for a norm, batch and clip shape, whatever the rest of the setup.
 
     Args:
         norm: norm name of our runs.
@@ -60,11 +105,7 @@ def paper_result(
         batch_size: clips per device.
         num_frames: frames per clip.
         sampling_rate: temporal stride.
-        depth: ResNet depth of our runs (the paper's is 50).
-        width: base width of our runs (the paper's is 64).
     """
-    if depth != MODEL_DEPTH or width != MODEL_WIDTH:
-        return None
     for r in KINETICS_RESULTS:
         if (r.norm, r.batch_size, r.num_frames, r.sampling_rate) == (norm, batch_size, num_frames, sampling_rate):
             if r.norm_groups is None or r.norm_groups == norm_groups:

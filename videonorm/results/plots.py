@@ -54,7 +54,7 @@ class Point:
         key: lines with the same key share a color (ours and the paper's for the same norm and frames).
         batch_size: clips per device (x).
         top1: top-1 % (y).
-        std: seed std (error bar), None if n == 1.
+        se: standard error over seeds (the error bar), None if n == 1.
         n: number of runs.
     """
 
@@ -62,7 +62,7 @@ class Point:
     key: str
     batch_size: int
     top1: float
-    std: float | None = None
+    se: float | None = None
     n: int = 1
 
 
@@ -87,7 +87,7 @@ def _save(fig: Any, path: Path) -> Path:
 
 
 def plot_val_error_curves(curves: Sequence[Curve], path: str | Path) -> Path:
-    """Validation error (%) vs epoch; seeds of a cell drawn as their mean with a +-std band.
+    """Validation error (%) vs epoch; seeds of a cell drawn as their mean with a +- standard error band.
 
     Args:
         curves: one per grid cell.
@@ -105,9 +105,10 @@ def plot_val_error_curves(curves: Sequence[Curve], path: str | Path) -> Path:
                 marker=curve.marker if len(epochs) <= 40 else None, markersize=7, markerfacecolor="none",
                 markeredgewidth=1.5)
         if len(curve.runs) > 1:
-            std = np.array([np.std(by_epoch[e], ddof=1) if len(by_epoch[e]) > 1 else 0.0 for e in epochs])
-            # the band is clipped to what an error rate can be; the table gives the exact std
-            ax.fill_between(epochs, np.clip(mean - std, 0, 100), np.clip(mean + std, 0, 100), color=curve.color,
+            se = np.array([np.std(by_epoch[e], ddof=1) / np.sqrt(len(by_epoch[e])) if len(by_epoch[e]) > 1 else 0.0
+                           for e in epochs])
+            # the band is clipped to what an error rate can be; the table gives the exact errors
+            ax.fill_between(epochs, np.clip(mean - se, 0, 100), np.clip(mean + se, 0, 100), color=curve.color,
                             alpha=0.15, linewidth=0)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epochs trained")
@@ -131,6 +132,7 @@ def plot_top1_vs_batch(
     """
     keys = list(dict.fromkeys(p.key for p in [*points, *paper_points]))
     color = {k: _PALETTE[i % len(_PALETTE)] for i, k in enumerate(keys)}
+    marker = {k: "osD^v"[i // len(_PALETTE) % 5] for i, k in enumerate(keys)}  # past 10 lines the colors repeat
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for hollow, group in ((False, points), (True, paper_points)):
         series: dict[str, list[Point]] = defaultdict(list)
@@ -138,13 +140,13 @@ def plot_top1_vs_batch(
             series[p.series].append(p)
         for label, pts in series.items():
             pts = sorted(pts, key=lambda p: -p.batch_size)
-            c = color[pts[0].key]
+            c, m = color[pts[0].key], marker[pts[0].key]
             x = [p.batch_size for p in pts]
             y = [p.top1 for p in pts]
-            std = [p.std or 0.0 for p in pts]
+            se = [p.se or 0.0 for p in pts]
             # bars clipped to [0, 100] % (a mean of 83 +- 24 would otherwise reach 107 %)
-            yerr = [[min(e, v) for e, v in zip(std, y)], [min(e, 100.0 - v) for e, v in zip(std, y)]]
-            ax.errorbar(x, y, yerr=None if hollow or not any(std) else yerr, color=c, marker="o", markersize=7,
+            yerr = [[min(e, v) for e, v in zip(se, y)], [min(e, 100.0 - v) for e, v in zip(se, y)]]
+            ax.errorbar(x, y, yerr=None if hollow or not any(se) else yerr, color=c, marker=m, markersize=7,
                         linestyle=":" if hollow else "-", markerfacecolor="none" if hollow else c, capsize=3,
                         label=label)
             for p in pts:

@@ -20,22 +20,35 @@ from videonorm.results.comparison import METRIC_TEXT, Cell, Comparison
 
 def _line_key(s: Setting) -> str:
     """One line of the batch-size plot (ours and the paper's share it, and so its color): all but the batch size."""
-    return f"{s.row.norm}/{s.row.norm_groups}/{s.column.num_frames}x{s.column.sampling_rate}/ra{s.column.repeat_aug}"
-
-
-def arch_label(depth: int | None, width: int | None) -> str:
-    """``ResNet-50, width 64``."""
-    return f"ResNet-{depth if depth is not None else '?'}, width {width if width is not None else '?'}"
+    col = s.column
+    return f"{s.row}/{col.num_frames}x{col.sampling_rate}/ra{col.repeat_aug}/d{col.world_size}"
 
 
 def _row_key(row: Row) -> tuple:
     paper_order = {"bn": 0, "gn": 1}  # the paper's rows first, in its order
-    return (row.depth or 0, row.width or 0, paper_order.get(row.norm, 2), row.norm, row.norm_groups or 0)
+    return (row.arch, row.depth or 0, row.width or 0, row.init, paper_order.get(row.norm, 2), row.norm,
+            row.norm_groups or 0)
 
 
 def _col_key(col: Column) -> tuple:
     # the paper's order: 8 (32f), 4 (32f), 4 (64f); repeated augmentation after the plain column
-    return (-col.batch_size, col.num_frames, -(col.sampling_rate or 0), col.repeat_aug)
+    return (-col.batch_size, col.num_frames, -(col.sampling_rate or 0), col.repeat_aug, col.world_size or 0)
+
+
+def _row_labels(rows: list[Row]) -> dict[Row, str]:
+    """Row labels: the norm, prefixed with the whole network where the norm alone does not tell rows apart (the
+    paper's BN and GN rows differ in their ImageNet source too, but their norms already name them)."""
+    plain = [row.label for row in rows]
+    if len(set(plain)) == len(plain):
+        return dict(zip(rows, plain))
+    return {row: f"{row.network}: {row.label}" for row in rows}
+
+
+def _column_labels(cols: list[Column]) -> dict[Column, str]:
+    """Column labels, with the device count when the columns do not all have the same one."""
+    several = len({c.world_size for c in cols}) > 1
+    return {c: c.label + (f" x{c.world_size if c.world_size is not None else '?'} dev" if several else "")
+            for c in cols}
 
 
 def _cell_key(cell: Cell) -> tuple:
@@ -71,20 +84,17 @@ def markdown_table(comp: Comparison) -> str:
     by_key = {(c.setting.row, c.setting.column): c for c in comp.cells}
     rows = sorted({row for row, _ in by_key}, key=_row_key)
     cols = sorted({col for _, col in by_key}, key=_col_key)
-    archs = {(row.depth, row.width) for row in rows}
+    col_labels, row_labels = _column_labels(cols), _row_labels(rows)
     with_paper = {c.setting.column for c in comp.cells if c.paper}
     header = ["norm"]
     for col in cols:
-        label = col.label
+        label = col_labels[col]
         header.append(label)
         if col in with_paper:
             header += [f"{label} paper", f"{label} Δ"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
-        label = row.label
-        if len(archs) > 1:
-            label = f"{arch_label(row.depth, row.width)}: {label}"
-        out = [label]
+        out = [row_labels[row]]
         for col in cols:
             cell = by_key.get((row, col))
             out.append(format_cell(cell) if cell else "")
@@ -108,7 +118,7 @@ def paper_table() -> str:
     for norm, groups in rows:
         cells = []
         for col in cols:
-            p = paper.paper_result(norm, groups, col.batch_size, col.num_frames, col.sampling_rate)
+            p = paper.cell_result(norm, groups, col.batch_size, col.num_frames, col.sampling_rate)
             cells.append(f"{p.top1:.1f} / {p.top5:.1f}" if p else "")
         lines.append(f"| {Row(None, None, norm, groups).label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -117,17 +127,18 @@ def paper_table() -> str:
 def report_markdown(comp: Comparison, title: str = "videonorm compare") -> str:
     """Table + notes + excluded runs, as the Markdown document written to ``compare.md``."""
     n_runs = sum(c.n for c in comp.cells)
-    archs = sorted({arch_label(c.setting.row.depth, c.setting.row.width) for c in comp.cells})
+    networks = sorted({c.setting.row.network for c in comp.cells})
+    world_sizes = sorted({str(c.setting.column.world_size or "?") for c in comp.cells})
     groups = sorted({r.run.group or "(none)" for c in comp.cells for r in c.results})
     parts = [f"# {title}", ""]
     if comp.cells:
         parts += [
-            f"Top-1 / top-5 accuracy (%), {METRIC_TEXT[comp.metric]}; mean±std over seeds where n > 1.",
+            f"Top-1 / top-5 accuracy (%), {METRIC_TEXT[comp.metric]}; mean±standard error over seeds where n > 1.",
             "",
             markdown_table(comp),
             "",
             f"- runs compared: {n_runs} in {len(comp.cells)} cells; W&B groups: {', '.join(groups)}; "
-            f"model: I3D {'; '.join(archs)}",
+            f"model: {'; '.join(networks)}; devices per run: {', '.join(world_sizes)}",
             f"- dataset fingerprint (dataset.hash): {comp.dataset_hash}",
         ]
         if any(c.paper for c in comp.cells):
@@ -137,11 +148,15 @@ def report_markdown(comp: Comparison, title: str = "videonorm compare") -> str:
                 "paper's recipe" + ("; validation numbers are single-clip, so below the paper's by "
                                     "construction" if comp.metric == "val" else "") + "."
             )
-        else:
+        gaps = {f"{c.setting.label}: " + "; ".join(c.paper_gaps) for c in comp.cells if c.paper_gaps}
+        if gaps:
+            parts.append("- no paper numbers beside these cells, whose setup is not the paper's: "
+                         + " | ".join(sorted(gaps)))
+        if not any(c.paper for c in comp.cells):
             parts += [
-                f"- no cell matches the paper's setting (I3D {arch_label(paper.MODEL_DEPTH, paper.MODEL_WIDTH)}, "
-                "32x2 or 64x1 frames, 8 or 4 clips per GPU, Kinetics-400). For reference, "
-                f"{paper.CITATION}:",
+                "- no cell has the paper's setup (I3D ResNet-50 at width 64, fine-tuned from ImageNet, 400 classes, "
+                f"{paper.WORLD_SIZE} GPUs, 32x2 or 64x1 frames, 8 or 4 clips per GPU): the numbers above are ours "
+                f"alone. For reference, {paper.CITATION}:",
                 "",
                 paper_table(),
             ]
@@ -150,8 +165,17 @@ def report_markdown(comp: Comparison, title: str = "videonorm compare") -> str:
             parts.append("† a run in this cell is partial or had problems (see below).")
     else:
         parts.append("No runs to compare.")
+    if comp.verdicts:
+        parts += ["", "## Does top-1 change with clips per device?", "",
+                  "Largest -> smallest batch of each series, mean ± standard error over seeds (n); a change is called "
+                  "only beyond 2 standard errors.", ""]
+        parts += [f"- {v.line}" for v in comp.verdicts]
     if comp.warnings:
         parts += ["", "## Warnings", ""] + [f"- {w}" for w in comp.warnings]
+    if comp.diverged:
+        parts += ["", "## Diverged (not compared)", "",
+                  "Training stopped at a non-finite loss; what these runs logged before is not in the table.", ""]
+        parts += [f"- {d}" for d in comp.diverged]
     if comp.excluded:
         parts += ["", "## Not compared", ""] + [f"- {e}" for e in comp.excluded]
     return "\n".join(parts) + "\n"
@@ -161,7 +185,7 @@ def report_markdown(comp: Comparison, title: str = "videonorm compare") -> str:
 
 CSV_FIELDS = ("norm", "norm_groups", "depth", "width", "batch_size", "num_frames", "sampling_rate", "repeat_aug",
               "metric", "n",
-              "top1", "top1_std", "top5", "top5_std", "paper_top1", "paper_top5", "diff_top1", "diff_top5",
+              "top1", "top1_se", "top5", "top5_se", "paper_top1", "paper_top5", "diff_top1", "diff_top5",
               "dataset_hash", "runs")
 
 
@@ -175,7 +199,7 @@ def csv_rows(comp: Comparison) -> list[dict[str, Any]]:
             "norm": row.norm, "norm_groups": row.norm_groups, "depth": row.depth, "width": row.width,
             "batch_size": col.batch_size, "num_frames": col.num_frames, "sampling_rate": col.sampling_rate,
             "repeat_aug": col.repeat_aug, "metric": comp.metric, "n": cell.n,
-            "top1": cell.top1[0], "top1_std": cell.top1[1], "top5": top5[0], "top5_std": top5[1],
+            "top1": cell.top1[0], "top1_se": cell.top1[1], "top5": top5[0], "top5_se": top5[1],
             "paper_top1": p.top1 if p else None, "paper_top5": p.top5 if p else None,
             "diff_top1": cell.top1[0] - p.top1 if p else None,
             "diff_top5": top5[0] - p.top5 if p and top5[0] is not None else None,
@@ -200,8 +224,11 @@ def write_markdown(comp: Comparison, path: Path) -> str:
 # ---------------------------------------------------------------- plots
 
 
+PLOTS = ("val_error_curves.png", "top1_vs_batch.png")
+
+
 def make_plots(comp: Comparison, out: Path) -> list[Path]:
-    """Write the two figures for ``comp`` into ``out``; returns their paths."""
+    """Write the figures of ``PLOTS`` that ``comp`` has data for into ``out``; returns their paths."""
     from videonorm.results import plots
 
     # One color per table column (clips per device, frames): per batch size when the frames are fixed, as in
@@ -209,7 +236,7 @@ def make_plots(comp: Comparison, out: Path) -> list[Path]:
     columns = sorted({c.setting.column for c in comp.cells}, key=_col_key)
     colors = plots.batch_colors(columns)
     rows = sorted({c.setting.row for c in comp.cells}, key=_row_key)
-    markers = {row.label: "osD^v<>p"[i % 8] for i, row in enumerate(rows)}  # one per table row (norm)
+    markers = {row.label: "osD^v<>pPXhd*H8"[i % 15] for i, row in enumerate(rows)}  # one per table row (norm)
     curves = []
     for cell in sorted(comp.cells, key=lambda c: (_col_key(c.setting.column), _row_key(c.setting.row))):
         runs = [[(e, 100.0 - acc) for e, acc in r.curve] for r in cell.results if r.curve]
@@ -219,9 +246,10 @@ def make_plots(comp: Comparison, out: Path) -> list[Path]:
                      + col.repeat_text + (f" (n={len(runs)})" if len(runs) > 1 else ""))
             curves.append(plots.Curve(label, paper.linestyle(row.norm), colors[col], runs, markers[row.label]))
     points, paper_points = [], []
+    row_labels = _row_labels(rows)
     for cell in comp.cells:
         row, col = cell.setting.row, cell.setting.column
-        series = (f"{row.label}, {col.num_frames}f" + (f" x{col.sampling_rate}" if col.sampling_rate else "")
+        series = (f"{row_labels[row]}, {col.num_frames}f" + (f" x{col.sampling_rate}" if col.sampling_rate else "")
                   + col.repeat_text)
         points.append(plots.Point(series, _line_key(cell.setting), col.batch_size, cell.top1[0], cell.top1[1], cell.n))
     # The paper's points for every (norm, frames) line that has at least one cell it can be compared with.
@@ -234,8 +262,8 @@ def make_plots(comp: Comparison, out: Path) -> list[Path]:
                                             _line_key(s), r.batch_size, r.top1))
     paths = []
     if curves:
-        paths.append(plots.plot_val_error_curves(curves, out / "val_error_curves.png"))
+        paths.append(plots.plot_val_error_curves(curves, out / PLOTS[0]))
     if points:
         ylabel = f"top-1 (%), {METRIC_TEXT[comp.metric]}"
-        paths.append(plots.plot_top1_vs_batch(points, paper_points, out / "top1_vs_batch.png", ylabel=ylabel))
+        paths.append(plots.plot_top1_vs_batch(points, paper_points, out / PLOTS[1], ylabel=ylabel))
     return paths

@@ -1,7 +1,12 @@
-"""Read W&B runs into plain Python data: offline ``.wandb`` files (no network) or the W&B API (online).
+"""Read runs into plain Python data: local records, offline ``.wandb`` files (no network) or the W&B API (online).
 
 A run becomes a :class:`RunData`: flat config, history rows, summary, and a list of ``problems`` (what was
 wrong with reading it, e.g. a file that ends inside a record because the run was killed mid-write).
+
+Local runs come from their record first (``<run dir>/record.jsonl``, :mod:`videonorm.record`: written and flushed
+by the project itself at every logging call, so a killed run keeps what it logged); the ``.wandb`` files of a run
+directory that has a record are not read. Runs without a record (older runs, runs of other tools) are read from
+their offline ``.wandb`` files, below.
 
 Offline runs. ``wandb.init(mode="offline")`` writes ``<dir>/wandb/offline-run-<time>-<id>/run-<id>.wandb``,
 a transaction log in LevelDB's log format holding protobuf ``Record`` messages
@@ -31,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from videonorm.identity import flatten
+from videonorm.record import DIVERGED_TAG, RECORD_FILE, diverged_info, read_entries
 
 _FILE_HEADER = struct.Struct("<4sHB")  # ident, magic, version
 _CHUNK_HEADER = struct.Struct("<IHB")  # crc32, data length, chunk type
@@ -71,12 +77,14 @@ class RunData:
         tags: W&B tags.
         config: flat config, dot-separated keys (``model.norm``); nested dicts are flattened.
         history: logged rows in order, each a dict of key -> value (``_step``, ``epoch``, ``val/top1``...).
-        summary: final summary (last value of each key unless the run set it).
+        summary: final summary (last value of each key unless the run set it; ``diverged`` when training stopped
+            at a non-finite loss, with ``diverged/step``, ``diverged/epoch``, ``diverged/loss``...).
         complete: the run finished (exit record offline, state ``finished`` online).
         exit_code: process exit code if known.
         problems: what went wrong reading or running it; empty for a clean, finished run.
-        parts: the ``.wandb`` files it was read from, in order (a resumed fit, or a ``videonorm test`` logging
-            into the trained run, writes one more file under the same run id).
+        parts: the files it was read from: its record, or its ``.wandb`` files in order (a resumed fit, or a
+            ``videonorm test`` logging into the trained run, writes one more file under the same run id).
+        job_type: W&B job type (``train``, ``test``...; "" if unknown).
     """
 
     source: str
@@ -91,6 +99,7 @@ class RunData:
     exit_code: int | None = None
     problems: list[str] = field(default_factory=list)
     parts: list[str] = field(default_factory=list)
+    job_type: str = ""
 
     @property
     def label(self) -> str:
@@ -143,7 +152,8 @@ def iter_records(path: str | Path) -> Iterator[Any]:
         crc, length, kind = _CHUNK_HEADER.unpack(_read_exact(data, offset, _CHUNK_HEADER.size, path, count))
         offset += _CHUNK_HEADER.size
         if kind not in _TYPE_CRC or length > left_in_block - _CHUNK_HEADER.size:
-            raise RunReadError(f"{path}: corrupted at byte {start}: invalid chunk header (type {kind}, length {length})")
+            raise RunReadError(f"{path}: corrupted at byte {start}: invalid chunk header (type {kind}, "
+                               f"length {length})")
         payload = _read_exact(data, offset, length, path, count)
         offset += length
         if zlib.crc32(payload, _TYPE_CRC[kind]) != crc:
@@ -221,7 +231,7 @@ def read_offline_run(path: str | Path) -> RunData:
             kind = rec.WhichOneof("record_type")
             if kind == "run":
                 r = rec.run
-                run.run_id, run.name, run.group = r.run_id, r.display_name, r.run_group
+                run.run_id, run.name, run.group, run.job_type = r.run_id, r.display_name, r.run_group, r.job_type
                 run.tags = list(r.tags)
                 _apply_config(raw_config, r.config)
             elif kind == "config":
@@ -268,7 +278,7 @@ def merge_parts(parts: list[RunData]) -> RunData:
     merged = RunData(
         source=os.path.commonpath(files),
         run_id=last.run_id, name=last.name, group=last.group, tags=list(last.tags),
-        complete=last.complete, exit_code=last.exit_code, parts=files,
+        complete=last.complete, exit_code=last.exit_code, parts=files, job_type=parts[0].job_type,
     )
     for i, part in enumerate(parts):
         merged.config.update(part.config)
@@ -282,6 +292,77 @@ def _writing_order(path: Path) -> tuple:
     # (offline-)run-YYYYMMDD_HHMMSS-<id>: the directory name orders parts to the second; mtime breaks ties
     stamp = re.search(r"\d{8}_\d{6}", path.parent.name)
     return (stamp.group(0) if stamp else ""), path.stat().st_mtime
+
+
+def _value(value: Any) -> Any:
+    # the record writes non-finite floats as strings (JSON has none)
+    return float(value) if value in ("nan", "inf", "-inf") else value
+
+
+def read_record_run(path: str | Path) -> RunData:
+    """Read one local run from its record (``record.jsonl``; format in :mod:`videonorm.record`).
+
+    Parts (fit, resumed fits, validate/test) are read in order like the ``.wandb`` parts of one run id (see
+    :func:`merge_parts`): config and summary updated part by part, history concatenated; a part without an end
+    entry that a later part continued is not reported, the last part's state is. A last line cut by a kill is
+    reported and skipped.
+
+    Args:
+        path: the ``record.jsonl`` file (or the run directory holding it).
+
+    Raises:
+        RunReadError: unreadable, a damaged line other than the last, or no run in it.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / RECORD_FILE
+    try:
+        entries, problems = read_entries(path)
+    except (OSError, ValueError) as e:
+        raise RunReadError(f"{path}: {e}" if str(path) not in str(e) else str(e)) from e
+    if not any(e["kind"] == "start" for e in entries):
+        raise RunReadError(f"{path}: no start entry: not a run record")
+    run = RunData(source=str(path), parts=[str(path)], problems=problems)
+    status = None  # the current part's end status; None while it has no end
+    for entry in entries:
+        kind = entry["kind"]
+        if kind == "start":
+            run.run_id, run.name, run.group = entry.get("run_id", ""), entry.get("name", ""), entry.get("group", "")
+            run.tags, status = list(entry.get("tags", [])), None
+            run.job_type = run.job_type or ("train" if entry.get("stage") == "fit" else entry.get("stage", ""))
+        elif kind == "config":
+            run.config.update(flatten(entry.get("config", {})))
+        elif kind == "row":
+            row = {k: _value(v) for k, v in entry.get("values", {}).items()}
+            if entry.get("step") is not None:
+                row["trainer/global_step"] = entry["step"]
+            run.history.append(row)
+            run.summary.update(row)
+        elif kind == "summary":
+            run.summary.update({k: _value(v) for k, v in entry.get("values", {}).items()})
+        elif kind == "end":
+            status = entry.get("status")
+    if diverged_info(run.summary) is not None and DIVERGED_TAG not in run.tags:
+        run.tags.append(DIVERGED_TAG)  # as W&B tags it
+    run.complete = status == "success"
+    run.exit_code = None if status is None else 0 if run.complete else 1
+    if status is None:
+        run.problems.append(f"{path}: no end entry: the run is still running or was killed")
+    elif not run.complete:
+        run.problems.append(f"{path}: the run ended with status {status!r}")
+    return run
+
+
+def find_records(root: str | Path) -> list[Path]:
+    """All run records (``record.jsonl``) at or below ``root`` (the file itself, a run dir or a tree), sorted.
+
+    Args:
+        root: file or directory.
+    """
+    root = Path(root)
+    if root.is_file():
+        return [root] if root.name == RECORD_FILE else []
+    return sorted(p for p in root.rglob(RECORD_FILE) if p.is_file())
 
 
 def find_offline_runs(root: str | Path) -> list[Path]:
@@ -368,11 +449,14 @@ def fetch_online_runs(spec: str, group: str | None = None, tag: str | None = Non
         raise RunReadError(f"{spec}: W&B API failed: {type(e).__name__}: {e}") from e
 
 
-def load_runs(inputs: Iterable[str], group: str | None = None, tag: str | None = None) -> tuple[list[RunData], list[str]]:
+def load_runs(inputs: Iterable[str], group: str | None = None, tag: str | None = None
+              ) -> tuple[list[RunData], list[str]]:
     """Read every run named by ``inputs`` (local paths, searched recursively, or W&B paths).
 
-    One broken run never stops the others: its error goes in the returned list of messages. Local files with
-    the same run id (a resumed fit, a test logged into the trained run) become one run (``merge_parts``).
+    Local runs come from their records; the ``.wandb`` files of a run directory with a record (and any other
+    ``.wandb`` files of a run id that has a record) are skipped. One broken run never stops the others: its error
+    goes in the returned list of messages. Local ``.wandb`` files with the same run id (a resumed fit, a test
+    logged into the trained run) become one run (``merge_parts``).
 
     Args:
         inputs: paths (file / run dir / any dir above runs) or W&B paths.
@@ -382,30 +466,43 @@ def load_runs(inputs: Iterable[str], group: str | None = None, tag: str | None =
     Returns:
         (runs, errors): the runs read, and one message per input or run that could not be read.
     """
-    runs: list[RunData] = []
+    online: list[RunData] = []
     errors: list[str] = []
-    local: dict[Path, Path] = {}  # resolved -> as found: every local file once, even if two inputs overlap
+    records: dict[Path, Path] = {}  # resolved -> as found: every local file once, even if two inputs overlap
+    local: dict[Path, Path] = {}
     for spec in inputs:
         if Path(spec).exists():
-            files = find_offline_runs(spec)
-            if not files:
-                errors.append(f"{spec}: no W&B run files (run-*.wandb) found below it")
+            found, files = find_records(spec), find_offline_runs(spec)
+            if not found and not files:
+                errors.append(f"{spec}: no runs found below it (no {RECORD_FILE}, no W&B run-*.wandb file)")
+            records.update((f.resolve(), f) for f in found if f.resolve() not in records)
             local.update((f.resolve(), f) for f in files if f.resolve() not in local)
         elif parse_wandb_path(spec) is not None:
             try:
-                runs.extend(fetch_online_runs(spec, group, tag))
+                online.extend(fetch_online_runs(spec, group, tag))
             except RunReadError as e:  # a mistyped local path looks like entity/project too: say both
                 errors.append(f"{e} (read as a W&B path: there is no local file or directory {spec})")
         else:
             errors.append(f"{spec}: no such file or directory, and not a W&B path (entity/project[/run_id])")
+    runs: list[RunData] = []
+    for f in sorted(records.values()):
+        try:
+            runs.append(read_record_run(f))
+        except RunReadError as e:
+            errors.append(str(e))
+    recorded_dirs = {r.parent for r in records}
+    recorded_ids = {r.run_id for r in runs}
     by_id: dict[str, list[RunData]] = {}
     for f in sorted(local.values(), key=_writing_order):
+        if recorded_dirs.intersection(f.resolve().parents):
+            continue  # its run directory has a record
         try:
             part = read_offline_run(f)
         except RunReadError as e:
             errors.append(str(e))
             continue
-        by_id.setdefault(part.run_id, []).append(part)
-    runs = [merge_parts(parts) for parts in by_id.values()] + runs
+        if part.run_id not in recorded_ids:
+            by_id.setdefault(part.run_id, []).append(part)
+    runs += [merge_parts(parts) for parts in by_id.values()] + online
     runs = [r for r in runs if (not group or r.group == group) and (not tag or tag in r.tags)]
     return runs, errors

@@ -1,10 +1,11 @@
-"""``videonorm fit|validate|test|predict``: Lightning's CLI over ``VideoClassifier`` and ``KineticsDataModule``.
+"""``videonorm fit|validate|test``: Lightning's CLI over ``VideoClassifier`` and ``KineticsDataModule``.
 
 Configs extend a base with a top-level ``base:`` key (jsonargparse has no include; its nested ``config:`` key
 replaces whole sections instead of merging them). Before parsing, ``--config exp.yaml`` whose file says
-``base: base.yaml`` becomes ``--config <dir of exp.yaml>/base.yaml --config exp.yaml``; bases may chain.
-The parser knows ``base`` as a plain string, so ``--print_config`` shows which base a run extends, followed
-by the fully merged config.
+``base: base.yaml`` becomes ``--config <dir of exp.yaml>/base.yaml --config exp.yaml``; bases may chain. Since the
+bases are then merged in, ``base`` is set to null: ``--print_config`` prints the fully merged config, which works
+as a ``--config`` from any directory. A ``--config`` that is not a file may name a config shipped in the package
+(``--config kinetics400/i3d_r50_gn_b4_32x2``, ``--config demo/b16_8x2.yaml``).
 
 Besides the trainer, model and data sections, every subcommand has:
     checkpoint: ModelCheckpoint, best.ckpt by val/top1, in <run dir>/checkpoints
@@ -14,9 +15,15 @@ Besides the trainer, model and data sections, every subcommand has:
         the latest, and tested a model that was not the final one. A monitor-less checkpoint saves every epoch.
     precise_bn: PreciseBN (200 batches; a no-op for models without trainable BN)
     cpu_threads: CpuThreads (on CPU, torch threads = cores - data workers; ``--cpu_threads.enabled false``)
+    data_wait: DataWait (data/wait_fraction and data/clips_per_s per epoch; warns above 5% wait)
+and always (``videonorm.train.callbacks``): DivergenceGuard, SkippedVideos, BestValidation, TestReport,
+CheckpointMetadata and, unless the bar is off or the config names one, our ProgressBar; beside the configured
+loggers, the run's local record (``RunRecordLogger``).
 The run directory and W&B run id are set here from the config (see ``videonorm.train.logger``), so
 ``--ckpt_path last`` resumes an interrupted fit into the same directory and W&B run, and ``validate``/``test``
-with ``--ckpt_path last|best`` find the trained run's checkpoints and log into its W&B run.
+with ``--ckpt_path last|best`` find the trained run's checkpoints and log into its W&B run. A ``fit`` without
+``--ckpt_path`` into a directory that already holds a run is refused (its checkpoints, record and W&B id would be
+replaced), as is resuming a run that diverged. ``predict`` is ``videonorm predict`` (``videonorm.predict``).
 """
 
 from __future__ import annotations
@@ -31,20 +38,66 @@ import yaml
 from jsonargparse import Namespace
 from pytorch_lightning import LightningModule, Trainer
 from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.callbacks import ProgressBar as AnyProgressBar
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.loggers import WandbLogger
 
-from videonorm.identity import run_name
-from videonorm.train.callbacks import CpuThreads, PreciseBN
-from videonorm.train.logger import CHECKPOINT_DIR, resolve_run_id, run_config, run_dir
+from videonorm.identity import flatten, run_name, run_setting
+from videonorm.record import RECORD_FILE, diverged
+from videonorm.train.callbacks import (
+    BestValidation,
+    CheckpointMetadata,
+    CpuThreads,
+    DivergenceGuard,
+    PreciseBN,
+    ProgressBar,
+    SkippedVideos,
+    TestReport,
+)
+from videonorm.train.data_wait import DataWait
+from videonorm.train.logger import (
+    CHECKPOINT_DIR,
+    JOB_TYPES,
+    RunRecordLogger,
+    existing_run,
+    resolve_run_id,
+    run_config,
+    run_dir,
+)
 from videonorm.train.module import VideoClassifier
+
+SHIPPED_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def shipped_configs() -> list[str]:
+    """Names of the configs that ship inside the package (``kinetics400/i3d_r50_gn_b4_32x2.yaml``, ...)."""
+    return sorted(p.relative_to(SHIPPED_CONFIGS).as_posix() for p in SHIPPED_CONFIGS.rglob("*.yaml")
+                  if p.parent.name != "sweeps" and p.name != "base.yaml")
+
+
+def resolve_config(path: str) -> str:
+    """A ``--config`` value as a file: the path as given, else a shipped config of that name (``.yaml`` optional).
+
+    Inline YAML (``--config '{...}'``) is passed through for jsonargparse to read.
+
+    Raises:
+        SystemExit: a file name that is neither a file nor a shipped config (the message lists the shipped ones).
+    """
+    if Path(path).is_file() or any(c in path for c in "{}\n:"):
+        return path
+    for candidate in (SHIPPED_CONFIGS / path, SHIPPED_CONFIGS / f"{path}.yaml"):
+        if candidate.is_file():
+            return str(candidate)
+    raise SystemExit(f"error: --config {path}: no such file, and no shipped config of that name; shipped: "
+                     + ", ".join(shipped_configs()))
 
 
 def _config_chain(path: str, seen: tuple[Path, ...] = ()) -> list[str]:
     """``[base_of_base, ..., base, path]`` for a config file with ``base:`` keys (paths relative to the file)."""
+    path = resolve_config(path)
     file = Path(path)
     if not file.is_file():
-        return [path]  # not a file (e.g. an inline YAML string): jsonargparse reports what is wrong with it
+        return [path]  # an inline YAML string: jsonargparse reads it
     try:
         data = yaml.safe_load(file.read_text())
     except yaml.YAMLError as err:
@@ -67,6 +120,7 @@ def expand_base_configs(argv: list[str]) -> list[str]:
         argv: Lightning CLI arguments (subcommand first), e.g. ``["fit", "--config", "exp.yaml"]``.
     """
     out: list[str] = []
+    expanded = False
     i = 0
     while i < len(argv):
         arg = argv[i]
@@ -80,11 +134,14 @@ def expand_base_configs(argv: list[str]) -> list[str]:
             continue
         for file in _config_chain(path):
             out += ["--config", file]
-    return out
+        expanded = True
+    # the bases are merged in already: `base` stays empty, so a --print_config output (or the saved config.yaml)
+    # is complete on its own and can be used as a --config from any directory
+    return out + ["--base", "null"] if expanded else out
 
 
 class RunConfigCallback(SaveConfigCallback):
-    """Save the merged config into the run directory and send it, flattened, to W&B.
+    """Save the merged config into the run directory and send it, flattened, to W&B and the local record.
 
     ``config.yaml`` for ``fit``, ``config_<stage>.yaml`` for the other subcommands (so testing a run does
     not overwrite how it was trained). The W&B run config is ``videonorm.train.logger.run_config``: every CLI key
@@ -97,16 +154,15 @@ class RunConfigCallback(SaveConfigCallback):
         super().setup(trainer, pl_module, stage)
 
     def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        if not any(isinstance(logger, WandbLogger) for logger in trainer.loggers):
+        if not trainer.loggers:
             return
         config = yaml.safe_load(self.parser.dump(self.config, skip_none=False, skip_link_targets=False))
         config["model"]["num_classes"] = pl_module.hparams.get("num_classes")  # linked at instantiation
         datamodule = trainer.datamodule
         fingerprint = datamodule.fingerprint() if hasattr(datamodule, "fingerprint") else None
         params = run_config(config, trainer.world_size, fingerprint)
-        for logger in trainer.loggers:
-            if isinstance(logger, WandbLogger):
-                logger.log_hyperparams(params)
+        for logger in trainer.loggers:  # W&B and the local record get the same config
+            logger.log_hyperparams(params)
 
 
 class _NoAdverts(logging.Filter):
@@ -149,10 +205,14 @@ class VideonormCLI(LightningCLI):
                 "last_checkpoint.save_top_k": 1,
                 "last_checkpoint.filename": "last",  # one last.ckpt, replaced after every epoch
                 "last_checkpoint.enable_version_counter": False,  # never last-v1.ckpt beside an old last.ckpt
+                # at the end of every training epoch (after its validation, if any): a monitor-less checkpoint saves
+                # only when validation runs otherwise, so check_val_every_n_epoch > 1 left epochs without last.ckpt
+                "last_checkpoint.save_on_train_epoch_end": True,
             }
         )
         parser.add_lightning_class_args(PreciseBN, "precise_bn")
         parser.add_lightning_class_args(CpuThreads, "cpu_threads")
+        parser.add_lightning_class_args(DataWait, "data_wait")
 
     def before_instantiate_classes(self) -> None:
         """Fill in the run name, run directory, W&B run id and checkpoint directory from the config."""
@@ -163,50 +223,84 @@ class VideonormCLI(LightningCLI):
                 "trainer.sync_batchnorm would silently turn every BN into SyncBN; choose the norm with model.norm "
                 "(BN statistics are per device unless the model's norm says otherwise)"
             )
-        name = run_name(
-            arch=cfg.model.arch,
-            depth=cfg.model.depth,
-            norm=cfg.model.norm,
-            norm_groups=cfg.model.norm_groups,
-            width=cfg.model.width,
-            batch_size=cfg.data.batch_size,
-            num_frames=cfg.data.num_frames,
-            sampling_rate=cfg.data.sampling_rate,
-            seed=cfg.get("seed_everything"),
-            repeat_aug=cfg.data.get("repeat_aug") or 1,
-        )
+        setting = run_setting(flatten({"model": cfg.model.as_dict(), "data": cfg.data.as_dict()}))
+        name = run_name(setting, seed=cfg.get("seed_everything"))
         loggers = _wandb_logger_configs(cfg.trainer.get("logger"))
         group = next((_logger_arg(lg, "group") for lg in loggers if _logger_arg(lg, "group")), None)
         name = next((_logger_arg(lg, "name") for lg in loggers if _logger_arg(lg, "name")), name)
-        if subcommand == "predict":
-            cfg.trainer.logger, loggers = False, []  # predict logs nothing; Lightning would still open a W&B run
+        tags = next((_logger_arg(lg, "tags") for lg in loggers if _logger_arg(lg, "tags")), None) or []
         directory = run_dir(cfg.trainer.get("default_root_dir") or "runs", group, name)
         ckpt_dir = Path(cfg.checkpoint.get("dirpath") or directory / CHECKPOINT_DIR)
         cfg.checkpoint.dirpath = str(ckpt_dir)
         cfg.last_checkpoint.dirpath = cfg.last_checkpoint.get("dirpath") or str(ckpt_dir)
         ckpt_path = cfg.get("ckpt_path")
-        if subcommand != "fit" and ckpt_path in ("best", "last"):
+        if subcommand == "fit":
+            _check_fit_target(directory, ckpt_dir, ckpt_path)
+        elif ckpt_path in ("best", "last"):
             found = sorted(ckpt_dir.glob(f"{ckpt_path}*.ckpt"), key=lambda p: p.stat().st_mtime)
             if not found:
                 raise SystemExit(f"error: --ckpt_path {ckpt_path}: no {ckpt_path}*.ckpt in {ckpt_dir}")
             cfg.ckpt_path = str(found[-1])
-        if loggers:
-            reuse = subcommand != "fit" or ckpt_path is not None
-            run_id = resolve_run_id(directory, reuse=reuse)
-            for logger in loggers:
-                init = logger.init_args
-                init.name = init.get("name") or name
-                if init.get("save_dir") in (None, "."):
-                    init.save_dir = str(directory)
-                if init.get("id") is None and init.get("version") is None:
-                    init.id = run_id
+        trained = (directory / "config.yaml").is_file()  # a fit ran here: validate/test continue its W&B run
+        run_id = resolve_run_id(directory, reuse=subcommand != "fit" or ckpt_path is not None)
+        for logger in loggers:
+            init = logger.init_args
+            init.name = init.get("name") or name
+            if init.get("save_dir") in (None, "."):
+                init.save_dir = str(directory)
+            if init.get("id") is None and init.get("version") is None:
+                init.id = run_id
+            if init.get("job_type") is None:
+                init.job_type = JOB_TYPES["fit" if trained else subcommand or "fit"]
         cfg.base = None  # the saved config.yaml is complete; a relative base would not resolve from there
         self.run_dir = directory
+        self.record = dict(run_dir=directory, run_id=run_id, name=name, stage=subcommand or "fit", group=group,
+                           tags=tags)
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        """The Trainer, with the run's guards and reports as callbacks and the local record as one more logger."""
+        trainer_cfg = self._get(self.config_init, "trainer", default={})
+        callbacks = trainer_cfg.get("callbacks") or []
+        callbacks = list(callbacks) if isinstance(callbacks, list) else [callbacks]
+        callbacks += [DivergenceGuard(), SkippedVideos(), BestValidation(), TestReport(), CheckpointMetadata()]
+        if trainer_cfg.get("enable_progress_bar") is not False and not any(
+                isinstance(c, AnyProgressBar) for c in callbacks):
+            callbacks.append(ProgressBar())
         # The trainer's own files (SLURM requeue's hpc_ckpt_*.ckpt, profiler output) go into the run directory,
         # never into a root shared by concurrent runs; the config keeps the user's root.
-        return super().instantiate_trainer(default_root_dir=str(self.run_dir), **kwargs)
+        trainer = super().instantiate_trainer(default_root_dir=str(self.run_dir), callbacks=callbacks, **kwargs)
+        trainer.loggers = [*trainer.loggers, RunRecordLogger(**self.record)]  # after W&B: it stays trainer.logger
+        return trainer
+
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        """fit, validate, test (Lightning's predict is ``videonorm predict``, which writes the predictions)."""
+        return {k: v for k, v in LightningCLI.subcommands().items() if k != "predict"}
+
+
+def _check_fit_target(directory: Path, ckpt_dir: Path, ckpt_path: str | None) -> None:
+    """Refuse a fit that would overwrite a run (no ``--ckpt_path``) or continue a diverged one.
+
+    Starting over in the same directory would replace its checkpoints and W&B id and mix two runs' histories in
+    its record; a new versioned directory instead would put the same setting twice into ``compare``'s mean as if
+    they were two seeds. So the user chooses: resume, or name another run.
+    """
+    new_name = ("start a separate run under another name (--trainer.logger.init_args.name NAME, or another "
+                "--trainer.default_root_dir), or delete the directory")
+    info = diverged(directory / RECORD_FILE)
+    if info is not None:
+        raise SystemExit(
+            f"error: {directory} holds a run that diverged (loss {info.get('loss')} at step {info.get('step')}, "
+            f"epoch {info.get('epoch')}); resuming it replays the same steps. To train this setting again, "
+            f"{new_name}; to continue from its last checkpoint with other settings, pass that file to a fit "
+            f"under another name (--ckpt_path {ckpt_dir / 'last.ckpt'})."
+        )
+    found = existing_run(directory, ckpt_dir) if ckpt_path is None else []
+    if found:
+        raise SystemExit(
+            f"error: {directory} already holds a run ({', '.join(found)}); a new fit would overwrite it. "
+            f"Resume it with --ckpt_path last, or {new_name}."
+        )
 
 
 def _wandb_logger_configs(logger: Any) -> list[Namespace]:
@@ -232,7 +326,7 @@ def _logger_arg(entry: Namespace, key: str) -> Any:
 
 
 def run_lightning_cli(argv: list[str], run: bool = True) -> VideonormCLI:
-    """Run ``fit``/``validate``/``test``/``predict`` (``argv`` starts with the subcommand).
+    """Run ``fit``/``validate``/``test`` (``argv`` starts with the subcommand).
 
     Args:
         argv: Arguments after the program name, e.g. ``["fit", "--config", "configs/demo/bn_b8.yaml"]``.
@@ -241,7 +335,9 @@ def run_lightning_cli(argv: list[str], run: bool = True) -> VideonormCLI:
     Returns:
         The CLI object (``.trainer``, ``.model``, ``.datamodule``, ``.config``, ``.run_dir``).
     """
-    from videonorm.data.datamodule import KineticsDataModule  # imported here: ``videonorm --help`` stays fast
+    from videonorm.data.datamodule import (
+        KineticsDataModule,  # imported here: ``videonorm --help`` stays fast
+    )
 
     with warnings.catch_warnings():
         # we pass args explicitly (expanded configs); Lightning warns whenever sys.argv also has arguments

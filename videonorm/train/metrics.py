@@ -7,9 +7,9 @@ the later copies. This is the one place that rule lives.
 
 * :class:`UniqueVideoAccuracy` (validation): one clip per video; top-1 / top-k over the unique videos.
 * :class:`VideoLevelAccuracy` (test): several views per video; each video's class probabilities are averaged over
-  its unique views, then top-1 / top-k over videos. Only the keys travel in the all-gather: the per-view
-  probabilities stay in CPU memory on their process, and the per-video sums travel in one all-reduce, so memory
-  does not grow with the world size.
+  its unique views, then top-1 / top-k over videos, the mean class accuracy and the confusion matrix. Only the
+  keys travel in the all-gather: the per-view probabilities stay in CPU memory on their process, and the per-video
+  sums travel in one all-reduce, so memory does not grow with the world size.
 
 Keys are stored as int64; every process must see at least one batch (DistributedSampler's padding guarantees it
 whenever the set is not empty).
@@ -22,6 +22,7 @@ import torch.distributed as dist
 from pytorch_lightning.utilities import rank_zero_warn
 from torch import Tensor
 from torchmetrics import Metric
+from torchmetrics.functional.classification import multiclass_accuracy, multiclass_confusion_matrix
 from torchmetrics.utilities import dim_zero_cat
 
 
@@ -111,9 +112,15 @@ class VideoLevelAccuracy(Metric):
         super().reset()
         self._probs = []
 
-    def compute(self) -> dict[str, float]:
-        """``top1``, ``top5`` (fractions over videos), ``videos``, ``views_per_video`` (mean) and ``clip_top1``
-        (per-view accuracy over unique views)."""
+    def compute(self) -> dict[str, float | Tensor]:
+        """``top1``, ``top5`` (fractions over videos), ``mean_class_acc``, ``videos``, ``views_per_video`` (mean),
+        ``clip_top1`` (per-view accuracy over unique views) and ``confusion``: (C, C) int64 video counts, row = true
+        class, column = predicted (top-1).
+
+        ``mean_class_acc`` is torchmetrics' macro accuracy: the mean over classes of their recall, counting the
+        classes that occur as a label or as a prediction (a class predicted but absent from the labels counts 0).
+        That is MMAction2's ``mean_class_accuracy`` (its confusion matrix spans the labels and predictions seen).
+        """
         index, view, label = (_gathered(s) for s in (self.index, self.view, self.label))
         counts = self.count.reshape(-1).long().cpu()  # (W,) after the sync, (1,) without one
         rank = dist.get_rank() if counts.numel() > 1 else 0
@@ -146,9 +153,12 @@ class VideoLevelAccuracy(Metric):
         if per_video.min() != per_video.max():
             rank_zero_warn(f"test: videos have between {int(per_video.min())} and {int(per_video.max())} views "
                            "(some views missing?)")
+        preds = topk[:, 0]
         return {
-            "top1": (topk[:, 0] == targets).double().mean().item(),
+            "top1": (preds == targets).double().mean().item(),
             "top5": (topk == targets[:, None]).any(dim=1).double().mean().item(),
+            "mean_class_acc": multiclass_accuracy(preds, targets, self.num_classes, average="macro").item(),
+            "confusion": multiclass_confusion_matrix(preds, targets, self.num_classes),
             "videos": float(present.sum()),
             "views_per_video": per_video.mean().item(),
             "clip_top1": (clip_hits.sum() / views.sum()).item(),

@@ -1,16 +1,19 @@
 """The LightningModule: I3D ResNet video classifier with loss, SGD + epoch schedule, and top-1/top-5 metrics.
 
-Batches are the datamodule's dicts: ``video`` (N, 3, T, H, W) float, ``label`` (N,), ``index`` (N,) video index
-in its manifest, ``view`` (N,) view index, ``skipped`` (N,) broken videos skipped to produce each item.
+Batches are the datamodule's dicts: ``video`` (N, 3, T, H, W) uint8 as the workers hand it over (converted to float
+and normalized with the model's mean/std on the device, in ``on_after_batch_transfer``; a float ``video`` is taken
+as already normalized), ``label`` (N,), ``index`` (N,) video index in its manifest, ``view`` (N,) view index,
+``skipped`` (N,) broken videos skipped to produce each item.
 
 Logged metrics (fractions in [0, 1]):
     train/loss, train/top1, train/top5, train/lr   every step
     train/loss_epoch, train/top1_epoch             per epoch (mean over the epoch, all devices)
     val/loss, val/top1, val/top5                   per epoch, single center clip per video; top-1/top-5 count
                                                    each video once across devices; plus val/videos
-    test/top1, test/top5                           video level: softmax averaged over each video's views,
+    test/top1, test/top5, test/mean_class_acc      video level: softmax averaged over each video's views,
                                                    each video counted once across devices; plus
                                                    test/videos, test/views_per_video, test/clip_top1
+                                                   (the confusion matrix: ``test_confusion``, for TestReport)
     data/skipped_videos                            broken videos skipped while training, per epoch, all devices
     data/skipped_videos_val, data/skipped_videos_test
 """
@@ -18,19 +21,22 @@ Logged metrics (fractions in [0, 1]):
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any, Literal
 
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from pytorch_lightning.utilities import rank_zero_info
 from torch import Tensor
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 from torchmetrics.functional.classification import multiclass_accuracy
 
-from videonorm.models import build_model, inflate_2d
+from videonorm.data.transforms import KINETICS_MEAN, KINETICS_STD, ClipNormalize
+from videonorm.identity import INIT_HASH_KEY, INIT_SOURCE_KEY
+from videonorm.models import build_model
 from videonorm.models.norm import is_norm
+from videonorm.models.pretrained import initialize_from
 from videonorm.train.metrics import UniqueVideoAccuracy, VideoLevelAccuracy
 from videonorm.train.schedule import EpochSchedule
 
@@ -42,13 +48,20 @@ class VideoClassifier(pl.LightningModule):
         arch: Backbone name (key of ``videonorm.models.BACKBONES``).
         depth: ResNet depth (50 in the paper).
         width: Stem width (64 in the paper; small widths for CPU demos).
-        norm: Norm name (``videonorm.models.norm.NORM_NAMES``). ``syncbn`` is the only way SyncBN is used.
-        norm_groups: Group count for group-based norms.
+        norm: Norm scheme name (``videonorm.models.norm.NORM_NAMES``). ``syncbn`` is the only way SyncBN is used.
+        norm_groups: Group count for the grouped norms (``gn``, ``gn_ws``, ``evonorm_s0``).
+        norm_sync_group: ``syncbn`` only: processes whose batches each BN statistic pools, in groups of consecutive
+            ranks (0: all processes; 1: per-device BN); must divide the number of processes.
+        norm_options: Overrides of the norm scheme's paper options, e.g. ``{"warmup_steps": 500}`` for ``brn``
+            (``videonorm.models.norm.SCHEMES``).
         num_classes: Output classes; linked from ``data.num_classes`` by the CLI.
         dropout: Dropout before the classifier.
         zero_init_residual: Zero-init the last norm's gamma in each residual block.
-        pretrained_2d: Path to a 2D ImageNet ResNet checkpoint to inflate (``videonorm.models.inflate_2d``) when a fit
-            starts from scratch (not when it resumes from a checkpoint).
+        pretrained_2d: 2D ImageNet ResNet to inflate when a fit starts (never when it resumes from a checkpoint):
+            a file path, ``caffe2-bgr:``/``caffe2-rgb:`` + a Caffe2 ``.pkl``, ``torchvision:<WeightsEnum>`` or
+            ``timm:<model>`` (``videonorm.models.pretrained``); None trains from scratch.
+        stem_pool_padding: Spatial padding of the stem max-pool: 1 (torchvision, 56 x 56 at res2) or 0 (the
+            Non-local code, 55 x 55).
         lr: Base learning rate for the whole (all-device) batch; the configs apply the linear scaling rule.
         momentum: SGD momentum.
         nesterov: Nesterov momentum.
@@ -59,6 +72,8 @@ class VideoClassifier(pl.LightningModule):
         lr_gamma: Step-schedule factor.
         warmup_epochs: Linear warmup length in epochs.
         warmup_start_factor: Warmup's initial lr factor.
+        mean: Per-channel input mean on the [0, 1] scale (Kinetics' 0.45; the Non-local models' 114.75 / 255).
+        std: Per-channel input std on the [0, 1] scale (0.225; the Non-local models' 57.375 / 255).
     """
 
     def __init__(
@@ -68,10 +83,13 @@ class VideoClassifier(pl.LightningModule):
         width: int = 64,
         norm: str = "bn",
         norm_groups: int = 32,
+        norm_sync_group: int = 0,
+        norm_options: dict[str, float] | None = None,
         num_classes: int = 400,
         dropout: float = 0.5,
         zero_init_residual: bool = True,
         pretrained_2d: str | None = None,
+        stem_pool_padding: int = 1,
         lr: float = 0.01,
         momentum: float = 0.9,
         nesterov: bool = False,
@@ -82,6 +100,8 @@ class VideoClassifier(pl.LightningModule):
         lr_gamma: float = 0.1,
         warmup_epochs: float = 0.0,
         warmup_start_factor: float = 0.1,
+        mean: tuple[float, float, float] = KINETICS_MEAN,
+        std: tuple[float, float, float] = KINETICS_STD,
     ) -> None:
         super().__init__()
         # logger=False: W&B gets the full flattened CLI config instead (videonorm.train.logger.run_config);
@@ -92,41 +112,73 @@ class VideoClassifier(pl.LightningModule):
             depth=depth,
             norm=norm,
             norm_groups=norm_groups,
+            norm_sync_group=norm_sync_group,
+            norm_options=norm_options,
             num_classes=num_classes,
             width=width,
             dropout=dropout,
             zero_init_residual=zero_init_residual,
+            stem_pool_padding=stem_pool_padding,
         )
+        # what pretrained_2d put into the model (videonorm.models.pretrained.describe), kept in every checkpoint
+        self.pretrained_2d_info: dict[str, Any] | None = None
         self.top_k = min(5, num_classes)  # top-5 is undefined with fewer than 5 classes (tiny demos)
         self.train_loss_epoch = MeanMetric()
         self.train_top1_epoch = MulticlassAccuracy(num_classes, top_k=1, average="micro")
+        self.normalize = ClipNormalize(mean, std)
         self.val_accuracy = UniqueVideoAccuracy(self.top_k)
         self.test_accuracy = VideoLevelAccuracy(num_classes, self.top_k)
+        self.test_confusion: Tensor | None = None  # (C, C) of the last test
 
     def forward(self, video: Tensor) -> Tensor:
         """(N, 3, T, H, W) float -> (N, num_classes) logits."""
         return self.model(video)
 
-    # ---- setup -----------------------------------------------------------------------------------------
-    def setup(self, stage: str) -> None:
-        """Inflate the 2D ImageNet weights when a fit starts from scratch (a resume restores its own)."""
-        if stage == "fit" and self.hparams.pretrained_2d and self.trainer.ckpt_path is None:
-            self.load_pretrained_2d(self.hparams.pretrained_2d)
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """uint8 clips -> normalized float, as a batch on the training device (train, val, test, predict, and
+        precise BN's batches alike)."""
+        if isinstance(batch, dict) and isinstance(batch.get("video"), Tensor) and batch["video"].dtype == torch.uint8:
+            batch = {**batch, "video": self.normalize(batch["video"])}
+        return batch
 
-    def load_pretrained_2d(self, path: str | Path) -> None:
-        """Inflate a 2D ResNet checkpoint into the 3D model (``videonorm.models.inflate_2d``).
+    # ---- initialization -------------------------------------------------------------------------------
+    def on_fit_start(self) -> None:
+        """Inflate the 2D ImageNet weights when a fit starts fresh; a resume keeps its checkpoint's weights.
+
+        Not in ``setup``: Lightning restores a checkpoint after ``setup`` and sets ``trainer.ckpt_path`` only then,
+        so a resume looked like a fresh start there and needed the 2D file again. By ``on_fit_start`` the
+        checkpoint is restored (for strategies that restore it after setup, such as DeepSpeed, the 2D file is
+        still read and then overwritten).
+        """
+        if self.hparams.pretrained_2d and self.trainer.ckpt_path is None and self.pretrained_2d_info is None:
+            self.load_pretrained_2d(self.hparams.pretrained_2d)
+        info = self.pretrained_2d_info
+        if info:  # fresh or resumed, the run's config says which 2D weights it started from (identity.init_text)
+            for logger in self.loggers:
+                logger.log_hyperparams({INIT_SOURCE_KEY: info["source"], INIT_HASH_KEY: info["sha256"]})
+
+    def load_pretrained_2d(self, spec: str) -> dict[str, Any]:
+        """Inflate a 2D ImageNet ResNet into the 3D model (``videonorm.models.pretrained.initialize_from``).
 
         Args:
-            path: ``torch.save``d state dict (or a dict holding one under ``state_dict`` / ``model``).
+            spec: a ``model.pretrained_2d`` source (file path, ``caffe2-bgr:``/``caffe2-rgb:`` path,
+                ``torchvision:<WeightsEnum>``, ``timm:<model>``).
+
+        Returns:
+            The initialization's identity (source, spec, sha256 of the 2D weights, norm, groups), also stored in
+            every checkpoint of the run.
         """
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"model.pretrained_2d: no such file: {path}")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        for key in ("state_dict", "model"):
-            if isinstance(state, dict) and isinstance(state.get(key), dict):
-                state = state[key]
-        inflate_2d(self.model, state)
+        info = initialize_from(self.model, spec).describe()
+        self.pretrained_2d_info = info
+        rank_zero_info(f"model.pretrained_2d: inflated {spec} ({info['source']}, {info['norm']}, "
+                       f"sha256 {info['sha256']})")
+        return info
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["pretrained_2d"] = self.pretrained_2d_info
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.pretrained_2d_info = checkpoint.get("pretrained_2d")
 
     # ---- train / val -----------------------------------------------------------------------------------
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
@@ -185,6 +237,7 @@ class VideoClassifier(pl.LightningModule):
     def on_test_epoch_end(self) -> None:
         metrics = self.test_accuracy.compute()
         self.test_accuracy.reset()
+        self.test_confusion = metrics.pop("confusion")  # (C, C) videos; written and logged by callbacks.TestReport
         for name, value in metrics.items():
             # identical on every rank (all-gathered keys, all-reduced sums): the mean over ranks changes
             # nothing, sync_dist only keeps Lightning from warning about unsynced epoch-level values
@@ -197,8 +250,8 @@ class VideoClassifier(pl.LightningModule):
 
     # ---- optimization ----------------------------------------------------------------------------------
     def parameter_groups(self) -> list[dict[str, Any]]:
-        """SGD parameter groups: conv/linear weights get ``weight_decay``; norm params and biases get
-        ``norm_weight_decay``."""
+        """SGD parameter groups: conv/linear weights get ``weight_decay``; the parameters of every norm layer (gamma,
+        beta, FRN's tau, EvoNorm's v: ``is_norm``) and all biases get ``norm_weight_decay``."""
         no_decay_ids = {id(p) for m in self.model.modules() if is_norm(m) for p in m.parameters(recurse=False)}
         decay, no_decay = [], []
         for name, p in self.model.named_parameters():
