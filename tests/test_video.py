@@ -233,9 +233,9 @@ def test_missing_optional_decoder_is_one_clear_line(video_files, monkeypatch, ba
 def test_missing_decoder_stops_videonorm_fit_in_one_line(tmp_path):
     # the datamodule checks data.decoder before any worker starts; the CLI prints the line, no traceback
     make_dataset(tmp_path / "data", per_class=1)
-    code = ("import sys; sys.modules['decord'] = None; from videonorm.cli import main; "
+    code = ("import sys; sys.modules['decord'] = None; from videonorm.cli import main; sys.exit("
             f"main(['fit', '--config', {str(ROOT / 'videonorm/configs/demo/b4_8x2.yaml')!r}, '--data.root', "
-            f"{str(tmp_path / 'data')!r}, '--data.decoder', 'decord', '--trainer.max_epochs', '1'])")
+            f"{str(tmp_path / 'data')!r}, '--data.decoder', 'decord', '--trainer.max_epochs', '1']))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
                             env={**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "disabled"})
     assert result.returncode == 1
