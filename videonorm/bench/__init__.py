@@ -1,6 +1,6 @@
 """``videonorm bench``: measure the data pipeline (``bench data``) and the model (``bench model``).
 
-    videonorm bench data  [--videos DIR_OR_MANIFEST] [--clips N] [--backends decord,pyav] [--threads 1,2]
+    videonorm bench data  [--videos DIR_OR_MANIFEST] [--clips N] [--backends pyav,torchcodec,decord] [--threads 1,2]
                           [--workers 0,1,2] [--out DIR]
     videonorm bench model [--depth 50] [--width 64] [--frames 8] [--size 112] [--batch 2]
                           [--norms bn,gn,syncbn,frozenbn,ln,in] [--steps N] [--device cpu|cuda] [--out DIR]

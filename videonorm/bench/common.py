@@ -65,7 +65,7 @@ def machine_info() -> dict[str, object]:
         info["memory_gb"] = round(pages * page_size / 2**30, 1)
     except (ValueError, OSError, AttributeError):
         pass
-    for module in ("torchvision", "av", "decord", "pytorchvideo"):
+    for module in ("torchvision", "av", "torchcodec", "decord", "pytorchvideo"):
         try:
             info[module] = __import__(module).__version__
         except (ImportError, AttributeError, OSError, RuntimeError):  # not installed or broken: leave it out
