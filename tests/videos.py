@@ -1,8 +1,9 @@
-"""Real small test videos, written with PyAV + libx264, whose frames encode their own index.
+"""Real small test videos, written with PyAV (H.264 by default; other codecs, containers, pixel formats and display
+matrices on request), whose frames encode their own index.
 
 Every frame is a 4 x 4 grid of cells; cell ``k`` (row-major) is bright when bit ``k`` of the frame index is set
 and dark otherwise. The cells are large (a quarter of the width and height) and the encoder runs at high
-quality, so :func:`frame_index` recovers the index exactly after lossy H.264 coding. That lets a test check
+quality, so :func:`frame_index` recovers the index exactly after lossy coding. That lets a test check
 that a decoder returned *exactly* the frames it was asked for. 16 bits: up to 65535 frames.
 
 Public API (other test modules import these; keep it small and stable)::

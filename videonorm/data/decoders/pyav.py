@@ -137,7 +137,7 @@ def probe(path: str) -> Probe:
             codec = stream.codec_context.codec
             # the codec's name (av1), not the decoder's (libdav1d)
             name = getattr(codec, "canonical_name", None) or codec.name
-            return Probe(name, frame.format.name, display_matrix(frame) is not None)
+            return Probe(name, frame.format.name, bool(frame.rotation))  # see display_matrix: no side data here
     raise VideoDecodeError(path, "no frame decoded", "empty")
 
 
