@@ -68,13 +68,26 @@ def test_bench_data_runs_and_saves_tables(tiny_videos, tmp_path, capsys):
     out = tmp_path / "out"
     argv = ["bench", "data", "--cache", str(cache), "--video-size", "64x48", "--video-seconds", "1",
             "--num-videos", "2", "--clips", "2", "--rounds", "1", "--threads", "1", "--workers", "0,1",
-            "--batch", "2", "--loader-clips", "2", "--repeat", "2", "--out", str(out), *TINY_CLIPS]  # fmt: skip
+            "--batch", "2", "--loader-clips", "2", "--repeat", "2", "--gpu-clips-per-s", "100,1000",
+            "--out", str(out), *TINY_CLIPS]  # fmt: skip
     assert cli_main(argv) == 0
     tables = _check_saved(out, "data", {
         "files": bench_data.FILE_COLUMNS, "clips": bench_data.CLIP_COLUMNS,
         "full_decode": bench_data.FULL_DECODE_COLUMNS, "loader": bench_data.LOADER_COLUMNS,
-        "ratios": bench_data.RATIO_COLUMNS,
+        "stages": bench_data.STAGE_COLUMNS, "cores": bench_data.CORE_COLUMNS, "ratios": bench_data.RATIO_COLUMNS,
     })  # fmt: skip
+    stages = {(r["videos"], r["hand_off"]): r for r in tables["stages"]["rows"]}
+    assert set(stages) == {(v, d) for v in ("long_gop", "short_gop") for d in ("uint8", "float32")}
+    for row in stages.values():
+        parts = [row[f"{name}_ms"] for name in ("demux", "decode", "convert", "transforms", "hand_off")]
+        assert all(ms >= 0 for ms in parts) and row["total_ms"] == pytest.approx(sum(parts)) and row["total_ms"] > 0
+    for videos in ("long_gop", "short_gop"):  # float32 moves 4x the bytes of uint8
+        assert stages[(videos, "float32")]["hand_off_mb_per_clip"] == 4 * stages[(videos, "uint8")]["hand_off_mb_per_clip"]
+    cores = tables["cores"]["rows"]
+    assert {(r["videos"], r["gpu_clips_per_s"]) for r in cores} == {(v, g) for v in ("long_gop", "short_gop")
+                                                                     for g in (100.0, 1000.0)}
+    for row in cores:
+        assert row["cores"] == pytest.approx(row["gpu_clips_per_s"] * row["cpu_ms_per_clip"] / 1000)
     clips = tables["clips"]["rows"]
     pipelines = {(r["videos"], r["pipeline"], r["backend"], r["repeat"]) for r in clips}
     backends = available_backends()  # the default of --backends: every decoder that can run here

@@ -37,6 +37,12 @@ Tables (printed as Markdown, saved in ``--out`` as ``data_<table>.csv`` and all 
     frame, and frames/s divided by the window length (a clip rate no seeking reader can beat).
   * ``loader``: a real ``DataLoader`` over ``VideoDataset`` (train mode), per backend, decoder threads and
     ``num_workers``: clips/s and CPU ms per clip (main process + the exited workers' CPU time).
+  * ``stages``: where a training clip's CPU time goes with PyAV, stage by stage on the same planned clips: open +
+    demux (the exact pts table), decode (seek to the key frame, decode forward), convert (the wanted frames to RGB),
+    transforms (scale, crop, flip on uint8) and the hand-off to the main process (the collate into shared memory a
+    DataLoader worker does; uint8 as videonorm hands over, and float32 as the float hand-off would).
+  * ``cores``: how many CPU cores of this machine keep a GPU fed that consumes ``--gpu-clips-per-s`` clips/s, from
+    the DataLoader's measured CPU ms per clip (1 worker, fastest backend) and from the stage sum.
   * ``ratios``: the numbers the data issue targets: ours vs the fastest raw decoder and vs pytorchvideo, short
     vs long GOP, repeated augmentation.
 """
@@ -392,6 +398,86 @@ def measure_interleaved(entries: list[_Entry], clips: list[Clip], rounds: int) -
     return rows
 
 
+STAGE_COLUMNS = ["videos", "hand_off", "clips", "demux_ms", "decode_ms", "convert_ms", "transforms_ms",
+                 "hand_off_ms", "total_ms", "hand_off_mb_per_clip"]
+CORE_COLUMNS = ["videos", "gpu_clips_per_s", "from", "cpu_ms_per_clip", "cores"]
+
+
+def stage_breakdown(clips: list[Clip], settings: Settings, batch: int) -> list[Row]:
+    """CPU ms per clip of each stage of a PyAV training item (see the module docstring), medians over the clips.
+
+    The decode loop is the reader's (:class:`videonorm.data.decoders.pyav.Reader`: seek to the key frame at or before
+    the first wanted frame, decode to the last one); conversion is timed apart inside it.
+    """
+    import av
+
+    from videonorm.data.decoders.pyav import Reader
+
+    transform = train_transform(settings.min_scale, settings.max_scale, settings.crop)
+    to_rgb = rgb_converter()
+    times: dict[str, list[float]] = {"demux": [], "decode": [], "convert": [], "transforms": []}
+    outputs = []
+    for clip in clips:
+        start = time.process_time()
+        Reader(clip.path, 1).close()
+        times["demux"].append(time.process_time() - start)
+        wanted = sorted(set(clip.indices.tolist()))
+        convert, frames = 0.0, {}
+        start = time.process_time()
+        with av.open(clip.path) as container:
+            stream = container.streams.video[0]
+            stream.thread_type, stream.codec_context.thread_count = "SLICE", 1
+            step = 1 / (stream.average_rate * stream.time_base)
+            origin = stream.start_time or 0
+            container.seek(int(origin + round(wanted[0] * step)), stream=stream, backward=True)
+            for frame in container.decode(stream):
+                index = round((frame.pts - origin) / step)
+                if index in wanted:
+                    c = time.process_time()
+                    frames[index] = to_rgb(frame)
+                    convert += time.process_time() - c
+                if index >= wanted[-1]:
+                    break
+        times["decode"].append(time.process_time() - start - convert)
+        times["convert"].append(convert)
+        video = torch.from_numpy(np.stack([frames[i] for i in clip.indices.tolist()])).permute(0, 3, 1, 2)
+        torch.manual_seed(clip.seed)
+        start = time.process_time()
+        outputs.append(transform(video))
+        times["transforms"].append(time.process_time() - start)
+    rows = []
+    for dtype in (torch.uint8, torch.float32):
+        items = [o.to(dtype) for o in outputs]
+        hand_off = []
+        for first in range(0, len(items) - batch + 1, batch):
+            group = items[first:first + batch]
+            start = time.process_time()
+            # what default_collate does in a DataLoader worker: one batch tensor in shared memory
+            out = torch.empty((len(group), *group[0].shape), dtype=dtype).share_memory_()
+            torch.stack(group, out=out)
+            hand_off.append((time.process_time() - start) / len(group))
+        stages = {name: 1000 * median(values) for name, values in times.items()}
+        stages["hand_off"] = 1000 * median(hand_off)
+        rows.append({"hand_off": str(dtype).replace("torch.", ""), "clips": len(clips),
+                     **{f"{name}_ms": value for name, value in stages.items()}, "total_ms": sum(stages.values()),
+                     "hand_off_mb_per_clip": items[0].numel() * items[0].element_size() / 1e6})
+    return rows
+
+
+def cores_needed(stage_rows: list[Row], loader_rows: list[Row], videos: str, gpu_rates: Sequence[float]) -> list[Row]:
+    """Cores that feed a GPU consuming ``gpu_rates`` clips/s: clips/s x CPU ms per clip / 1000."""
+    sources = []
+    loaders = [r for r in loader_rows if r["videos"] == videos and r["workers"] == 1 and r["threads"] == 1]
+    if loaders:
+        best = min(loaders, key=lambda r: r["cpu_ms_per_clip"])
+        sources.append((f"DataLoader, 1 worker ({best['backend']})", best["cpu_ms_per_clip"]))
+    uint8 = [r for r in stage_rows if r["videos"] == videos and r["hand_off"] == "uint8"]
+    if uint8:
+        sources.append(("stage sum (pyav, uint8 hand-off)", uint8[0]["total_ms"]))
+    return [{"videos": videos, "gpu_clips_per_s": rate, "from": name, "cpu_ms_per_clip": ms, "cores": rate * ms / 1000}
+            for rate in gpu_rates for name, ms in sources]
+
+
 def full_decode(files: Sequence[Path], backend: str, threads: int, chunk: int) -> tuple[int, float, float]:
     """Decode every frame of ``files`` in order to RGB arrays.
 
@@ -492,6 +578,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-scale", type=int, default=320)
     parser.add_argument("--crop", type=int, default=224)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--gpu-clips-per-s", default="550,1100",
+                        help="clips/s a GPU consumes (the cores table): an H100 at 10-20%% of its bf16 peak on the "
+                             "paper's I3D R50 32x224 (~180 GFLOP per training clip)")
     parser.add_argument("--out", default="bench_out", help="folder for data_*.csv and data.json")
 
 
@@ -616,7 +705,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"[bench data] {meta['machine']['cpu']}, {meta['machine']['cores']} cores, load "
           f"{meta['machine']['load_average_1min']}; {settings.num_frames}x{settings.sampling_rate} clips, "
           f"{args.clips} per row x {args.rounds} rounds", flush=True)  # fmt: skip
-    file_rows, clip_rows, full_rows, loader_rows = [], [], [], []
+    file_rows, clip_rows, full_rows, loader_rows, stage_rows = [], [], [], [], []
     window = settings.num_frames * settings.sampling_rate
     for name, files in sets.items():
         file_rows.append(_describe(name, files))
@@ -624,6 +713,8 @@ def run(args: argparse.Namespace) -> int:
         entries = _entries(args, backends, threads_list, repeats, settings)
         print(f"[bench data] {name}: {len(entries)} pipelines x {args.clips} clips x {args.rounds} rounds", flush=True)
         clip_rows += [{"videos": name, **row} for row in measure_interleaved(entries, clips, args.rounds)]
+        if "pyav" in backends:
+            stage_rows += [{"videos": name, **row} for row in stage_breakdown(clips, settings, args.batch)]
         for threads in threads_list:
             for backend in backends:
                 runs = [full_decode(files[:4], backend, threads, window) for _ in range(args.rounds)]
@@ -647,11 +738,15 @@ def run(args: argparse.Namespace) -> int:
                         "spread_pct": _spread(rates), "cpu_ms_per_clip": median(1000 * c / args.loader_clips for _, c in runs),
                     })  # fmt: skip
     meta["load_average_1min_end"] = machine_info()["load_average_1min"]
+    gpu_rates = [float(x) for x in args.gpu_clips_per_s.split(",") if x.strip()]
+    core_rows = [row for videos in sets for row in cores_needed(stage_rows, loader_rows, videos, gpu_rates)]
     tables = {
         "files": (file_rows, FILE_COLUMNS),
         "clips": (clip_rows, CLIP_COLUMNS),
         "full_decode": (full_rows, FULL_DECODE_COLUMNS),
         "loader": (loader_rows, LOADER_COLUMNS),
+        "stages": (stage_rows, STAGE_COLUMNS),
+        "cores": (core_rows, CORE_COLUMNS),
         "ratios": (ratios(clip_rows, loader_rows), RATIO_COLUMNS),
     }
     report(args.out, "data", tables, {
@@ -659,6 +754,8 @@ def run(args: argparse.Namespace) -> int:
         "clips": "clips: one process, torch 1 thread (medians over rounds; CPU ms = all threads of the process)",
         "full_decode": "full sequential decode (ceiling)",
         "loader": "DataLoader over VideoDataset (train)",
+        "stages": "CPU ms per training clip, stage by stage (pyav, 1 thread; medians over the planned clips)",
+        "cores": "CPU cores of this machine that feed one GPU consuming N clips/s",
         "ratios": "ratios (value: clips/s; cpu_value: inverse CPU ms per clip)",
     }, meta)  # fmt: skip
     return 0
