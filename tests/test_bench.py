@@ -82,7 +82,8 @@ def test_bench_data_runs_and_saves_tables(tiny_videos, tmp_path, capsys):
         parts = [row[f"{name}_ms"] for name in ("demux", "decode", "convert", "transforms", "hand_off")]
         assert all(ms >= 0 for ms in parts) and row["total_ms"] == pytest.approx(sum(parts)) and row["total_ms"] > 0
     for videos in ("long_gop", "short_gop"):  # float32 moves 4x the bytes of uint8
-        assert stages[(videos, "float32")]["hand_off_mb_per_clip"] == 4 * stages[(videos, "uint8")]["hand_off_mb_per_clip"]
+        mb = {d: stages[(videos, d)]["hand_off_mb_per_clip"] for d in ("uint8", "float32")}
+        assert mb["float32"] == 4 * mb["uint8"]
     cores = tables["cores"]["rows"]
     assert {(r["videos"], r["gpu_clips_per_s"]) for r in cores} == {(v, g) for v in ("long_gop", "short_gop")
                                                                      for g in (100.0, 1000.0)}
