@@ -235,7 +235,7 @@ def run(args: argparse.Namespace) -> int:
     data = prepare_data(out, args.data_seed, args.jobs, args.classes, args.per_class)
     print(f"[demo] data ready in {time.perf_counter() - start:.0f} s; {len(grid.cells())} runs: norms "
           f"{', '.join(grid.norms)} x clips per device {', '.join(map(str, grid.batches))} x seeds "
-          f"{', '.join(map(str, grid.seeds))}, {args.jobs} at a time", flush=True)
+          f"{', '.join(map(str, grid.seeds))}; {args.jobs} run(s) at a time", flush=True)
     runs_dir = out / "runs"
     extra = [] if args.epochs is None else ["--trainer.max_epochs", str(args.epochs)]
     run_grid(grid, data, runs_dir, extra + args.extra, args.jobs)

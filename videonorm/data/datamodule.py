@@ -17,11 +17,13 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
+from videonorm.data.batch_decode import BATCH_DECODERS, BatchDecoder
 from videonorm.data.dataset import SHOW_PATHS, ClipSpec, VideoDataset, collate_repeated, seed_worker
 from videonorm.data.manifest import ManifestEntry, read_classes, read_manifest
 from videonorm.data.video import DEFAULT_BACKEND, require_backend
@@ -65,7 +67,9 @@ class KineticsDataModule(pl.LightningDataModule):
         test_scale: Short side in validation and test.
         test_crop_size: Side of each test crop.
         decoder: ``"pyav"`` (default: exact on every file kind), ``"torchcodec"`` or ``"decord"`` (optional
-            extras; files they are not tested exact on are decoded by PyAV): :mod:`videonorm.data.video`.
+            extras; files they are not tested exact on are decoded by PyAV): :mod:`videonorm.data.video`. Or
+            ``"torchcodec_cuda"``: the workers only choose the frames, and the training process decodes a batch
+            at a time on the GPU and transforms it there (:mod:`videonorm.data.batch_decode`).
         decoder_threads: Decoder threads per read.
         test_clips: Temporal clips per test video.
         test_crops: Spatial crops per test clip (1 or 3).
@@ -127,9 +131,18 @@ class KineticsDataModule(pl.LightningDataModule):
         self.allow_outside_root = allow_outside_root
         args = locals()
         self.clip = ClipSpec(**{f.name: args[f.name] for f in dataclasses.fields(ClipSpec) if f.name in args})
+        self.batch_device = BATCH_DECODERS.get(decoder)  # decode in the training process, on this device kind
+        if self.batch_device is not None:
+            if not torch.cuda.is_available():
+                raise ValueError(f"data.decoder {decoder} decodes on a CUDA GPU and none is available here; use "
+                                 "pyav (or torchcodec) to decode on the CPU")
+            if repeat_aug > 1:
+                raise ValueError(f"data.repeat_aug is not offered with data.decoder {decoder}")
+            decoder = "torchcodec"
         require_backend(decoder)  # a missing optional decoder stops here, in one line, not in every worker
         self.reading = dict(decoder=decoder, decoder_threads=decoder_threads, max_skip_fraction=max_skip_fraction,
-                            seed=seed)
+                            seed=seed, deferred=self.batch_device is not None)
+        self._batch_decoder: BatchDecoder | None = None
         self._manifests: dict[str, _Manifest] = {}
         self._warned: set[str] = set()
         self.train_set: VideoDataset | None = None
@@ -192,6 +205,16 @@ class KineticsDataModule(pl.LightningDataModule):
         repeat_aug = self.repeat_aug if mode == "train" else 1
         return VideoDataset(self.root, self.manifest(name).present, mode, self.clip, repeat_aug=repeat_aug,
                             **self.reading)
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """With a batch decoder: descriptors -> the decoded, transformed uint8 batch on the training device."""
+        if self.batch_device is None or not isinstance(batch, dict) or "path" not in batch:
+            return batch
+        if self._batch_decoder is None:
+            device = self.trainer.strategy.root_device if self.trainer is not None else self.batch_device
+            modes = {m: self.clip.transforms(m) for m in ("train", "val", "test")}
+            self._batch_decoder = BatchDecoder(modes, device, self.reading["decoder_threads"])
+        return self._batch_decoder(batch)
 
     def setup(self, stage: str | None = None) -> None:
         """Build the datasets the stage needs (``fit``: train + val; ``validate``: val; ``test``/``predict``)."""

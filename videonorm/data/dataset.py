@@ -51,7 +51,7 @@ from torch.utils.data import Dataset, default_collate
 from videonorm.data.manifest import ManifestEntry, read_manifest
 from videonorm.data.sampling import center_clip_indices, test_clip_indices, train_clip_indices
 from videonorm.data.transforms import test_transform, train_transform, val_transform
-from videonorm.data.video import DEFAULT_BACKEND, VideoDecodeError, read_clip
+from videonorm.data.video import DEFAULT_BACKEND, VideoDecodeError, read_clip, video_info
 
 log = logging.getLogger("videonorm.data")
 
@@ -114,6 +114,8 @@ class VideoDataset(Dataset):
         seed: Seed of the replacement draws for broken videos.
         repeat_aug: Train: k > 1 augments one decoded window k times (repeated augmentation) and returns
             ``video`` as ``(k, 3, T, H, W)``; :func:`collate_repeated` flattens a batch of such items.
+        deferred: Decode nothing: items are descriptors (``path``, ``frames`` = the chosen indices, ``mode``,
+            ``crop``) for a batch decoder in the training process (:mod:`videonorm.data.batch_decode`).
     """
 
     def __init__(
@@ -128,11 +130,14 @@ class VideoDataset(Dataset):
         min_attempts: int = MIN_ATTEMPTS,
         seed: int = 0,
         repeat_aug: int = 1,
+        deferred: bool = False,
     ):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if repeat_aug < 1 or (repeat_aug > 1 and mode != "train"):
             raise ValueError(f"repeat_aug must be >= 1, and 1 outside train mode; got {repeat_aug} in {mode}")
+        if deferred and repeat_aug > 1:
+            raise ValueError("repeated augmentation is not offered with a batch decoder (decoding in the training process)")
         entries = read_manifest(manifest) if isinstance(manifest, (str, os.PathLike)) else list(manifest)
         if not entries:
             raise ValueError(f"{manifest if isinstance(manifest, (str, os.PathLike)) else 'manifest'}: no videos")
@@ -143,7 +148,7 @@ class VideoDataset(Dataset):
         self.decoder, self.decoder_threads = decoder, decoder_threads
         self.test_clips, self.test_crops = (clip.test_clips, clip.test_crops) if mode == "test" else (1, 1)
         self.max_skip_fraction, self.min_attempts, self.seed = max_skip_fraction, min_attempts, seed
-        self.repeat_aug = repeat_aug
+        self.repeat_aug, self.deferred = repeat_aug, deferred
         self.transforms = clip.transforms(mode)
         # per-process state (each DataLoader worker has its own copy)
         self.attempts = 0
@@ -186,24 +191,23 @@ class VideoDataset(Dataset):
         view = clip * self.test_crops + crop
         if self.mode == "test" and view != 0:
             skipped = 0  # a broken test video is counted once, on its view 0 (see module docstring)
+        item = {"label": self.labels[candidate], "index": candidate, "view": view, "skipped": skipped,
+                "skipped_files": "\n".join(failures)}
+        if self.deferred:  # frames holds the chosen indices: the batch decoder decodes them
+            return {"path": self.paths[candidate], "frames": frames, "mode": self.mode, "crop": crop, **item}
         if self.repeat_aug > 1:  # k augmentations of one decode: (k, 3, T, H, W)
             clips = torch.stack([self.transforms[crop](frames) for _ in range(self.repeat_aug)])
         else:
             clips = self.transforms[crop](frames)  # (3, T, H, W) uint8
-        return {
-            "video": clips,
-            "label": self.labels[candidate],
-            "index": candidate,
-            "view": view,
-            "skipped": skipped,
-            "skipped_files": "\n".join(failures),
-        }
+        return {"video": clips, **item}
 
     def _read(self, video: int, clip: int) -> torch.Tensor:
         self.attempts += 1
         path = self.paths[video]
         if path in self.broken:
             raise VideoDecodeError(path, self.broken[path])
+        if self.deferred:  # the frame count (a demux pass, nothing decoded) and the chosen indices
+            return torch.as_tensor(self._choose(clip)(video_info(path)[0]), dtype=torch.long)
         if self.mode == "test" and self._cache is not None and self._cache[0] == (video, clip):
             return self._cache[1]
         frames, _ = read_clip(path, self._choose(clip), self.decoder, self.decoder_threads)

@@ -66,9 +66,11 @@ def _chain(backend: str) -> list[str]:
     return [backend] if backend == REFERENCE else [backend, REFERENCE]
 
 
-def _open(name: str, path: str, threads: int, failures: list[tuple[str, str, str]]):
+def _open(name: str, path: str, threads: int, failures: list[tuple[str, str, str]], device: str | None = None):
     """Backend ``name``'s reader on ``path``, or None (the failure appended to ``failures``, or a decline logged)."""
     try:
+        if device is not None and name == "torchcodec":  # the one backend that decodes on a GPU
+            return backend_module(name).Reader(path, threads, device=device)
         return backend_module(name).Reader(path, threads)
     except NotExact as decline:
         if (name, str(decline)) not in _declined:
@@ -99,6 +101,7 @@ def read_clip(
     choose: Callable[[int], Sequence[int] | torch.Tensor],
     backend: str = DEFAULT_BACKEND,
     threads: int = 1,
+    device: str | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Open a video once, choose frame indices from its frame count, and decode them.
 
@@ -110,6 +113,8 @@ def read_clip(
             Called again with PyAV's frame count if the first backend declines or fails.
         backend: A name of :data:`BACKENDS`; backends other than PyAV hand files they decline or fail on to it.
         threads: Decoder threads.
+        device: Decode on this device where the backend can (torchcodec on CUDA); frames of a file another backend
+            decodes come back on the CPU.
 
     Returns:
         ``(frames, indices)``: frames (T, 3, H, W) uint8 (channels-last view), ``indices`` (T,) int64 as chosen.
@@ -126,7 +131,7 @@ def read_clip(
     for name in _chain(backend):
         if failures:
             log.debug("%s: %s; trying %s", path, failures[-1][1], name)
-        reader = _open(name, path, threads, failures)
+        reader = _open(name, path, threads, failures, device)
         if reader is None:
             continue
         try:

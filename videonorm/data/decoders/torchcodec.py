@@ -45,25 +45,27 @@ def require() -> None:
 
 
 class Reader:
-    """torchcodec ``VideoDecoder`` on the CPU, exact seek mode.
+    """torchcodec ``VideoDecoder``, exact seek mode, on the CPU (or a CUDA device: NVDEC, for the batch decoder of
+    :mod:`videonorm.data.batch_decode`).
 
     Args:
         path: Video file.
         threads: FFmpeg decoder threads.
+        device: ``"cpu"`` or a CUDA device (frames come back on it).
 
     Raises:
         NotExact: A file outside what it is tested exact on (see the module docstring).
         VideoDecodeError: The header announces more frames than the data holds (a cut file).
     """
 
-    def __init__(self, path: str, threads: int):
+    def __init__(self, path: str, threads: int, device: str = "cpu"):
         from torchcodec.decoders import VideoDecoder
 
         family = container_family(path)
         if family is None:
             raise NotExact("a container other than mp4/mov/mkv/webm")
         self._decoder = VideoDecoder(path, seek_mode="exact", num_ffmpeg_threads=threads, dimension_order="NHWC",
-                                     device="cpu")
+                                     device=str(device))
         meta = self._decoder.metadata
         if meta.codec not in EXACT_CODECS:
             raise NotExact(f"the codec {meta.codec}")
