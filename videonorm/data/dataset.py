@@ -137,7 +137,8 @@ class VideoDataset(Dataset):
         if repeat_aug < 1 or (repeat_aug > 1 and mode != "train"):
             raise ValueError(f"repeat_aug must be >= 1, and 1 outside train mode; got {repeat_aug} in {mode}")
         if deferred and repeat_aug > 1:
-            raise ValueError("repeated augmentation is not offered with a batch decoder (decoding in the training process)")
+            raise ValueError("repeated augmentation is not offered with a batch decoder (decoding in the training "
+                             "process)")
         entries = read_manifest(manifest) if isinstance(manifest, (str, os.PathLike)) else list(manifest)
         if not entries:
             raise ValueError(f"{manifest if isinstance(manifest, (str, os.PathLike)) else 'manifest'}: no videos")
