@@ -12,7 +12,8 @@ silent mis-split). An unlabelled manifest (videos to predict, e.g. Kinetics-700-
 alone on its lines; it is read with ``labelled=False``, which accepts both kinds of line. Paths are relative to the
 dataset root and stay inside it: an absolute path or one that climbs out with ``..`` is an error unless the
 reader opts in (``allow_outside_root=True``, ``--data.allow_outside_root true``), so a manifest cannot silently
-train on files from elsewhere. Blank lines and whole-line ``#`` comments are ignored (``#`` may appear inside a file name).
+train on files from elsewhere. Blank lines and whole-line ``#`` comments are ignored (``#`` may appear inside a
+file name).
 Rules of the class list: names are stripped, trailing blank lines are ignored, a blank line between names (it
 would shift every later label) and a name listed twice are errors. Both files are UTF-8; a byte-order mark is
 accepted (editors on Windows write one) and bytes that are not UTF-8 are an error naming the file and line.
