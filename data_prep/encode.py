@@ -52,6 +52,7 @@ from data_prep.errors import ItemError
 from data_prep.parallel import parallel_map
 from data_prep.records import read_record, write_record
 from data_prep.report import FLAGGED, SKIPPED, Flag, Outcome, Summary, attempt
+from videonorm.data.manifest import STRIDE2_LAYOUT
 from videonorm.files import atomic_path
 
 TOLERANCE = 0.1  # seconds an output may start late or end early before it is flagged
@@ -70,6 +71,10 @@ class EncodeSettings:
         preset: libx264 preset.
         keep_audio: re-encode the audio track to AAC instead of dropping it.
         threads: codec threads per file (0: automatic; use 1 when running several jobs).
+        layout: ``"stride2"`` (with a fixed GOP): every odd frame is a non-reference B frame and every even one an
+            I or P frame (libx264 ``bframes=1:b-adapt=0:b-pyramid=none``), marked in the file, so a reader that
+            wants only even frames (32x2 clips on even windows) skips decoding the odd ones with no change to the
+            even ones; ``"x264"``: libx264's own frame types.
     """
 
     short_side: int = 256
@@ -78,6 +83,7 @@ class EncodeSettings:
     preset: str = "fast"
     keep_audio: bool = False
     threads: int = 0
+    layout: str = "stride2"
 
 
 @dataclass(frozen=True)
@@ -345,6 +351,9 @@ class _Writer:
         options = {"crf": str(s.crf), "preset": s.preset}
         if s.gop > 0:
             options["x264-params"] = f"keyint={s.gop}:min-keyint={s.gop}:scenecut=0"
+            if s.layout == "stride2":  # odd frames: B frames nothing refers to (even ones: I and P); see EncodeSettings
+                options["x264-params"] += ":bframes=1:b-adapt=0:b-pyramid=none"
+                self.container.metadata["comment"] = STRIDE2_LAYOUT
         self.video = self.container.add_stream("libx264", rate=self.fps, options=options)
         self.video.width, self.video.height, self.video.pix_fmt = self.width, self.height, "yuv420p"
         self.video.codec_context.thread_count = s.threads
@@ -620,6 +629,9 @@ def add_encode_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gop", type=int, default=16, help="frames between key frames; 0 = libx264 default (250)")
     parser.add_argument("--crf", type=int, default=23, help="libx264 quality (lower = better, bigger)")
     parser.add_argument("--preset", default="fast", help="libx264 preset")
+    parser.add_argument("--layout", choices=("stride2", "x264"), default="stride2",
+                        help="frame types: stride2 = odd frames non-reference (32x2 clips decode half the frames; "
+                             "the default), x264 = libx264's own")
     parser.add_argument("--keep-audio", action="store_true", help="keep the audio (AAC); dropped by default")
     parser.add_argument("--min-duration", type=float, default=2.0,
                         help="flag outputs shorter than this many seconds")
@@ -629,4 +641,4 @@ def add_encode_arguments(parser: argparse.ArgumentParser) -> None:
 def settings_from(args: argparse.Namespace) -> EncodeSettings:
     """EncodeSettings from parsed ``add_encode_arguments`` options (one codec thread per job if jobs > 1)."""
     return EncodeSettings(short_side=args.short_side, gop=args.gop, crf=args.crf, preset=args.preset,
-                          keep_audio=args.keep_audio, threads=1 if args.jobs > 1 else 0)
+                          keep_audio=args.keep_audio, threads=1 if args.jobs > 1 else 0, layout=args.layout)

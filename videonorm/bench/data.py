@@ -63,6 +63,7 @@ import torch
 from videonorm.bench.common import Row, cpu_seconds, machine_info, median, report
 from videonorm.bench.videos import key_frame_interval, make_bench_videos
 from videonorm.data.decoders.pyav import rgb_converter
+from videonorm.data.manifest import STRIDE2_LAYOUT
 from videonorm.data.sampling import train_clip_indices
 from videonorm.data.transforms import KINETICS_MEAN, KINETICS_STD, train_transform
 from videonorm.data.video import (
@@ -107,6 +108,7 @@ class Settings:
     min_scale: int = 256
     max_scale: int = 320
     crop: int = 224
+    window_align: int = 2  # windows start on even frames: kinetics-prep's stride-2 files then skip the odd ones
 
 
 def find_videos(spec: str | os.PathLike, limit: int) -> list[Path]:
@@ -149,7 +151,8 @@ def plan_clips(files: Sequence[Path], count: int, settings: Settings, seed: int)
         path = str(files[i % len(files)])
         num_video_frames, fps = info[path]
         generator = torch.Generator().manual_seed(seed * 1_000_003 + i)
-        indices = train_clip_indices(num_video_frames, settings.num_frames, settings.sampling_rate, generator)
+        indices = train_clip_indices(num_video_frames, settings.num_frames, settings.sampling_rate, generator,
+                                     settings.window_align)
         clips.append(Clip(path, fps, indices, seed * 1_000_003 + i))
     return clips
 
@@ -236,7 +239,8 @@ def _train_indices(clip: Clip, settings: Settings) -> Callable[[int], torch.Tens
     # window as the plan (and as every other pipeline)
     def choose(num_video_frames: int) -> torch.Tensor:
         generator = torch.Generator().manual_seed(clip.seed)
-        return train_clip_indices(num_video_frames, settings.num_frames, settings.sampling_rate, generator)
+        return train_clip_indices(num_video_frames, settings.num_frames, settings.sampling_rate, generator,
+                                  settings.window_align)
 
     return choose
 
@@ -281,7 +285,8 @@ def videonorm_repeat_video(backend: str, threads: int, settings: Settings, k: in
     def choose(clip: Clip) -> Callable[[int], torch.Tensor]:
         def indices(num_video_frames: int) -> torch.Tensor:
             generator = torch.Generator().manual_seed(clip.seed)
-            draws = [train_clip_indices(num_video_frames, t, settings.sampling_rate, generator) for _ in range(k)]
+            draws = [train_clip_indices(num_video_frames, t, settings.sampling_rate, generator, settings.window_align)
+                     for _ in range(k)]
             return torch.cat(draws)  # (k * T,); read_clip decodes each distinct frame once, in order
 
         return indices
@@ -407,7 +412,8 @@ def stage_breakdown(clips: list[Clip], settings: Settings, batch: int) -> list[R
     """CPU ms per clip of each stage of a PyAV training item (see the module docstring), medians over the clips.
 
     The decode loop is the reader's (:class:`videonorm.data.decoders.pyav.Reader`: seek to the key frame at or before
-    the first wanted frame, decode to the last one); conversion is timed apart inside it.
+    the first wanted frame, decode to the last one, skipping the odd frames of a stride-2 file when only even ones
+    are wanted); conversion is timed apart inside it.
     """
     import av
 
@@ -427,6 +433,8 @@ def stage_breakdown(clips: list[Clip], settings: Settings, batch: int) -> list[R
         with av.open(clip.path) as container:
             stream = container.streams.video[0]
             stream.thread_type, stream.codec_context.thread_count = "SLICE", 1
+            if container.metadata.get("comment") == STRIDE2_LAYOUT and all(i % 2 == 0 for i in wanted):
+                stream.codec_context.skip_frame = "NONREF"  # as the reader does (videonorm.data.decoders.pyav)
             step = 1 / (stream.average_rate * stream.time_base)
             origin = stream.start_time or 0
             container.seek(int(origin + round(wanted[0] * step)), stream=stream, backward=True)
@@ -528,7 +536,8 @@ def measure_loader(
     from videonorm.data.dataset import ClipSpec, VideoDataset
 
     clip = ClipSpec(num_frames=settings.num_frames, sampling_rate=settings.sampling_rate,
-                    train_min_scale=settings.min_scale, train_max_scale=settings.max_scale, crop_size=settings.crop)
+                    train_min_scale=settings.min_scale, train_max_scale=settings.max_scale, crop_size=settings.crop,
+                    window_align=settings.window_align)
     dataset = VideoDataset("", [(str(f), 0) for f in files], "train", clip, decoder=backend, decoder_threads=threads)
     sampler = RandomSampler(dataset, replacement=True, num_samples=clips, generator=torch.Generator().manual_seed(seed))
     loader = DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=workers)
@@ -577,6 +586,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--min-scale", type=int, default=256)
     parser.add_argument("--max-scale", type=int, default=320)
     parser.add_argument("--crop", type=int, default=224)
+    parser.add_argument("--window-align", type=int, default=2,
+                        help="clip windows start on multiples of this (data.window_align; 2: even frames only)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--gpu-clips-per-s", default="550,1100",
                         help="clips/s a GPU consumes (the cores table): an H100 at 10-20%% of its bf16 peak on the "
@@ -698,7 +709,8 @@ def run(args: argparse.Namespace) -> int:
     threads_list, workers_list, repeats = _ints(args.threads), _ints(args.workers), _ints(args.repeat)
     if not threads_list:
         raise SystemExit("error: --threads needs at least one value")
-    settings = Settings(args.num_frames, args.sampling_rate, args.min_scale, args.max_scale, args.crop)
+    settings = Settings(args.num_frames, args.sampling_rate, args.min_scale, args.max_scale, args.crop,
+                        args.window_align)
     torch.set_num_threads(1)  # as in a DataLoader worker (torch sets 1 thread there)
     sets = _file_sets(args)
     meta = {"machine": machine_info(), "args": vars(args), "files": {k: [str(f) for f in v] for k, v in sets.items()}}

@@ -6,7 +6,8 @@ as ``kinetics-prep trim`` encodes (libx264 preset fast, crf 23, yuv420p, B-frame
 
   * ``long_gop``: libx264's default GOP (keyint 250, scene-cut key frames), like most files on the web and
     in the usual Kinetics mirrors: a 10 s clip is one or two GOPs;
-  * ``short_gop``: a key frame every 16 frames, ``kinetics-prep``'s default.
+  * ``short_gop``: a key frame every 16 frames and every odd frame a non-reference B frame, ``kinetics-prep``'s
+    default (stride-2 layout).
 
 At 340x256, 30 fps, 10 s a file is about 0.5 MB (long GOP) and 1 MB (short GOP), in the range of the
 Kinetics files people train on. Files are cached: a rerun with the same settings reuses them.
@@ -51,7 +52,8 @@ def make_bench_videos(
     from data_prep.encode import EncodeSettings, transcode
     from data_prep.synth import CLASS_NAMES, render, write_video
 
-    folder = Path(out_dir or default_cache_dir()) / f"{width}x{height}_{fps}fps_{seconds:g}s"
+    # v2: the short-GOP files have kinetics-prep's stride-2 layout (odd frames non-reference), as it now encodes
+    folder = Path(out_dir or default_cache_dir()) / f"{width}x{height}_{fps}fps_{seconds:g}s_v2"
     folder.mkdir(parents=True, exist_ok=True)
     num_frames = round(seconds * fps)
     files: dict[str, list[Path]] = {name: [] for name in GOPS}

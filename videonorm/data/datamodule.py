@@ -73,6 +73,9 @@ class KineticsDataModule(pl.LightningDataModule):
         decoder_threads: Decoder threads per read.
         test_clips: Temporal clips per test video.
         test_crops: Spatial crops per test clip (1 or 3).
+        window_align: Clip windows start on multiples of this; 2 with an even ``sampling_rate`` (32x2) reads only
+            even frames, which videos prepared by kinetics-prep (stride-2 layout: odd frames non-reference)
+            decode without their odd frames (1.3x faster decoding, docs/BENCHMARKS.md).
         max_skip_fraction: Stop when more than this fraction of reads fail (per worker, after 20 reads).
         pin_memory: Pin batches (only when CUDA is available).
         repeat_aug: Repeated augmentation: k training clips per decoded window (k random scales, crops and
@@ -108,6 +111,7 @@ class KineticsDataModule(pl.LightningDataModule):
         decoder_threads: int = 1,
         test_clips: int = 10,
         test_crops: int = 3,
+        window_align: int = 1,
         max_skip_fraction: float = 0.05,
         pin_memory: bool = True,
         repeat_aug: int = 1,

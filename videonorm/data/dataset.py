@@ -77,6 +77,8 @@ class ClipSpec:
         test_crop_size: Test: side of each spatial crop.
         test_clips: Test: temporal clips per video.
         test_crops: Test: spatial crops per clip (1 or 3).
+        window_align: Window starts are multiples of this (:mod:`videonorm.data.sampling`): 2 with an even
+            stride reads only even frames, which kinetics-prep's stride-2 files decode without the odd ones.
     """
 
     num_frames: int = 32
@@ -89,6 +91,7 @@ class ClipSpec:
     test_crop_size: int = 256
     test_clips: int = 10
     test_crops: int = 3
+    window_align: int = 1
 
     def transforms(self, mode: str) -> list:
         """The transform of each crop position of ``mode`` (one for train and val, ``test_crops`` for test)."""
@@ -146,6 +149,7 @@ class VideoDataset(Dataset):
         self.paths = [os.path.join(os.fspath(root), rel) for rel, _ in pairs]
         self.labels = [int(label) for _, label in pairs]
         self.mode, self.num_frames, self.sampling_rate = mode, clip.num_frames, clip.sampling_rate
+        self.window_align = clip.window_align
         self.decoder, self.decoder_threads = decoder, decoder_threads
         self.test_clips, self.test_crops = (clip.test_clips, clip.test_crops) if mode == "test" else (1, 1)
         self.max_skip_fraction, self.min_attempts, self.seed = max_skip_fraction, min_attempts, seed
@@ -217,12 +221,12 @@ class VideoDataset(Dataset):
         return frames
 
     def _choose(self, clip: int):
-        t, rate = self.num_frames, self.sampling_rate
+        t, rate, align = self.num_frames, self.sampling_rate, self.window_align
         if self.mode == "train":
-            return lambda n: train_clip_indices(n, t, rate)
+            return lambda n: train_clip_indices(n, t, rate, align=align)
         if self.mode == "val":
-            return lambda n: center_clip_indices(n, t, rate)
-        return lambda n: test_clip_indices(n, t, rate, self.test_clips)[clip]
+            return lambda n: center_clip_indices(n, t, rate, align)
+        return lambda n: test_clip_indices(n, t, rate, self.test_clips, align)[clip]
 
     def _record_failure(self, error: VideoDecodeError) -> None:
         self.failures += 1

@@ -29,6 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CLASSES_FILE = "classes.txt"
+# The mark (the mp4 ``comment`` tag) kinetics-prep writes in videos encoded with every odd frame a non-reference B
+# frame and every even one an I or P frame (``data_prep.encode``, layout "stride2"): a reader that wants only even
+# frames may skip decoding the odd ones (``videonorm.data.decoders.pyav``).
+STRIDE2_LAYOUT = "videonorm-layout: stride2"
 _MAX_LISTED = 50
 
 

@@ -9,6 +9,10 @@ and takes every ``sampling_rate``-th frame of it (the paper: 32 x 2, a 64-frame 
 
 A video shorter than the window is never rejected: the window starts at frame 0 and indices past the end are
 clamped to the last frame (the last frame repeats).
+
+``align`` > 1 puts every window start on a multiple of ``align`` (train: uniform over those; val and test: the
+nearest one below). With ``align=2`` and an even stride, a clip holds only even frames, which a video encoded in
+kinetics-prep's stride-2 layout (odd frames non-reference) decodes without its odd frames.
 """
 
 from __future__ import annotations
@@ -31,40 +35,44 @@ def _slack(num_video_frames: int, num_frames: int, sampling_rate: int) -> int:
 
 
 def train_clip_indices(
-    num_video_frames: int, num_frames: int, sampling_rate: int, generator: torch.Generator | None = None
+    num_video_frames: int, num_frames: int, sampling_rate: int, generator: torch.Generator | None = None,
+    align: int = 1,
 ) -> torch.Tensor:
-    """A random training clip: window start uniform over every position that fits.
+    """A random training clip: window start uniform over every position that fits (and is a multiple of ``align``).
 
     Args:
         num_video_frames: Frames in the video.
         num_frames: Frames in the clip (T).
         sampling_rate: Stride between clip frames.
         generator: Random source (default: torch's global one, seeded per DataLoader worker).
+        align: Window starts are multiples of this (see the module docstring).
 
     Returns:
         (num_frames,) int64 frame indices, ascending, clamped to the video.
     """
     slack = _slack(num_video_frames, num_frames, sampling_rate)
-    start = int(torch.randint(0, slack + 1, (), generator=generator))
+    start = align * int(torch.randint(0, slack // align + 1, (), generator=generator))
     return _window(num_video_frames, num_frames, sampling_rate, start)
 
 
-def center_clip_indices(num_video_frames: int, num_frames: int, sampling_rate: int) -> torch.Tensor:
+def center_clip_indices(num_video_frames: int, num_frames: int, sampling_rate: int, align: int = 1) -> torch.Tensor:
     """The center clip (validation).
 
     Args:
         num_video_frames: Frames in the video.
         num_frames: Frames in the clip (T).
         sampling_rate: Stride between clip frames.
+        align: Window starts are multiples of this (the center one rounded down).
 
     Returns:
         (num_frames,) int64 frame indices.
     """
-    start = _slack(num_video_frames, num_frames, sampling_rate) // 2
+    start = _slack(num_video_frames, num_frames, sampling_rate) // 2 // align * align
     return _window(num_video_frames, num_frames, sampling_rate, start)
 
 
-def test_clip_indices(num_video_frames: int, num_frames: int, sampling_rate: int, num_clips: int) -> torch.Tensor:
+def test_clip_indices(num_video_frames: int, num_frames: int, sampling_rate: int, num_clips: int,
+                      align: int = 1) -> torch.Tensor:
     """``num_clips`` clips evenly spaced over the video (multi-view testing).
 
     Clip ``k`` starts at ``round(k * slack / (num_clips - 1))`` where ``slack`` is the last start that fits, so
@@ -76,6 +84,7 @@ def test_clip_indices(num_video_frames: int, num_frames: int, sampling_rate: int
         num_frames: Frames in each clip (T).
         sampling_rate: Stride between clip frames.
         num_clips: Number of clips (K).
+        align: Window starts are multiples of this (each rounded down).
 
     Returns:
         (num_clips, num_frames) int64 frame indices; row k is clip k.
@@ -83,9 +92,9 @@ def test_clip_indices(num_video_frames: int, num_frames: int, sampling_rate: int
     if num_clips < 1:
         raise ValueError(f"num_clips must be >= 1, got {num_clips}")
     if num_clips == 1:
-        return center_clip_indices(num_video_frames, num_frames, sampling_rate)[None]
+        return center_clip_indices(num_video_frames, num_frames, sampling_rate, align)[None]
     slack = _slack(num_video_frames, num_frames, sampling_rate)
-    starts = [round(k * slack / (num_clips - 1)) for k in range(num_clips)]
+    starts = [round(k * slack / (num_clips - 1)) // align * align for k in range(num_clips)]
     return torch.stack([_window(num_video_frames, num_frames, sampling_rate, s) for s in starts])
 
 

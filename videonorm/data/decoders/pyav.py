@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from videonorm.data.manifest import STRIDE2_LAYOUT
 from videonorm.data.decoders import DecoderUnavailableError, VideoDecodeError
 
 log = logging.getLogger(__name__)
@@ -193,6 +194,8 @@ class Reader:
         self._sorted_pts = None if self._index_of is None else sorted(pts)
         self._to_rgb = rgb_converter()
         self._orientation: Orientation | None = None  # read from the first decoded frame's display matrix
+        # kinetics-prep's stride-2 layout: odd frames are non-reference B frames (videonorm.data.manifest)
+        self._odd_nonref = self._container.metadata.get("comment") == STRIDE2_LAYOUT
         # the demux pass left the container at its end: get() seeks, or reopens for a sequential decode
 
     def _open(self):
@@ -231,6 +234,11 @@ class Reader:
     def _get_seeking(self, wanted: list[int]) -> list[np.ndarray]:
         stream = self._container.streams.video[0]
         first, last = wanted[0], wanted[-1]
+        # only even frames wanted from a stride-2 file: the decoder skips the odd (non-reference) frames, which
+        # nothing decoded here refers to, so the even frames are the same pixels; should a file carry the mark
+        # without the layout, a wanted frame goes missing and the sequential decode below (no skipping) takes over
+        skip = self._odd_nonref and all(i % 2 == 0 for i in wanted)
+        stream.codec_context.skip_frame = "NONREF" if skip else "DEFAULT"
         # the keyframe at or before the first wanted frame
         self._container.seek(self._sorted_pts[first], stream=stream, backward=True, any_frame=False)
         want, out = set(wanted), []
