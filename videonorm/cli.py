@@ -38,11 +38,16 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
+def ignore_dependency_warnings() -> None:
+    """Filter :data:`DEPENDENCY_WARNINGS` (in a ``catch_warnings`` block, or in a process of our own)."""
+    for message in DEPENDENCY_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=FutureWarning)
+
+
 def main(args: list[str] | None = None) -> int:
     """Run the CLI. ``args`` excludes the program name (``sys.argv[1:]`` when None)."""
     with warnings.catch_warnings():
-        for message in DEPENDENCY_WARNINGS:
-            warnings.filterwarnings("ignore", message=message, category=FutureWarning)
+        ignore_dependency_warnings()
         return _run(list(sys.argv[1:] if args is None else args))
 
 

@@ -182,6 +182,10 @@ def _output_to(path: Path | None) -> Iterator[None]:
 def _worker_init() -> None:
     # one core per run when runs go side by side; torch reads this when it starts its thread pool
     os.environ["OMP_NUM_THREADS"] = "1"
+    # a spawned worker starts without the entry point's warning filters, and imports pytorchvideo before a run
+    from videonorm.cli import ignore_dependency_warnings
+
+    ignore_dependency_warnings()
 
 
 def _metric(run_dir: Path, stage: str) -> str:

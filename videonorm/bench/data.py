@@ -671,8 +671,9 @@ def ratios(clip_rows: list[Row], loader_rows: list[Row]) -> list[Row]:
     for videos in sets:
         ours, raw, peer = best(pick(videos, "videonorm")), best(pick(videos, "raw")), best(pick(videos, "pytorchvideo"))
         if ours and raw:
+            # the data-path issue's target: the training item within 5% of the fastest raw decode of the same window
             out.append(ratio(f"videonorm ({ours['backend']}) / fastest raw decoder ({raw['backend']})", ours, raw,
-                             0.8, videos))  # fmt: skip
+                             0.95, videos))  # fmt: skip
         if ours and peer:
             out.append(ratio(f"videonorm ({ours['backend']}) / pytorchvideo EncodedVideo", ours, peer, 2.0, videos))
         repeats = sorted({r["repeat"] for r in clip_rows if r["pipeline"].startswith("videonorm-repeat")})

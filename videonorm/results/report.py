@@ -110,20 +110,6 @@ def markdown_table(comp: Comparison) -> str:
     return "\n".join(lines)
 
 
-def paper_table() -> str:
-    """The paper's table in Markdown (printed when none of our cells matches its setting)."""
-    cols = sorted({Column(r.batch_size, r.num_frames, r.sampling_rate) for r in paper.KINETICS_RESULTS}, key=_col_key)
-    rows = sorted({(r.norm, r.norm_groups) for r in paper.KINETICS_RESULTS}, key=lambda r: r[0])
-    lines = ["| norm | " + " | ".join(c.label for c in cols) + " |", "|" + "---|" * (len(cols) + 1)]
-    for norm, groups in rows:
-        cells = []
-        for col in cols:
-            p = paper.cell_result(norm, groups, col.batch_size, col.num_frames, col.sampling_rate)
-            cells.append(f"{p.top1:.1f} / {p.top5:.1f}" if p else "")
-        lines.append(f"| {Row(None, None, norm, groups).label} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 def report_markdown(comp: Comparison, title: str = "videonorm compare") -> str:
     """Table + notes + excluded runs, as the Markdown document written to ``compare.md``."""
     n_runs = sum(c.n for c in comp.cells)
@@ -156,9 +142,7 @@ def report_markdown(comp: Comparison, title: str = "videonorm compare") -> str:
             parts += [
                 "- no cell has the paper's setup (I3D ResNet-50 at width 64, fine-tuned from ImageNet, 400 classes, "
                 f"{paper.WORLD_SIZE} GPUs, 32x2 or 64x1 frames, 8 or 4 clips per GPU): the numbers above are ours "
-                f"alone. For reference, {paper.CITATION}:",
-                "",
-                paper_table(),
+                "alone; the paper's are shown only beside runs with its setup.",
             ]
         if any("†" in format_cell(c) for c in comp.cells):
             parts.append("")
