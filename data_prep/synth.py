@@ -192,7 +192,8 @@ def write_video(path: Path | str, frames: Iterable[np.ndarray], fps: float | Fra
     if options is None:
         options = {"preset": "ultrafast", "crf": "18"} if codec == "libx264" else {}
     with atomic_path(path) as tmp:
-        with av.open(str(tmp), "w", format=container_format or path.suffix.lstrip(".").replace("mkv", "matroska")) as out:
+        fmt = container_format or path.suffix.lstrip(".").replace("mkv", "matroska")
+        with av.open(str(tmp), "w", format=fmt) as out:
             stream = out.add_stream(codec, rate=Fraction(fps).limit_denominator(1001), options=options)
             stream.pix_fmt = "yuv420p"
             stream.codec_context.thread_count = 1

@@ -1,4 +1,4 @@
-"""Shared fixtures: real small videos written once per session (see tests/videos.py)."""
+"""Shared fixtures: real small videos written once per session (see tests/videos.py), W&B offline in a test's folder."""
 
 from __future__ import annotations
 
@@ -33,3 +33,12 @@ def video_files(tmp_path_factory) -> dict[str, Path]:
         "truncated_late": videos.write_truncated_video(root / "truncated_late.mp4", 60, keep_fraction=0.8, gop=8),
         "not_a_video": videos.write_not_a_video(root / "not_a_video.mp4"),
     }
+
+
+@pytest.fixture
+def wandb_offline(monkeypatch, tmp_path):
+    """W&B offline and quiet, every file it writes (runs, cache, settings) inside the test's ``tmp_path``."""
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    for var in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR"):
+        monkeypatch.setenv(var, str(tmp_path / "wandb_home"))

@@ -124,8 +124,8 @@ def test_unknown_label_names_label_file_and_line(tmp_path):
 
 
 def test_a_label_with_a_quoted_line_break_is_rejected_with_file_and_line(tmp_path):
-    csv = write(tmp_path / "train.csv", HEADER + 'abseiling,aaaaaaaaaaa,0,10,train\n"air\ndrumming",bbbbbbbbbbb,0,10,train\n'
-                "zumba,ccccccccccc,0,10,train\n")
+    csv = write(tmp_path / "train.csv", HEADER + "abseiling,aaaaaaaaaaa,0,10,train\n"
+                '"air\ndrumming",bbbbbbbbbbb,0,10,train\n' "zumba,ccccccccccc,0,10,train\n")
     with pytest.raises(InputError, match=r"train\.csv:4: label 'air\\ndrumming' contains a line break"):
         read_annotations(csv)
     # a class list is never written with such a name either: it would be a line (a label) too many

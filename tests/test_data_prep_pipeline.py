@@ -28,13 +28,13 @@ from data_prep.synth import SynthDataset, make_dataset, render, write_video
 from data_prep.trim import trim
 from data_prep.verify import check_video
 from tests import videos as test_videos
+from tests.videos import write_annotations as write_rows
 from videonorm.data import decoders
 from videonorm.data.manifest import read_classes, read_manifest
 from videonorm.data.video import BACKENDS, DecoderUnavailableError, VideoDecodeError, read_clip, require_backend
 from videonorm.files import PARTIAL_TAG
 
 SMALL = EncodeSettings(short_side=48, gop=16, preset="ultrafast")
-HEADER = ["label", "youtube_id", "time_start", "time_end", "split"]
 
 
 @pytest.fixture(scope="module")
@@ -47,14 +47,6 @@ def synth(tmp_path_factory) -> SynthDataset:
 def rows_of(path: Path) -> list[list[str]]:
     with path.open(newline="") as f:
         return list(csv.reader(f))[1:]
-
-
-def write_rows(path: Path, rows: list[list[object]]) -> Path:
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(HEADER)
-        writer.writerows(rows)
-    return path
 
 
 def dead_pid() -> int:

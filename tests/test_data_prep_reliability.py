@@ -24,18 +24,10 @@ from data_prep.synth import render
 from data_prep.synth import write_video as write_synth
 from data_prep.trim import trim
 from tests.videos import frame_index, index_frame, write_truncated_video, write_video
+from tests.videos import write_annotations as write_rows
 from videonorm.files import PARTIAL_TAG
 
 FAST = EncodeSettings(short_side=0, gop=16, preset="ultrafast", crf=12)
-HEADER = ["label", "youtube_id", "time_start", "time_end", "split"]
-
-
-def write_rows(path: Path, rows: list[list[object]]) -> Path:
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(HEADER)
-        writer.writerows(rows)
-    return path
 
 
 def report_rows(path: Path) -> dict[str, dict[str, str]]:

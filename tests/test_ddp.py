@@ -36,7 +36,8 @@ def dataset(tmp_path_factory) -> Path:
 def _videonorm(subcommand: str, norm: str, dataset: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
     probe = out / "probe.yaml"
     probe.parent.mkdir(parents=True, exist_ok=True)
-    probe.write_text(f"trainer:\n  callbacks:\n    - class_path: ddp_probe.Probe\n      init_args:\n        out_dir: {out}\n")
+    probe.write_text("trainer:\n  callbacks:\n    - class_path: ddp_probe.Probe\n"
+                     f"      init_args:\n        out_dir: {out}\n")
     accelerator = "gpu" if torch.cuda.device_count() >= 2 else "cpu"
     cmd = [
         sys.executable, "-m", "videonorm", subcommand,
@@ -75,7 +76,8 @@ def test_ddp_shards_batches_bn_stats_and_test_dedup(dataset, tmp_path):
     assert fit[0]["bn_type"] == "BatchNorm3d"
     assert not torch.allclose(torch.tensor(fit[0]["bn_running_mean"]), torch.tensor(fit[1]["bn_running_mean"]))
     # ... until precise BN, before the last validation, averaged its statistics over both processes
-    torch.testing.assert_close(torch.tensor(fit[0]["bn_final_running_mean"]), torch.tensor(fit[1]["bn_final_running_mean"]))
+    torch.testing.assert_close(torch.tensor(fit[0]["bn_final_running_mean"]),
+                               torch.tensor(fit[1]["bn_final_running_mean"]))
     # validation: one padded duplicate clip, counted once; the same accuracy on both ranks, in thirds
     val_indices = fit[0]["val_indices"] + fit[1]["val_indices"]
     assert len(val_indices) == TEST_VIDEOS + 1 and len(set(val_indices)) == TEST_VIDEOS

@@ -14,14 +14,7 @@ from videonorm.results.runs import load_runs
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture
-def offline(monkeypatch, tmp_path):
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_SILENT", "true")
-    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb-dir"))
-
-
-def test_demo_study_end_to_end_then_rerun_reuses_the_data(tmp_path, offline, capfd):
+def test_demo_study_end_to_end_then_rerun_reuses_the_data(tmp_path, wandb_offline, capfd):
     out = tmp_path / "demo"
     args = ["--out", str(out), "--classes", "3", "--per-class", "4", "--epochs", "1", "--batches", "4", "2",
             "--seeds", "0", "1", "--jobs", "2", "--", "--trainer.check_val_every_n_epoch", "1"]

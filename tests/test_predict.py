@@ -21,11 +21,8 @@ DEMO = Path(__file__).resolve().parents[1] / "videonorm" / "configs" / "demo"
 
 
 @pytest.fixture(autouse=True)
-def wandb_offline(monkeypatch, tmp_path):
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_SILENT", "true")
-    for var in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR"):
-        monkeypatch.setenv(var, str(tmp_path / "wandb_home"))
+def _offline(wandb_offline):  # every test here: W&B offline in its tmp_path (conftest)
+    pass
 
 
 @pytest.fixture(scope="module")

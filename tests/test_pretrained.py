@@ -436,14 +436,6 @@ def test_paper_configs_start_from_their_norms_imagenet_model(path, capsys):
 # ---------------------------------------------------------------------------------------------- resume (CLI)
 
 
-@pytest.fixture
-def wandb_offline(monkeypatch, tmp_path):
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.setenv("WANDB_SILENT", "true")
-    for var in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR"):
-        monkeypatch.setenv(var, str(tmp_path / "wandb_home"))
-
-
 def test_resume_does_not_need_the_2d_file(tmp_path, wandb_offline):
     """A fit inflates the 2D file; ``--ckpt_path last`` resumes after the file is gone (issue 13 item 15)."""
     dataset = tmp_path / "data"
@@ -475,7 +467,8 @@ def test_resume_does_not_need_the_2d_file(tmp_path, wandb_offline):
 
 def _fit(dataset: Path, runs: Path, *extra: str) -> None:
     # the demo config at depth 50 and width 8: the tiny 2D ResNet-50 above inflates into it
-    args = ["fit", "--config", str(REPO / "videonorm" / "configs" / "demo" / "b4_8x2.yaml"), "--data.root", str(dataset),
+    config = REPO / "videonorm" / "configs" / "demo" / "b4_8x2.yaml"
+    args = ["fit", "--config", str(config), "--data.root", str(dataset),
             "--model.depth", "50", "--model.width", "8", "--trainer.default_root_dir", str(runs),
             "--trainer.enable_progress_bar", "false", "--precise_bn.num_batches", "1", *extra]
     assert main(args) == 0

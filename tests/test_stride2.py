@@ -52,7 +52,8 @@ def test_nothing_refers_to_the_odd_frames(files):
         with av.open(str(files["stride2"])) as container:
             stream = container.streams.video[0]
             stream.codec_context.skip_frame = "NONREF" if skip else "DEFAULT"
-            return {round(f.time * 25): torch.from_numpy(f.to_ndarray(format="rgb24")) for f in container.decode(stream)}
+            return {round(f.time * 25): torch.from_numpy(f.to_ndarray(format="rgb24"))
+                    for f in container.decode(stream)}
 
     full, skipped = decode(False), decode(True)
     assert set(range(0, 60, 2)) <= set(skipped) < set(full)

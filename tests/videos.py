@@ -17,6 +17,7 @@ Public API (other test modules import these; keep it small and stable)::
     frame_index(frame) -> int            # one decoded frame, (3, H, W) or (H, W, 3), uint8
     frame_indices(frames) -> list[int]   # (T, 3, H, W) or (T, H, W, 3)
     make_dataset(root, num_classes=2, per_class=3, ...) -> dict   # videos + manifests + classes.txt
+    write_annotations(path, rows) -> Path   # a Kinetics annotation CSV (label, youtube_id, time_start, ...)
     index_frame(index, width, height, color=None) -> np.ndarray   # the RGB frame that spells ``index``
     CLASS_COLORS                         # bright-cell colour of class c (make_dataset uses CLASS_COLORS[c])
 
@@ -25,6 +26,7 @@ Sizes must be even (yuv420p). Keep them tiny in tests (64x48, 20-60 frames): eac
 
 from __future__ import annotations
 
+import csv
 import shutil
 import subprocess
 from collections.abc import Sequence
@@ -264,6 +266,18 @@ def write_not_a_video(path: str | Path) -> Path:
     path.write_bytes(b"this is not a video\n" + junk)
     return path
 
+
+ANNOTATION_HEADER = ["label", "youtube_id", "time_start", "time_end", "split"]
+
+
+def write_annotations(path: str | Path, rows: list[list[object]]) -> Path:
+    """A Kinetics annotation CSV (the official columns) with ``rows``."""
+    path = Path(path)
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(ANNOTATION_HEADER)
+        writer.writerows(rows)
+    return path
 
 def make_dataset(
     root: str | Path,

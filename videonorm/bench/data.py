@@ -81,8 +81,10 @@ CLIP_COLUMNS = [
     "videos", "pipeline", "backend", "threads", "repeat", "clips", "clips_per_s", "spread_pct", "cpu_ms_per_clip",
     "decode_cpu_ms", "transform_cpu_ms",
 ]  # fmt: skip
-FULL_DECODE_COLUMNS = ["videos", "backend", "threads", "frames", "frames_per_s", "cpu_ms_per_frame", "window_clips_per_s"]
-LOADER_COLUMNS = ["videos", "backend", "threads", "workers", "batch", "clips", "clips_per_s", "spread_pct", "cpu_ms_per_clip"]
+FULL_DECODE_COLUMNS = ["videos", "backend", "threads", "frames", "frames_per_s", "cpu_ms_per_frame",
+                       "window_clips_per_s"]
+LOADER_COLUMNS = ["videos", "backend", "threads", "workers", "batch", "clips", "clips_per_s", "spread_pct",
+                  "cpu_ms_per_clip"]
 RATIO_COLUMNS = ["videos", "ratio", "value", "cpu_value", "target", "met"]
 FILE_COLUMNS = ["videos", "files", "width", "height", "frames", "fps", "key_interval", "mb_per_file"]
 
@@ -748,7 +750,8 @@ def run(args: argparse.Namespace) -> int:
                     loader_rows.append({
                         "videos": name, "backend": backend, "threads": threads, "workers": workers,
                         "batch": args.batch, "clips": args.loader_clips, "clips_per_s": median(rates),
-                        "spread_pct": _spread(rates), "cpu_ms_per_clip": median(1000 * c / args.loader_clips for _, c in runs),
+                        "spread_pct": _spread(rates),
+                        "cpu_ms_per_clip": median(1000 * c / args.loader_clips for _, c in runs),
                     })  # fmt: skip
     meta["load_average_1min_end"] = machine_info()["load_average_1min"]
     gpu_rates = [float(x) for x in args.gpu_clips_per_s.split(",") if x.strip()]

@@ -73,7 +73,8 @@ def setup_gaps(setting: Setting) -> list[str]:
     if row.init == SCRATCH:
         gaps.append("trained from scratch (the paper fine-tunes from ImageNet)")
     if row.stem_pool_padding not in (None, STEM_POOL_PADDING):
-        gaps.append(f"stem max-pool padding {row.stem_pool_padding} (the original's: {STEM_POOL_PADDING}, 55x55 at res2)")
+        gaps.append(f"stem max-pool padding {row.stem_pool_padding} "
+                    f"(the original's: {STEM_POOL_PADDING}, 55x55 at res2)")
     if row.num_classes is not None and row.num_classes != NUM_CLASSES:
         gaps.append(f"{row.num_classes} classes (Kinetics-400 has {NUM_CLASSES})")
     if col.world_size is not None and col.world_size != WORLD_SIZE:

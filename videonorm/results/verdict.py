@@ -66,7 +66,8 @@ class Verdict:
         inconclusive (within 2 SE)``."""
         change = f"{self.change:+.1f}" + (f" ± {self.change_se:.1f}" if self.change_se is not None else "")
         if self.call == "inconclusive":
-            why = "a cell has one seed, no error to judge by" if self.change_se is None else f"within {SIGNIFICANCE:g} SE"
+            one_seed = self.change_se is None
+            why = "a cell has one seed, no error to judge by" if one_seed else f"within {SIGNIFICANCE:g} SE"
             call = f"inconclusive ({why})"
         else:
             call = f"{self.call} (beyond {SIGNIFICANCE:g} SE)"
