@@ -34,7 +34,6 @@ from torch.utils.data import DataLoader, Dataset
 
 from videonorm.data.dataset import ClipSpec
 from videonorm.data.manifest import ManifestError, read_classes, read_manifest
-from videonorm.data.sampling import test_clip_indices
 from videonorm.data.video import VideoDecodeError, read_clip
 from videonorm.files import csv_text, write_text_atomic
 
@@ -115,10 +114,9 @@ class _Views(Dataset):
         return len(self.paths)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        t, rate, clips = self.clip.num_frames, self.clip.sampling_rate, self.clip.test_clips
-        try:  # one open and one decode for all clips: (clips * T, 3, H, W)
-            frames, _ = read_clip(self.paths[i], lambda n: test_clip_indices(n, t, rate, clips).reshape(-1),
-                                  self.decoder)
+        t, clips = self.clip.num_frames, self.clip.test_clips
+        try:  # one open and one decode for all clips, the windows `videonorm test` reads: (clips * T, 3, H, W)
+            frames, _ = read_clip(self.paths[i], self.clip.indices("test"), self.decoder)
         except VideoDecodeError as err:
             return {"index": i, "error": err.reason}
         views = [crop(c) for c in frames.view(clips, t, *frames.shape[1:]) for crop in self.transforms]

@@ -41,7 +41,7 @@ from __future__ import annotations
 import logging
 import os
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -92,6 +92,19 @@ class ClipSpec:
     test_clips: int = 10
     test_crops: int = 3
     window_align: int = 1
+
+    def indices(self, mode: str, clip: int | None = None) -> Callable[[int], torch.Tensor]:
+        """``n -> frame indices`` of a video of ``n`` frames: train a random window, val the center one, test
+        temporal clip ``clip``, or all ``test_clips`` clips one after the other, ``(K * T,)``, when ``clip`` is None.
+        The one place windows are chosen: the dataset, the batch decoder's workers and ``videonorm predict``."""
+        t, rate, align = self.num_frames, self.sampling_rate, self.window_align
+        if mode == "train":
+            return lambda n: train_clip_indices(n, t, rate, align=align)
+        if mode == "val":
+            return lambda n: center_clip_indices(n, t, rate, align)
+        if clip is None:
+            return lambda n: test_clip_indices(n, t, rate, self.test_clips, align).reshape(-1)
+        return lambda n: test_clip_indices(n, t, rate, self.test_clips, align)[clip]
 
     def transforms(self, mode: str) -> list:
         """The transform of each crop position of ``mode`` (one for train and val, ``test_crops`` for test)."""
@@ -148,8 +161,7 @@ class VideoDataset(Dataset):
         pairs = [(e.path, e.label) if isinstance(e, ManifestEntry) else e for e in entries]
         self.paths = [os.path.join(os.fspath(root), rel) for rel, _ in pairs]
         self.labels = [int(label) for _, label in pairs]
-        self.mode, self.num_frames, self.sampling_rate = mode, clip.num_frames, clip.sampling_rate
-        self.window_align = clip.window_align
+        self.mode, self.clip = mode, clip
         self.decoder, self.decoder_threads = decoder, decoder_threads
         self.test_clips, self.test_crops = (clip.test_clips, clip.test_crops) if mode == "test" else (1, 1)
         self.max_skip_fraction, self.min_attempts, self.seed = max_skip_fraction, min_attempts, seed
@@ -221,12 +233,7 @@ class VideoDataset(Dataset):
         return frames
 
     def _choose(self, clip: int):
-        t, rate, align = self.num_frames, self.sampling_rate, self.window_align
-        if self.mode == "train":
-            return lambda n: train_clip_indices(n, t, rate, align=align)
-        if self.mode == "val":
-            return lambda n: center_clip_indices(n, t, rate, align)
-        return lambda n: test_clip_indices(n, t, rate, self.test_clips, align)[clip]
+        return self.clip.indices(self.mode, clip)
 
     def _record_failure(self, error: VideoDecodeError) -> None:
         self.failures += 1
