@@ -521,7 +521,7 @@ class EncodeJob:
 
     Args:
         key: report key (the output name).
-        src: source video.
+        src: source video; None when it is gone and ``dst`` exists (kept as it is, never remade).
         dst: output path.
         settings: encoder settings.
         start: window start (seconds).
@@ -532,7 +532,7 @@ class EncodeJob:
     """
 
     key: str
-    src: Path
+    src: Path | None
     dst: Path
     settings: EncodeSettings
     start: float = 0.0
@@ -599,7 +599,8 @@ def finished(job: EncodeJob) -> Flag | None | bool:
     if record is None:
         record = _probe(job)
         write_record(job.dst, record)
-    elif "source" in record and (record["source"], record["source_bytes"]) != (job.src.name, job.src.stat().st_size):
+    elif (job.src is not None and "source" in record
+          and (record["source"], record["source_bytes"]) != (job.src.name, job.src.stat().st_size)):
         return False
     return Flag(str(record["reason"]), str(record["message"])) if record.get("reason") else None
 

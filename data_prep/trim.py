@@ -69,7 +69,11 @@ def trim(annotations: Path | str, raw_dir: Path | str, out_dir: Path | str,
     todo = []
     for seg in segments:
         source = source_for(sources.get(seg.youtube_id, ()), seg.time_start, seg.time_end)
-        if source is None:
+        if source is None and (out_dir / seg.name).is_file():
+            # made before its raw file was deleted (the download archive keeps it from being fetched again): done
+            todo.append(EncodeJob(seg.name, None, out_dir / seg.name, settings, float(seg.time_start),
+                                  float(seg.time_end), min_duration, seg.fields()))
+        elif source is None:
             known = downloads.get(seg.youtube_id)
             message = (f"download failed ({known['reason']}): {known['message']}" if known else
                        f"no video {seg.youtube_id}.* (nor a section of it holding {seg.time_start}-"

@@ -108,6 +108,28 @@ def test_truncated_source_is_kept_and_flagged(tmp_path, threads):
     assert "frames end at 7.56 s, its header says 8.00 s" in row["message"]
 
 
+def test_finished_videos_stay_done_after_their_raw_files_are_deleted(tmp_path):
+    """download's archive lets users delete raw files after trimming: a rerun keeps the outputs (and their flags)
+    as done, and only a segment with neither output nor source is a failure."""
+    raw = tmp_path / "raw"
+    write_truncated_video(raw / "truncatedAA.mp4", 200, keep_fraction=0.97, gop=25)
+    write_video(raw / "plainAAAAAA.mp4", 100, 64, 48, 25)
+    rows = [["x", "truncatedAA", 4, 8, "train"], ["x", "plainAAAAAA", 0, 3, "train"],
+            ["x", "goneAAAAAAA", 0, 3, "train"]]
+    csv_path = write_rows(tmp_path / "a.csv", rows)
+    first = trim(csv_path, raw, tmp_path / "out", FAST, min_duration=2.0)
+    assert (first.count("done"), first.count("flagged"), first.count("failed")) == (1, 1, 1)
+    made = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "out").glob("*.mp4")}
+    shutil.rmtree(raw)
+    raw.mkdir()
+    again = trim(csv_path, raw, tmp_path / "out", FAST, min_duration=2.0)
+    assert (again.count("skipped"), again.count("failed")) == (2, 1), again.rows()  # the flag is kept (report)
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "out").glob("*.mp4")} == made  # nothing remade
+    report = report_rows(tmp_path / "out.trim-failures.csv")
+    assert report["truncatedAA_000004_000008.mp4"]["reason"] == "truncated_source"
+    assert report["goneAAAAAAA_000000_000003.mp4"]["reason"] == "missing_source"
+    assert "plainAAAAAA_000000_000003.mp4" not in report
+
 def write_late_video(path: Path, num_frames: int, delay: float) -> Path:
     """An mp4 whose audio starts at 0 and whose video (frame i spelling i, 25 fps) starts ``delay`` s later."""
     with av.open(str(path), "w") as c:
