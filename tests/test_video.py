@@ -279,3 +279,36 @@ def test_frames_are_channel_first(video_files):
     frames = read_frames(video_files["b30"], [7])
     assert frames.shape == (1, 3, 64, 80)
     assert frame_index(frames[0]) == 7
+
+
+class _CountingContainer:
+    """A PyAV container that counts the frames it decodes (everything else passes through)."""
+
+    def __init__(self, container):
+        self.container, self.decoded = container, 0
+
+    def __getattr__(self, name):
+        return getattr(self.container, name)
+
+    def decode(self, *args, **kwargs):
+        for frame in self.container.decode(*args, **kwargs):
+            self.decoded += 1
+            yield frame
+
+
+def test_pyav_seeks_again_across_long_gaps_instead_of_decoding_them(tmp_path):
+    """Frames far apart (kinetics-prep verify's start/middle/end, test clips spread over a video) are each decoded
+    from their own key frame, not by decoding every frame in between; a clip's window is still one run."""
+    from videonorm.data.decoders import pyav
+
+    path = write_video(tmp_path / "long.mp4", 200, 64, 48, 25, gop=10)  # B frames too
+    reader = pyav.Reader(str(path), 1)
+    reader._container = counting = _CountingContainer(reader._container)
+    frames = reader.get([0, 100, 199])
+    assert [frame_index(f) for f in frames] == [0, 100, 199]
+    assert counting.decoded <= 3 * (10 + 4)  # from three key frames (plus the B frames' reorder), not all 200
+    counting.decoded = 0
+    window = list(range(40, 104, 2))  # a 32x2 clip across six key frames: decoded in one pass
+    assert [frame_index(f) for f in reader.get(window)] == window
+    assert counting.decoded <= 64 + 10 + 4
+    reader.close()

@@ -4,7 +4,9 @@ Opening demuxes the whole stream once (packets only, no decoding: about as cheap
 index) to get every frame's pts; frame ``i`` has the ``i``-th smallest pts. That is exact for constant and
 variable frame rates alike, and it is the real frame count: a file whose data ends before the frame count in
 its header (a cut download) is rejected here. ``get`` seeks to the key frame at or before the first wanted frame
-and decodes forward only as far as the last one; if decoding after the seek meets an unknown pts or misses a
+and decodes forward only as far as the last one, seeking again across a gap that holds a key frame well past the
+previous wanted frame (a start/middle/end check, clips spread over a video); if decoding after a seek meets an
+unknown pts or misses a
 wanted frame (MPEG-PS and -TS seek by byte position and can land late), it decodes again from the start and
 counts frames.
 
@@ -14,6 +16,7 @@ The display matrix of the stream (rotation by multiples of 90 degrees, mirroring
 
 from __future__ import annotations
 
+import bisect
 import functools
 import logging
 from collections.abc import Callable
@@ -22,10 +25,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from videonorm.data.manifest import STRIDE2_LAYOUT
 from videonorm.data.decoders import DecoderUnavailableError, VideoDecodeError
+from videonorm.data.manifest import STRIDE2_LAYOUT
 
 log = logging.getLogger(__name__)
+
+# Seek again for the next wanted frame when that skips decoding more than this many frames (a seek flushes the
+# decoder and refills its delay: not worth it for the key frames inside one clip's window)
+SEEK_SAVES = 16
 
 
 def require() -> None:
@@ -177,10 +184,11 @@ class Reader:
         self.fps = float(rate) if rate else 0.0
         announced = int(stream.frames or 0)
         try:
-            pts = [packet.pts for packet in self._container.demux(stream) if packet.size]
+            packets = [(packet.pts, packet.is_keyframe) for packet in self._container.demux(stream) if packet.size]
         except av.error.FFmpegError as error:
             self._container.close()
             raise VideoDecodeError(path, f"read error: {error}", "truncated") from None
+        pts = [p for p, _ in packets]
         self.num_frames = len(pts)
         if not pts:
             self._container.close()
@@ -192,6 +200,7 @@ class Reader:
         # pts -> frame index; None when some packet has no pts (then frames are counted from the start)
         self._index_of = None if None in pts else {p: i for i, p in enumerate(sorted(pts))}
         self._sorted_pts = None if self._index_of is None else sorted(pts)
+        self._keyframes = [] if self._index_of is None else sorted(self._index_of[p] for p, key in packets if key)
         self._to_rgb = rgb_converter()
         self._orientation: Orientation | None = None  # read from the first decoded frame's display matrix
         # kinetics-prep's stride-2 layout: odd frames are non-reference B frames (videonorm.data.manifest)
@@ -231,14 +240,28 @@ class Reader:
             raise VideoDecodeError(self._path, f"{type(error).__name__}: {error}") from None
         return torch.from_numpy(np.stack(frames))  # (U, H, W, 3)
 
+    def _runs(self, wanted: list[int]) -> list[list[int]]:
+        """``wanted`` cut where seeking to a key frame skips more than ``SEEK_SAVES`` frames of decoding."""
+        runs = [[wanted[0]]]
+        for previous, index in zip(wanted, wanted[1:]):
+            key = bisect.bisect_right(self._keyframes, index) - 1  # the key frame a seek to ``index`` lands on
+            if key >= 0 and self._keyframes[key] - previous > SEEK_SAVES:
+                runs.append([index])
+            else:
+                runs[-1].append(index)
+        return runs
+
     def _get_seeking(self, wanted: list[int]) -> list[np.ndarray]:
         stream = self._container.streams.video[0]
-        first, last = wanted[0], wanted[-1]
         # only even frames wanted from a stride-2 file: the decoder skips the odd (non-reference) frames, which
         # nothing decoded here refers to, so the even frames are the same pixels; should a file carry the mark
         # without the layout, a wanted frame goes missing and the sequential decode below (no skipping) takes over
         skip = self._odd_nonref and all(i % 2 == 0 for i in wanted)
         stream.codec_context.skip_frame = "NONREF" if skip else "DEFAULT"
+        return [frame for run in self._runs(wanted) for frame in self._decode_run(stream, run)]
+
+    def _decode_run(self, stream, wanted: list[int]) -> list[np.ndarray]:
+        first, last = wanted[0], wanted[-1]
         # the keyframe at or before the first wanted frame
         self._container.seek(self._sorted_pts[first], stream=stream, backward=True, any_frame=False)
         want, out = set(wanted), []
