@@ -13,7 +13,7 @@ from videonorm.data.batch_decode import BatchDecoder
 from videonorm.data.datamodule import KineticsDataModule
 from videonorm.data.dataset import ClipSpec, VideoDataset
 from videonorm.data.sampling import test_clip_indices
-from videonorm.data.video import DecoderUnavailableError, require_backend, video_info
+from videonorm.data.video import DecoderUnavailableError, read_clip, require_backend, video_info
 
 try:
     require_backend("torchcodec")
@@ -34,7 +34,16 @@ def _transforms() -> dict:
 
 
 @pytest.mark.parametrize("mode, workers", [("val", 0), ("test", 1)])
-def test_decoded_batches_equal_the_cpu_pipelines(data, mode, workers):
+def test_decoded_batches_equal_the_cpu_pipelines(data, mode, workers, monkeypatch):
+    from videonorm.data import batch_decode
+
+    reads = []
+
+    def counting(path, *args, **kwargs):
+        reads.append(path)
+        return read_clip(path, *args, **kwargs)
+
+    monkeypatch.setattr(batch_decode, "read_clip", counting)
     manifest = data["manifests"]["val"]
     cpu = VideoDataset(data["root"], manifest, mode, CLIP)
     deferred = VideoDataset(data["root"], manifest, mode, CLIP, deferred=True)
@@ -48,6 +57,10 @@ def test_decoded_batches_equal_the_cpu_pipelines(data, mode, workers):
         assert out["video"].dtype == torch.uint8 and torch.equal(out["video"], expected["video"])  # bit for bit
         for key in ("label", "index", "view", "skipped"):
             assert torch.equal(out[key], expected[key])
+    if mode == "test":  # one decode per clip and batch: a clip's crops share it (a batch of 4 can split them)
+        assert len(cpu) // CLIP.test_crops <= len(reads) < len(cpu)
+    else:
+        assert len(reads) == len(cpu)
 
 
 def test_workers_choose_the_same_frames_as_the_cpu_path(data):

@@ -42,11 +42,14 @@ class BatchDecoder:
 
     def __call__(self, batch: dict) -> dict:
         """A collated batch of descriptors -> the same batch with ``video`` (N, 3, T, H, W) uint8 on the device."""
-        clips = []
+        clips, decoded = [], {}  # test: the crops of one clip are neighbours in a batch and share one decode
         for path, frames, mode, crop in zip(batch["path"], batch["frames"], batch["mode"], batch["crop"]):
             wanted = frames.tolist()
-            video, _ = read_clip(path, lambda n: wanted, "torchcodec", self.threads, device=str(self.device))
-            clips.append(self.transforms[mode][int(crop)](video.to(self.device)))  # (3, T, H, W) uint8
+            key = (path, tuple(wanted))
+            if key not in decoded:
+                video, _ = read_clip(path, lambda n: wanted, "torchcodec", self.threads, device=str(self.device))
+                decoded = {key: video.to(self.device)}  # the last clip only: its crops are consecutive items
+            clips.append(self.transforms[mode][int(crop)](decoded[key]))  # (3, T, H, W) uint8
         out = {key: value for key, value in batch.items() if key not in DESCRIPTOR_KEYS}
         out["video"] = torch.stack(clips)
         return out
