@@ -21,9 +21,14 @@ from pathlib import Path
 from videonorm.files import write_text_atomic
 
 
+def records_dir(out_dir: Path) -> Path:
+    """The folder of the records of the videos in ``out_dir``: ``<out_dir>.records``."""
+    return out_dir.with_name(f"{out_dir.name}.records")
+
+
 def record_path(output: Path) -> Path:
     """Where the record of ``output`` lives: ``<its folder>.records/<its name>.json``."""
-    return output.parent.with_name(f"{output.parent.name}.records") / f"{output.name}.json"
+    return records_dir(output.parent) / f"{output.name}.json"
 
 
 def write_record(output: Path, record: dict[str, object]) -> None:

@@ -137,21 +137,12 @@ class Summary:
         """Record one item's outcome."""
         self.outcomes.append(outcome)
 
-    def keep_previous(self, key: str, statuses: Sequence[str] = (FAILED, FLAGGED)) -> bool:
-        """Carry the previous report's row for ``key`` into this report (for items not redone).
-
-        Args:
-            key: item key.
-            statuses: only rows with one of these statuses are carried.
-
-        Returns:
-            True if a row was carried.
-        """
+    def keep_previous(self, key: str) -> None:
+        """Carry the previous report's row for ``key`` into this report when it failed or was flagged (items not
+        redone keep their reason)."""
         row = self.previous.get(key)
-        if row is None or row.get("status") not in statuses:
-            return False
-        self.kept.append(row)
-        return True
+        if row is not None and row.get("status") in (FAILED, FLAGGED):
+            self.kept.append(row)
 
     def keep(self, key: str, fields: dict[str, object], status: str, reason: str, message: str) -> None:
         """List an item that was not redone with what is known of it (e.g. the flag its record holds).

@@ -23,6 +23,7 @@ from data_prep.encode import EncodeSettings
 from data_prep.errors import InputError
 from data_prep.manifest import write_manifest
 from data_prep.prepare import prepare
+from data_prep.records import records_dir
 from data_prep.resize import resize
 from data_prep.synth import SynthDataset, make_dataset, render, write_video
 from data_prep.trim import trim
@@ -181,10 +182,12 @@ def test_trim_interrupted_for_real_resumes(problems, tmp_path, sig):
         assert code == 130 and not partials(out)
     for name in finished:
         check_video(out / name)  # whatever was renamed into place is complete
+    stale_record = records_dir(out) / f"gone.mp4.json{PARTIAL_TAG}4194305"  # above Linux's largest pid: dead
+    stale_record.write_text("{")
     summary = trim(problems["csv"], problems["raw"], out, EncodeSettings(short_side=256, preset="ultrafast"))
     assert summary.count("skipped") == len(finished)
     assert {n: (out / n).stat().st_mtime_ns for n in finished} == finished  # not redone
-    assert len([p for p in out.iterdir() if p.suffix == ".mp4"]) == 7 and not partials(out)
+    assert len([p for p in out.iterdir() if p.suffix == ".mp4"]) == 7 and not partials(out, records_dir(out))
 
 
 def test_trim_odd_sources_webm_rotation_audio_ntsc_rate(tmp_path):

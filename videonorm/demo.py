@@ -41,6 +41,8 @@ from pathlib import Path
 
 import yaml
 
+from videonorm.data.manifest import read_manifest
+
 # The synthetic task, calibrated on the largest-batch BN cell only (README: how): six motion classes (moving left /
 # right / up / down, turning either way) at three times the synth default speed (4-6 px per sampled frame in 64 px
 # crops), 88 videos per class: 54 train + 34 held out (204 held-out videos: one is 0.49 point of top-1).
@@ -116,9 +118,8 @@ def _cli_args(norm: str, batch: int, seed: int, data: Path, runs: Path, extra: l
         raise SystemExit(f"error: no demo config for {batch} clips per device ({config})")
     args = ["--config", str(config), "--model.norm", norm, "--seed_everything", str(seed), "--data.root", str(data),
             "--trainer.default_root_dir", str(runs)]
-    options = norm_options(norm, _steps(config, data, batch, extra))
-    if options:
-        args += ["--model.norm_options", json.dumps(options)]
+    if norm == "brn":
+        args += ["--model.norm_options", json.dumps(norm_options(norm, _steps(config, data, batch, extra)))]
     return args + extra
 
 
@@ -128,8 +129,7 @@ def _steps(config: Path, data: Path, batch: int, extra: list[str]) -> int:
     if epochs is None:
         base = yaml.safe_load((config.parent / "base.yaml").read_text())
         epochs = int(base["trainer"]["max_epochs"])
-    videos = sum(1 for line in (data / "train.txt").read_text().splitlines() if line.strip())
-    return epochs * (videos // batch)
+    return epochs * (len(read_manifest(data / "train.txt")) // batch)
 
 
 def train_and_test(norm: str, batch: int, seed: int, data: Path, runs: Path, extra: list[str],

@@ -21,6 +21,7 @@ import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from videonorm.files import atomic_path  # noqa: E402
+from videonorm.results.verdict import Estimate  # noqa: E402
 
 _PALETTE = plt.get_cmap("tab10").colors
 
@@ -105,8 +106,7 @@ def plot_val_error_curves(curves: Sequence[Curve], path: str | Path) -> Path:
                 marker=curve.marker if len(epochs) <= 40 else None, markersize=7, markerfacecolor="none",
                 markeredgewidth=1.5)
         if len(curve.runs) > 1:
-            se = np.array([np.std(by_epoch[e], ddof=1) / np.sqrt(len(by_epoch[e])) if len(by_epoch[e]) > 1 else 0.0
-                           for e in epochs])
+            se = np.array([Estimate.of(by_epoch[e]).se or 0.0 for e in epochs])
             # the band is clipped to what an error rate can be; the table gives the exact errors
             ax.fill_between(epochs, np.clip(mean - se, 0, 100), np.clip(mean + se, 0, 100), color=curve.color,
                             alpha=0.15, linewidth=0)
