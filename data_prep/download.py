@@ -21,8 +21,8 @@ Resumable: yt-dlp writes into a temporary folder ``RAW_DIR/{name}.partial-<pid>/
 renamed into place, so an existing file is complete; temporary folders of interrupted runs are deleted. Every
 finished video is appended to ``RAW_DIR.download-archive.txt`` in yt-dlp's ``--download-archive`` format
 (``youtube {youtube_id}``), so videos whose files were deleted after trimming are not fetched again (pass the
-file to ``yt-dlp --download-archive`` to use it elsewhere). A video is skipped when it is in the archive or a
-file in ``RAW_DIR`` holds its segments.
+file to ``yt-dlp --download-archive`` to use it elsewhere). A video is skipped when a file in ``RAW_DIR`` holds
+its segments, or when it is in the archive and has no file there.
 
 Failures are classified from yt-dlp's error output: ``removed``, ``private``, ``unavailable`` (geo/age/
 members-only; permanent, not retried and, on later runs, not tried again unless ``--retry-failed``),
@@ -321,7 +321,10 @@ def download(annotations: Path | str, out_dir: Path | str, settings: DownloadSet
                       "known failures not retried (--retry-failed)")
     todo = []
     for want in videos:
-        if want.youtube_id in archived or _held(existing.get(want.youtube_id, []), want):
+        files = existing.get(want.youtube_id, [])
+        # the archive stands for files deleted after trimming; a file that is there but misses a segment (a new
+        # annotation row) is fetched again
+        if _held(files, want) or (not files and want.youtube_id in archived):
             summary.add(Outcome(want.youtube_id, SKIPPED))
         elif not retry_failed and summary.previous.get(want.youtube_id, {}).get("reason") in PERMANENT:
             summary.keep_previous(want.youtube_id)  # known dead: asking again only feeds the rate limiter
