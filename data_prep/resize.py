@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 from data_prep.encode import EncodeJob, EncodeSettings, add_encode_arguments, encode_all, settings_from
@@ -40,8 +40,7 @@ def video_files(folder: Path) -> dict[str, Path]:
 
 
 def resize(videos_dir: Path | str, out_dir: Path | str, settings: EncodeSettings = EncodeSettings(), *,
-           min_duration: float = 2.0, jobs: int = 1, names: Collection[str] | None = None,
-           sources: Mapping[str, Path] | None = None) -> Summary:
+           min_duration: float = 2.0, jobs: int = 1, sources: Mapping[str, Path] | None = None) -> Summary:
     """Re-encode every video of ``videos_dir`` into ``out_dir`` under the same name (``.mp4``).
 
     Args:
@@ -50,7 +49,6 @@ def resize(videos_dir: Path | str, out_dir: Path | str, settings: EncodeSettings
         settings: encoder settings.
         min_duration: flag outputs shorter than this (seconds).
         jobs: worker processes.
-        names: only these output names (e.g. the segments of an annotation CSV); None: all files.
         sources: output name -> source file, instead of the files of ``videos_dir`` (e.g. with replacements
             for corrupt files overlaid).
 
@@ -68,7 +66,7 @@ def resize(videos_dir: Path | str, out_dir: Path | str, settings: EncodeSettings
         print(f"resize: removed {len(removed)} partial file(s) left by an interrupted run", file=sys.stderr)
     summary = Summary("resize", report_path(out_dir, "resize"), ("name", "source"), "flags of finished videos listed")
     todo = [EncodeJob(name, src, out_dir / name, settings, min_duration=min_duration, fields={"source": str(src)})
-            for name, src in sorted(sources.items()) if names is None or name in names]
+            for name, src in sorted(sources.items())]
     try:
         encode_all(summary, todo, jobs, "resize")
     finally:
