@@ -8,10 +8,11 @@ short-GOP files than from libx264's default GOP.
    default GOP, keyint 250) with one 10 s segment each, like Kinetics.
 2. ``trim`` cuts them at ``--short-side`` (256) with ``--gop 16`` (our default) and with ``--gop 0`` (libx264's default,
    keyint 250, scene cuts on: a 10 s clip is one or two GOPs), for each ``--jobs``: files/s and CPU s per file.
-3. Random 32x2 clips (32 frames at stride 2, a 64-frame window at a random start, as the paper's recipe samples)
-   are read from both sets and from the raw sources, one open per clip as a data loader does, with PyAV (seek to
-   the key frame before the window, decode forward, RGB arrays) and, when installed, decord (``get_batch``):
-   clips per wall second and per CPU second, the same planned clips for every reader.
+3. Random 32x2 clips (32 frames at stride 2, a 64-frame window at a random start, as the paper's recipe samples;
+   planned by ``bench data``'s ``plan_clips``) are read from both sets and from the raw sources, one open per clip
+   as a data loader does, by ``bench data``'s raw readers on one decoder thread: PyAV (seek to the key frame before
+   the window, decode forward, RGB arrays) and, when installed, torchcodec (exact seek) and decord
+   (``get_batch``): clips per wall second and per CPU second, the same planned clips for every reader.
 
 Tables ``trim``, ``clips`` and ``ratios`` (``short_gop_vs_default``: the GOP claim) are printed and saved in
 ``--out`` as ``prep_<table>.csv`` and ``prep.json``.
@@ -20,66 +21,25 @@ Tables ``trim``, ``clips`` and ``ratios`` (``short_gop_vs_default``: the GOP cla
 from __future__ import annotations
 
 import argparse
-import random
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
-import av
-import numpy as np
-
 from videonorm.bench.common import Row, cpu_seconds, machine_info, report
+from videonorm.bench.data import RAW, Pipeline, Settings, plan_clips
 from videonorm.bench.videos import key_frame_interval
-
-CLIP_FRAMES, STRIDE = 32, 2
-
-
-def read_clip_pyav(path: Path, indices: list[int]) -> np.ndarray:
-    """Frames ``indices`` (sorted, constant frame rate) as (T, H, W, 3) uint8: one seek, then decode forward."""
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        step = 1 / (stream.average_rate * stream.time_base)  # pts per frame
-        start_pts = int(round(indices[0] * step)) + (stream.start_time or 0)
-        container.seek(start_pts, stream=stream, backward=True)
-        wanted, out = set(indices), []
-        for frame in container.decode(stream):
-            index = int(round((frame.pts - (stream.start_time or 0)) / step))
-            if index in wanted:
-                out.append(frame.to_ndarray(format="rgb24"))
-            if index >= indices[-1]:
-                break
-    return np.stack(out)
+from videonorm.data.video import available_backends
 
 
-def read_clip_decord(path: Path, indices: list[int]) -> np.ndarray:
-    """The same frames through decord's ``get_batch``."""
-    import decord
-
-    reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
-    return reader.get_batch(indices).asnumpy()
-
-
-def _frame_count(path: Path) -> int:
-    with av.open(str(path)) as container:
-        return container.streams.video[0].frames
-
-
-def clips_per_second(files: list[Path], reader, clips: int, seed: int) -> tuple[float, float]:
-    """(clips per wall second, clips per CPU second) for ``clips`` random 32x2 clips."""
-    rng = random.Random(seed)
-    counts = {f: _frame_count(f) for f in files}
-    plan = []
-    for _ in range(clips):
-        f = rng.choice(files)
-        start = rng.randrange(0, counts[f] - CLIP_FRAMES * STRIDE + 1)
-        plan.append((f, list(range(start, start + CLIP_FRAMES * STRIDE, STRIDE))))
-    reader(*plan[0])  # warm-up (imports, caches)
+def clips_per_second(files: list[Path], reader: Pipeline, clips: int, seed: int) -> tuple[float, float]:
+    """(clips per wall second, clips per CPU second) for ``clips`` random 32x2 windows planned by ``bench data``'s
+    :func:`~videonorm.bench.data.plan_clips`, read by one of its raw readers (which check the frame count)."""
+    plan = plan_clips(files, clips, Settings(), seed)
+    reader(plan[0])  # warm-up (imports, caches)
     begin, cpu = time.perf_counter(), cpu_seconds()
-    for f, indices in plan:
-        clip = reader(f, indices)
-        if clip.shape[0] != CLIP_FRAMES:
-            raise RuntimeError(f"{f}: {clip.shape[0]} frames read from the window at {indices[0]}")
+    for clip in plan:
+        reader(clip)
     return clips / (time.perf_counter() - begin), clips / (cpu_seconds() - cpu)
 
 
@@ -124,13 +84,7 @@ def run(args: argparse.Namespace) -> int:
                               "mb_per_file": sum(f.stat().st_size for f in files) / len(files) / 1e6,
                               "frames_per_key": key_frame_interval(files[0])})
                 sets[gop] = files
-        readers = {"pyav": read_clip_pyav}
-        try:
-            import decord  # noqa: F401
-
-            readers["decord"] = read_clip_decord
-        except ImportError:
-            print("decord not installed: PyAV only")
+        readers = {name: RAW[name](1) for name in available_backends() if name in RAW}  # one decoder thread
         sources = sorted(data.raw_dir.glob("*.mp4"))
         clips: list[Row] = []
         ratios: list[Row] = []
@@ -152,8 +106,7 @@ def run(args: argparse.Namespace) -> int:
     }
     titles = {
         "trim": f"trim: {args.sources} sources of 12 s at {width}x{height}, 30 fps, to short side {args.short_side}",
-        "clips": f"random {CLIP_FRAMES}x{STRIDE} clips (open + seek + decode to RGB), {args.clips} per set, "
-                 "one process",
+        "clips": f"random 32x2 clips (open + seek + decode to RGB), {args.clips} per set, one process",
         "ratios": "short GOP (kinetics-prep's 16) vs libx264's default GOP, random clips/s",
     }
     meta = {"machine": machine_info(), "args": {k: str(v) for k, v in vars(args).items()}}
