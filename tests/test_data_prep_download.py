@@ -22,16 +22,19 @@ from videonorm.files import PARTIAL_TAG
 # A stand-in for yt-dlp: same command line, behaviour chosen per id in $FAKE_YTDLP_DIR/behaviour.json,
 # every call logged (id and time) to calls.jsonl.
 FAKE = r'''#!{python}
-import json, os, shutil, sys, time
+import fcntl, json, os, shutil, sys, time
 from pathlib import Path
 state = Path(os.environ["FAKE_YTDLP_DIR"])
 args = sys.argv[1:]
 template = args[args.index("-o") + 1]
 assert args[args.index("--") + 1].startswith("https://www.youtube.com/watch?v=")
 youtube_id = args[-1].split("v=", 1)[1]
-with (state / "calls.jsonl").open("a") as f:
+with (state / "calls.jsonl").open("a+") as f:  # locked: parallel calls must not read each other's half lines
+    fcntl.flock(f, fcntl.LOCK_EX)
     f.write(json.dumps({{"id": youtube_id, "t": time.monotonic(), "args": args}}) + "\n")
-calls = sum(json.loads(line)["id"] == youtube_id for line in (state / "calls.jsonl").read_text().splitlines())
+    f.flush()
+    f.seek(0)
+    calls = sum(json.loads(line)["id"] == youtube_id for line in f.read().splitlines())
 behaviour = json.loads((state / "behaviour.json").read_text()).get(youtube_id, "ok")
 errors = {{
     "removed": "ERROR: [youtube] {{id}}: Video unavailable. This video has been removed by the uploader",

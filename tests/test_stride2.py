@@ -4,9 +4,9 @@ PyAV reader that skips the odd frames when only even ones are wanted, with even 
 from __future__ import annotations
 
 import av
-from av.video.frame import PictureType
 import pytest
 import torch
+from av.video.frame import PictureType
 
 from data_prep.encode import EncodeSettings, transcode
 from tests.videos import frame_indices, write_video
