@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import functools
 import math
+import sys
 from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -50,10 +51,10 @@ from av.video.frame import PictureType
 
 from data_prep.errors import ItemError
 from data_prep.parallel import parallel_map
-from data_prep.records import read_record, write_record
+from data_prep.records import read_record, records_dir, write_record
 from data_prep.report import FLAGGED, SKIPPED, Flag, Outcome, Summary, attempt
 from videonorm.data.manifest import STRIDE2_LAYOUT
-from videonorm.files import atomic_path
+from videonorm.files import atomic_path, remove_stale_partials
 
 TOLERANCE = 0.1  # seconds an output may start late or end early before it is flagged
 _MAX_FPS = 240
@@ -603,6 +604,13 @@ def finished(job: EncodeJob) -> Flag | None | bool:
           and (record["source"], record["source_bytes"]) != (job.src.name, job.src.stat().st_size)):
         return False
     return Flag(str(record["reason"]), str(record["message"])) if record.get("reason") else None
+
+
+def remove_interrupted(out_dir: Path, step: str) -> None:
+    """Delete the partial videos and partial records a killed ``trim``/``resize`` left in ``out_dir``."""
+    removed = remove_stale_partials(out_dir) + remove_stale_partials(records_dir(out_dir))
+    if removed:
+        print(f"{step}: removed {len(removed)} partial file(s) left by an interrupted run", file=sys.stderr)
 
 
 def encode_all(summary: Summary, jobs_list: list[EncodeJob], jobs: int, desc: str) -> None:

@@ -18,13 +18,19 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from data_prep.encode import EncodeJob, EncodeSettings, add_encode_arguments, encode_all, settings_from
+from data_prep.encode import (
+    EncodeJob,
+    EncodeSettings,
+    add_encode_arguments,
+    encode_all,
+    remove_interrupted,
+    settings_from,
+)
 from data_prep.errors import InputError
 from data_prep.raw import SOURCE_EXTS
-from data_prep.records import records_dir
 from data_prep.report import Summary, report_path
 from data_prep.runner import run_step
-from videonorm.files import PARTIAL_TAG, remove_stale_partials
+from videonorm.files import PARTIAL_TAG
 
 
 def video_files(folder: Path) -> dict[str, Path]:
@@ -61,9 +67,7 @@ def resize(videos_dir: Path | str, out_dir: Path | str, settings: EncodeSettings
     if out_dir.resolve() == videos_dir.resolve():
         raise InputError(f"{out_dir}: resize writes to a different folder than it reads")
     out_dir.mkdir(parents=True, exist_ok=True)
-    removed = remove_stale_partials(out_dir) + remove_stale_partials(records_dir(out_dir))
-    if removed:
-        print(f"resize: removed {len(removed)} partial file(s) left by an interrupted run", file=sys.stderr)
+    remove_interrupted(out_dir, "resize")
     summary = Summary("resize", report_path(out_dir, "resize"), ("name", "source"), "flags of finished videos listed")
     todo = [EncodeJob(name, src, out_dir / name, settings, min_duration=min_duration, fields={"source": str(src)})
             for name, src in sorted(sources.items())]

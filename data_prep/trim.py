@@ -31,12 +31,17 @@ import sys
 from pathlib import Path
 
 from data_prep.annotations import SEGMENT_COLUMNS, read_annotations
-from data_prep.encode import EncodeJob, EncodeSettings, add_encode_arguments, encode_all, settings_from
+from data_prep.encode import (
+    EncodeJob,
+    EncodeSettings,
+    add_encode_arguments,
+    encode_all,
+    remove_interrupted,
+    settings_from,
+)
 from data_prep.raw import index_sources, source_for
-from data_prep.records import records_dir
 from data_prep.report import FAILED, Outcome, Summary, read_report, report_path
 from data_prep.runner import run_step
-from videonorm.files import remove_stale_partials
 
 
 def trim(annotations: Path | str, raw_dir: Path | str, out_dir: Path | str,
@@ -62,9 +67,7 @@ def trim(annotations: Path | str, raw_dir: Path | str, out_dir: Path | str,
                 if split is None or s.split == split]
     sources = index_sources(raw_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    removed = remove_stale_partials(out_dir) + remove_stale_partials(records_dir(out_dir))
-    if removed:
-        print(f"trim: removed {len(removed)} partial file(s) left by an interrupted run", file=sys.stderr)
+    remove_interrupted(out_dir, "trim")
     summary = Summary("trim", report_path(out_dir, "trim"), SEGMENT_COLUMNS, "flags of finished videos listed")
     downloads = read_report(report_path(raw_dir, "download"))  # why a source is missing, if download knows
     todo = []
