@@ -11,7 +11,7 @@
 #   DATA_ROOT=... scripts/grid.sh --trainer.devices 4 --model.lr 0.005   # extra args go to every fit and test
 #
 # Environment: GRID (kinetics400), CONFIG_DIR (videonorm/configs/$GRID beside this script), DATA_ROOT (data/$GRID),
-# SEEDS (0), NORMS (empty: each config's own norm; else every config once per norm, --model.norm), EXTRA=1 (also
+# SEEDS (0), NORMS (empty: each config's own norm; else every config once per norm, --model.net.norm), EXTRA=1 (also
 # $CONFIG_DIR/extra/*.yaml), RUNS (runs: trainer.default_root_dir of the configs; compare reads $RUNS/$GRID),
 # OUT (compare_out/$GRID), SKIP_TEST=1 (fit only), DRY_RUN=1.
 # Safe to rerun: fits use --ckpt_path last, so an interrupted run resumes (same directory, same W&B run id) and a
@@ -47,7 +47,7 @@ for seed in $SEEDS; do
     for config in "${configs[@]}"; do
         for norm in ${NORMS:-"-"}; do
             args=(--config "$config" --data.root "$DATA_ROOT" --seed_everything "$seed" --trainer.default_root_dir "$RUNS")
-            [[ $norm == "-" ]] || args+=(--model.norm "$norm")
+            [[ $norm == "-" ]] || args+=(--model.net.norm "$norm")
             if ! run "$VIDEONORM" fit "${args[@]}" --ckpt_path last "$@"; then
                 failed+=("fit $config $norm seed $seed")
                 continue

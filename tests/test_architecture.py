@@ -66,7 +66,11 @@ LAYERS = [
     ("videonorm.data", ("videonorm.models", "videonorm.train", "videonorm.results", "videonorm.bench")),
     ("videonorm.results", ("videonorm.train", "videonorm.data", "videonorm.bench")),
     ("videonorm.files", ("videonorm.",)),
-    ("videonorm.identity", ("videonorm.",)),
+    # naming and comparing runs reads the model tables, which import no torch (test_tables_load_no_torch)
+    ("videonorm.identity", ("videonorm.data", "videonorm.train", "videonorm.results", "videonorm.bench",
+                            "videonorm.files", "videonorm.record", "videonorm.models.norm.build",
+                            "videonorm.models.i3d", "videonorm.models.init", "videonorm.models.inflate",
+                            "videonorm.models.pretrained", "videonorm.models.residual")),
     ("videonorm.record", ("videonorm.",)),
 ]
 
@@ -102,9 +106,23 @@ def test_decoding_imports_no_lightning():
     assert result.stdout.strip() == "[]"
 
 
+def test_tables_load_no_torch():
+    # the model spec and the backbone and norm tables are what run identity (names, compare's cells) asks: a process
+    # that names a run or reads the tables never loads torch
+    code = ("import sys, videonorm.identity, videonorm.models; from videonorm.models.norm import SCHEMES, uses_groups; "
+            "from videonorm.models import BACKBONES, ModelSpec; uses_groups('gn'); "
+            "print(sorted(m for m in ('torch', 'pytorch_lightning', 'pytorchvideo') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
 @pytest.mark.parametrize("module", ["videonorm/files.py", "videonorm/identity.py", "videonorm/record.py",
                                     "videonorm/data/manifest.py", "videonorm/__init__.py", "videonorm/data/__init__.py",
-                                    "videonorm/data/decoders/__init__.py"])
+                                    "videonorm/data/decoders/__init__.py", "videonorm/models/__init__.py",
+                                    "videonorm/models/spec.py", "videonorm/models/registry.py",
+                                    "videonorm/models/norm/__init__.py", "videonorm/models/norm/schemes.py"])
 def test_shared_modules_stay_light(module):
     heavy = {m for m in _imports(ROOT / module) if m.split(".")[0] in ("torch", "pytorch_lightning", "lightning",
                                                                        "torchvision", "av", "decord", "torchcodec",

@@ -13,6 +13,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from videonorm.train.callbacks import CpuThreads, PreciseBN, update_bn_stats
+from videonorm.models import ModelSpec
 from videonorm.train.module import VideoClassifier
 
 
@@ -140,7 +141,7 @@ def _fit(module: VideoClassifier, callback: PreciseBN, tmp_path) -> DataLoader:
 
 def test_precise_bn_callback_sets_stats_before_validation(tmp_path):
     pl.seed_everything(0)
-    module = VideoClassifier(norm="bn", depth=50, width=8, num_classes=3, dropout=0.0, lr=0.05)
+    module = VideoClassifier(ModelSpec(norm="bn", depth=50, width=8, num_classes=3, dropout=0.0), lr=0.05)
     callback = PreciseBN(num_batches=2)
     train = _fit(module, callback, tmp_path)
     assert callback.last_num_batches == 2
@@ -157,7 +158,7 @@ def test_precise_bn_callback_sets_stats_before_validation(tmp_path):
 
 def test_precise_bn_is_a_noop_for_gn(tmp_path, caplog):
     pl.seed_everything(0)
-    module = VideoClassifier(norm="gn", norm_groups=4, depth=50, width=8, num_classes=3, dropout=0.0)
+    module = VideoClassifier(ModelSpec(norm="gn", norm_groups=4, depth=50, width=8, num_classes=3, dropout=0.0))
     callback = PreciseBN(num_batches=2)
     with caplog.at_level(logging.INFO):
         _fit(module, callback, tmp_path)
@@ -206,7 +207,7 @@ def test_cpu_threads_leave_cores_to_data_workers(tmp_path, monkeypatch, workers,
             max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
             enable_model_summary=False, callbacks=[CpuThreads(enabled=enabled), probe], default_root_dir=tmp_path,
         )
-        module = VideoClassifier(norm="gn", norm_groups=4, depth=50, width=8, num_classes=3, dropout=0.0)
+        module = VideoClassifier(ModelSpec(norm="gn", norm_groups=4, depth=50, width=8, num_classes=3, dropout=0.0))
         trainer.fit(module, datamodule=_Clips(workers))
         assert probe.seen == {during}
         assert torch.get_num_threads() == 2  # restored after the fit

@@ -38,7 +38,7 @@ def _offline(wandb_offline):  # every test here: W&B offline in its tmp_path (co
 
 def _args(norm: str, dataset: Path, runs: Path, *extra: str) -> list[str]:
     return [
-        "--config", str(DEMO / f"b{BATCH}_8x2.yaml"), "--model.norm", norm,
+        "--config", str(DEMO / f"b{BATCH}_8x2.yaml"), "--model.net.norm", norm,
         "--data.root", str(dataset),
         "--trainer.default_root_dir", str(runs),
         "--trainer.enable_progress_bar", "false",
@@ -90,10 +90,10 @@ def test_fit_then_resume_continues_step_epoch_schedule_and_wandb_run(dataset, tm
     assert min(row["trainer/global_step"] for row in parts[1].history if "train/loss" in row) == steps
 
     config = parts[1].config  # the contract with `videonorm compare`
-    assert (config["model.norm"], config["model.norm_groups"], config["model.width"]) == ("bn", 4, 16)
+    assert (config["model.net.norm"], config["model.net.norm_groups"], config["model.net.width"]) == ("bn", 4, 16)
     assert (config["data.batch_size"], config["data.num_frames"], config["data.sampling_rate"]) == (4, 8, 2)
     assert (config["trainer.devices"], config["trainer.num_nodes"], config["seed_everything"]) == (1, 1, 0)
-    assert config["effective_batch_size"] == 4 and config["model.lr"] == 0.02 and config["model.num_classes"] == 3
+    assert config["effective_batch_size"] == 4 and config["model.lr"] == 0.02 and config["model.net.num_classes"] == 3
     assert len(config["dataset.hash"]) == 12 and config["dataset.train.present"] == TRAIN_VIDEOS
     assert config["dataset.train.missing"] == 0
     for key in ("train/loss", "train/top1", "val/loss", "val/top1", "val/top5", "data/skipped_videos"):

@@ -37,8 +37,8 @@ def kinetics_config(norm: str, batch: int, frames: int, rate: int, seed: int = 0
     """The config ``videonorm fit`` logs for a paper-setting run (flattened keys, see the W&B contract)."""
     source, digest = IMAGENET[norm]
     return {
-        "model.arch": "i3d_resnet", "model.depth": 50, "model.width": 64, "model.norm": norm,
-        "model.norm_groups": 32, "model.lr": 0.01 * batch / 8, "model.num_classes": 400,
+        "model.net.arch": "i3d_resnet", "model.net.depth": 50, "model.net.width": 64, "model.net.norm": norm,
+        "model.net.norm_groups": 32, "model.lr": 0.01 * batch / 8, "model.net.num_classes": 400,
         "model.pretrained_2d": f"/models/{source}", "init.source": source, "init.sha256": digest,
         "data.batch_size": batch, "data.num_frames": frames,
         "data.sampling_rate": rate, "trainer.devices": 8, "trainer.num_nodes": 1, "seed_everything": seed,
@@ -238,10 +238,10 @@ def _run(name: str, config: dict, val: list[tuple[float, float]], test=None) -> 
 
 
 def test_seed_cells_report_other_config_differences_and_no_paper_for_tiny_models():
-    tiny = {"model.depth": 50, "model.width": 8, "data.sampling_rate": 2, "dataset.hash": "d"}
-    a = _run("a", {**tiny, "model.norm": "bn", "data.batch_size": 4, "data.num_frames": 8, "seed_everything": 0,
+    tiny = {"model.net.depth": 50, "model.net.width": 8, "data.sampling_rate": 2, "dataset.hash": "d"}
+    a = _run("a", {**tiny, "model.net.norm": "bn", "data.batch_size": 4, "data.num_frames": 8, "seed_everything": 0,
                    "model.lr": 0.1, "last_checkpoint.dirpath": "runs/a/checkpoints"}, [(0.5, 0.9)])
-    b = _run("b", {**tiny, "model.norm": "bn", "data.batch_size": 4, "data.num_frames": 8, "seed_everything": 1,
+    b = _run("b", {**tiny, "model.net.norm": "bn", "data.batch_size": 4, "data.num_frames": 8, "seed_everything": 1,
                    "model.lr": 0.2, "last_checkpoint.dirpath": "runs/b/checkpoints"}, [(0.25, 0.8)])
     comp = comparison.build_comparison([a, b], metric="val")
     (cell,) = comp.cells
@@ -274,11 +274,12 @@ def test_every_norm_scheme_has_its_row_and_line_and_syncbn_groups_are_their_own(
     from videonorm import identity
     from videonorm.models.norm import NORM_NAMES, uses_groups
 
-    tiny = {"model.depth": 50, "model.width": 8, "model.norm_groups": 4, "data.num_frames": 8,
+    tiny = {"model.net.depth": 50, "model.net.width": 8, "model.net.norm_groups": 4, "data.num_frames": 8,
             "data.sampling_rate": 2, "dataset.hash": "d"}  # fmt: skip
-    runs = [_run(f"{norm}-b{b}", {**tiny, "model.norm": norm, "data.batch_size": b}, [(0.5 + i / 100 - b / 100, 0.9)])
+    runs = [_run(f"{norm}-b{b}", {**tiny, "model.net.norm": norm, "data.batch_size": b},
+                 [(0.5 + i / 100 - b / 100, 0.9)])
             for i, norm in enumerate(NORM_NAMES) for b in (8, 4)]  # fmt: skip
-    synced = {**tiny, "model.norm": "syncbn", "model.norm_sync_group": 2, "data.batch_size": 4}
+    synced = {**tiny, "model.net.norm": "syncbn", "model.net.norm_sync_group": 2, "data.batch_size": 4}
     runs.append(_run("syncbn-k2-b4", synced, [(0.3, 0.8)]))  # BN over 2 devices x 4 clips: not syncbn's cell
     comp = comparison.build_comparison(runs, metric="val")
     labels = {c.setting.row.label: c.n for c in comp.cells}
@@ -292,7 +293,7 @@ def test_every_norm_scheme_has_its_row_and_line_and_syncbn_groups_are_their_own(
     assert {p.name for p in report.make_plots(comp, tmp_path)} == {"val_error_curves.png", "top1_vs_batch.png"}
     assert_valid_png(tmp_path / "top1_vs_batch.png")
     # the run names that keep the cells' directories apart (norm_sync_group is ignored for other norms)
-    names = [identity.run_name(run_setting({**tiny, "model.norm": norm, "model.norm_sync_group": k,
+    names = [identity.run_name(run_setting({**tiny, "model.net.norm": norm, "model.net.norm_sync_group": k,
                                             "data.batch_size": 4}))
              for norm, k in (("syncbn", 2), ("syncbn", 0), ("bn", 2), ("evonorm_s0", 0))]  # fmt: skip
     assert names == ["i3d_r50-syncbn-k2-w8-b4-8x2", "i3d_r50-syncbn-w8-b4-8x2",
@@ -300,7 +301,7 @@ def test_every_norm_scheme_has_its_row_and_line_and_syncbn_groups_are_their_own(
 
 
 def test_runs_that_cannot_be_placed_are_listed():
-    good = _run("good", {"model.norm": "gn", "model.norm_groups": 4, "model.width": 8, "data.batch_size": 2,
+    good = _run("good", {"model.net.norm": "gn", "model.net.norm_groups": 4, "model.net.width": 8, "data.batch_size": 2,
                          "data.num_frames": 8, "dataset.hash": "d"}, [(0.5, 0.9)])
     no_norm = _run("no-norm", {"data.batch_size": 2, "dataset.hash": "d"}, [(0.5, 0.9)])
     percent = _run("percent", {**good.config, "data.batch_size": 4}, [(55.0, 90.0)])
@@ -310,7 +311,7 @@ def test_runs_that_cannot_be_placed_are_listed():
     assert [c.setting.column.batch_size for c in comp.cells] == [2]
     assert comp.cells[0].setting.row.label == "GN (G=4)"
     text = "\n".join(comp.excluded)
-    assert "no-norm" in text and "config lacks model.norm, data.num_frames" in text
+    assert "no-norm" in text and "config lacks model.net.norm, data.num_frames" in text
     assert "val/top1 = 55.0 is not a fraction" in text
     assert "no-hash" in text and "no dataset fingerprint" in text
     assert "same run id as /x/good; counted once" in text
@@ -324,7 +325,7 @@ def test_paper_table_is_the_papers():
     assert paper.cell_result("gn", 32, 4, 64, 1).top1 == 74.5
     assert paper.cell_result("gn", 16, 4, 64, 1) is None  # other group count
     assert paper.paper_result(run_setting(kinetics_config("gn", 4, 64, 1))).top1 == 74.5
-    tiny = run_setting({**kinetics_config("bn", 4, 32, 2), "model.width": 8})
+    tiny = run_setting({**kinetics_config("bn", 4, 32, 2), "model.net.width": 8})
     assert paper.paper_result(tiny) is None and paper.setup_gaps(tiny) == [
         "ResNet-50 at width 8 (the paper's: ResNet-50, width 64)"]
 
@@ -335,10 +336,10 @@ def _setup_variants() -> dict[str, dict]:
         "paper": base,
         "scratch": {**base, "model.pretrained_2d": None, "init.source": None, "init.sha256": None,
                     "seed_everything": 1},
-        "c2d": {**base, "model.arch": "c2d_resnet", "seed_everything": 2},
+        "c2d": {**base, "model.net.arch": "c2d_resnet", "seed_everything": 2},
         "other-2d": {**base, "init.source": "timm:resnet50_gn", "init.sha256": "777777777777", "seed_everything": 3},
         "4-gpus": {**base, "world_size": 4, "seed_everything": 4},
-        "600-classes": {**base, "model.num_classes": 600, "seed_everything": 5},
+        "600-classes": {**base, "model.net.num_classes": 600, "seed_everything": 5},
     }
 
 
@@ -372,7 +373,7 @@ def experiment_cell(path: Path, norm: str | None = None) -> tuple:
     """(norm, clips per device, frames, stride) an experiment file sets (its own keys, not its base's); ``norm``
     when the command line sets it."""
     cfg = yaml.safe_load(path.read_text())
-    norm = norm or cfg["model"]["norm"]
+    norm = norm or cfg["model"]["net"]["norm"]
     return norm, cfg["data"]["batch_size"], cfg["data"]["num_frames"], cfg["data"]["sampling_rate"]
 
 
@@ -403,7 +404,7 @@ def test_sweep_is_a_grid_of_videonorm_fit_over_the_experiment_files(sweep_file, 
     params = sweep["parameters"]
     assert list(params)[0] == "config"
     values = params["config"]["values"]
-    norms = params.get("model.norm", {}).get("values", [None])
+    norms = params.get("model.net.norm", {}).get("values", [None])
     for value in values:
         argv = agent_argv(sweep, {"config": value})
         assert argv[:3] == ["/usr/bin/env", "videonorm", "fit"] and f"--config={value}" in argv
@@ -455,7 +456,7 @@ def test_grid_script_runs_every_cell_then_compares(tmp_path):
                           env={**env, "GRID": "demo", "SEEDS": "0", "NORMS": "bn gn"}, capture_output=True, text=True,
                           check=True).stdout
     demo_fits = [f.split() for f in demo.splitlines() if f.startswith("+ videonorm fit")]
-    assert {(f[f.index("--model.norm") + 1], Path(f[f.index("--config") + 1]).name) for f in demo_fits} == {
+    assert {(f[f.index("--model.net.norm") + 1], Path(f[f.index("--config") + 1]).name) for f in demo_fits} == {
         (n, f"b{b}_8x2.yaml") for n in ("bn", "gn") for b in (16, 4, 2, 1)}
 
 
@@ -467,7 +468,7 @@ FITS = (("bn", 4, True), ("bn", 2, False), ("gn", 4, True), ("gn", 2, False))  #
 
 def _cli_args(norm: str, batch: int, data: Path, runs: Path, epochs: int) -> list[str]:
     return [
-        "--config", str(DEMO / "b4_8x2.yaml"), "--model.norm", norm, "--data.root", str(data),
+        "--config", str(DEMO / "b4_8x2.yaml"), "--model.net.norm", norm, "--data.root", str(data),
         "--trainer.default_root_dir", str(runs),
         "--trainer.max_epochs", str(epochs), "--data.batch_size", str(batch), "--precise_bn.num_batches", "1",
         "--data.test_clips", "1", "--data.test_crops", "1", "--trainer.check_val_every_n_epoch", "1",
@@ -630,3 +631,14 @@ def test_real_fit_runs_are_read_from_their_records(fitted, tmp_path):
         assert float(rows[(norm, batch, 8)]["top1"]) == pytest.approx(best_val(history)[0])
     assert f"{cut}:" in md and "the last line is incomplete" in md
     assert "†" in next(line for line in md.splitlines() if line.startswith("| GN (G=4) |"))
+
+
+def test_runs_written_before_the_model_spec_are_the_same_cell():
+    """A run config with the spec fields at model.* (before model.net existed) names the same setting."""
+    from videonorm import identity
+
+    new = {"model.net.norm": "gn", "model.net.norm_groups": 4, "model.net.width": 16, "model.net.depth": 14,
+           "data.batch_size": 4, "data.num_frames": 8, "data.sampling_rate": 2}
+    old = {k.replace("model.net.", "model."): v for k, v in new.items()}
+    assert run_setting(old) == run_setting(new)
+    assert identity.run_name(run_setting(old)) == "i3d_r14-gn-g4-w16-b4-8x2"

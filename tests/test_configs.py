@@ -63,7 +63,7 @@ def test_config_parses_and_matches_its_name(path, capsys):
     assert match, f"{path.name}: name does not say <norm>_b<batch>_<frames>x<rate>"
     assert cfg["base"] is None  # the printed config is complete: usable as a --config from anywhere
     assert "base: base.yaml" in path.read_text() or "base: ../base.yaml" in path.read_text()
-    assert cfg["model"]["norm"] == (match["norm"] or "bn")
+    assert cfg["model"]["net"]["norm"] == (match["norm"] or "bn")
     assert cfg["data"]["batch_size"] == int(match["batch"])
     assert cfg["data"]["num_frames"] == int(match["frames"])
     assert cfg["data"]["sampling_rate"] == int(match["rate"])
@@ -80,24 +80,26 @@ def test_every_norm_scheme_builds_from_every_config_folder(folder, capsys):
     """Every scheme builds with a folder's model settings (width, groups); the experiment files change only norm
     and lr (``test_config_parses_and_matches_its_name``). The scheme arguments come through the CLI."""
     path = next(p for p in CONFIGS if p.parent.name == folder and p.name == "base.yaml")
-    model = _print_config(path, capsys, "--model.norm", "syncbn", "--model.norm_sync_group", "2",
-                          "--model.norm_options", '{"warmup_steps": 10}')["model"]  # fmt: skip
-    assert (model["norm"], model["norm_sync_group"], model["norm_options"]) == ("syncbn", 2, {"warmup_steps": 10})
+    model = _print_config(path, capsys, "--model.net.norm", "syncbn", "--model.net.norm_sync_group", "2",
+                          "--model.net.norm_options", '{"warmup_steps": 10}')["model"]  # fmt: skip
+    net = model["net"]
+    assert (net["norm"], net["norm_sync_group"], net["norm_options"]) == ("syncbn", 2, {"warmup_steps": 10})
     for norm in NORM_NAMES:
         options = {"warmup_steps": 10} if norm == "brn" else None
-        module = VideoClassifier(**{**model, "norm": norm, "norm_options": options})
-        assert module.hparams.norm == norm and sum(p.numel() for p in module.parameters()) > 0
+        module = VideoClassifier(**{**model, "net": {**net, "norm": norm, "norm_options": options}})
+        assert module.hparams.net["norm"] == norm and sum(p.numel() for p in module.parameters()) > 0
 
 
 def test_kinetics_experiment_shows_merged_base(capsys):
     path = next(p for p in CONFIGS if p.name == "i3d_r50_gn_b4_32x2.yaml")
     cfg = _print_config(path, capsys)
     model, data, trainer = cfg["model"], cfg["data"], cfg["trainer"]
-    assert (model["norm"], model["norm_groups"], model["lr"]) == ("gn", 32, 0.005)
+    assert (model["net"]["norm"], model["net"]["norm_groups"], model["lr"]) == ("gn", 32, 0.005)
     assert (data["batch_size"], data["num_frames"], data["sampling_rate"]) == (4, 32, 2)
     # from base.yaml: the paper's recipe
-    assert (model["depth"], model["width"], model["dropout"], model["weight_decay"]) == (50, 64, 0.5, 1e-4)
-    assert model["norm_weight_decay"] == 0.0 and model["zero_init_residual"] is True
+    assert (model["net"]["depth"], model["net"]["width"], model["net"]["dropout"], model["weight_decay"]) == (
+        50, 64, 0.5, 1e-4)
+    assert model["norm_weight_decay"] == 0.0 and model["net"]["zero_init_residual"] is True
     assert model["lr_steps"] == [40.92, 81.83] and trainer["max_epochs"] == 109
     assert (data["train_min_scale"], data["train_max_scale"], data["crop_size"]) == (256, 320, 224)
     assert (data["test_clips"], data["test_crops"], data["test_scale"], data["test_crop_size"]) == (10, 3, 256, 256)
@@ -105,7 +107,7 @@ def test_kinetics_experiment_shows_merged_base(capsys):
     assert cfg["precise_bn"]["num_batches"] == 200
     # command-line overrides still win over both files
     cfg = _print_config(path, capsys, "--model.lr", "0.02", "--trainer.num_nodes", "2")
-    assert cfg["model"]["lr"] == 0.02 and cfg["trainer"]["num_nodes"] == 2 and cfg["model"]["norm"] == "gn"
+    assert cfg["model"]["lr"] == 0.02 and cfg["trainer"]["num_nodes"] == 2 and cfg["model"]["net"]["norm"] == "gn"
 
 
 def test_missing_base_is_a_clear_error(tmp_path, capsys):
@@ -119,7 +121,7 @@ def test_missing_base_is_a_clear_error(tmp_path, capsys):
 def test_shipped_configs_by_name_from_any_directory_and_print_config_round_trip(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)  # no checkout here
     cfg = _print_config("kinetics400/i3d_r50_gn_b4_32x2", capsys)  # a shipped name, .yaml optional
-    assert (cfg["model"]["norm"], cfg["data"]["batch_size"]) == ("gn", 4)
+    assert (cfg["model"]["net"]["norm"], cfg["data"]["batch_size"]) == ("gn", 4)
     mine = tmp_path / "elsewhere" / "my.yaml"
     mine.parent.mkdir()
     mine.write_text(yaml.safe_dump(cfg))

@@ -9,6 +9,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from videonorm.models import ModelSpec
 from videonorm.train.data_wait import DataWait
 from videonorm.train.module import VideoClassifier
 
@@ -38,7 +39,7 @@ def _fit(tmp_path, delay: float, epochs: int = 2) -> tuple[DataWait, pl.Trainer]
     trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
                          callbacks=[wait])
-    trainer.fit(VideoClassifier(**TINY), DataLoader(_Clips(8, delay), batch_size=2))
+    trainer.fit(VideoClassifier(ModelSpec(**TINY)), DataLoader(_Clips(8, delay), batch_size=2))
     return wait, trainer
 
 

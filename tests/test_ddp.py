@@ -42,7 +42,7 @@ def _videonorm(subcommand: str, norm: str, dataset: Path, out: Path, *extra: str
     cmd = [
         sys.executable, "-m", "videonorm", subcommand,
         "--config", str(DEMO / "b4_8x2.yaml"), "--config", str(probe),
-        "--model.norm", norm,
+        "--model.net.norm", norm,
         "--data.root", str(dataset), "--data.batch_size", str(BATCH), "--data.test_manifest", "test.txt",
         "--trainer.accelerator", accelerator, "--trainer.devices", "2", "--trainer.strategy", "ddp",
         "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",

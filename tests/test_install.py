@@ -62,7 +62,7 @@ def test_the_wheel_runs_the_shipped_configs_and_predict_outside_the_checkout(ins
     elsewhere.mkdir()
     where = _run([str(installed / "python"), "-c", "import videonorm; print(videonorm.__file__)"], cwd=elsewhere)
     assert str(installed.parent) in where.stdout and str(REPO) not in where.stdout  # the wheel, not the checkout
-    printed = _run([str(installed / "videonorm"), "fit", "--config", "demo/b4_8x2", "--model.norm", "gn",
+    printed = _run([str(installed / "videonorm"), "fit", "--config", "demo/b4_8x2", "--model.net.norm", "gn",
                     "--data.root", str(elsewhere / "data"), "--print_config"], cwd=elsewhere).stdout
     assert "depth: 14" in printed and "batch_size: 4" in printed and "norm: gn" in printed
     assert "base: null" in printed  # the printed config is complete on its own

@@ -9,8 +9,11 @@ import torchvision
 from pytorchvideo.models.resnet import BottleneckBlock
 from torch.utils.flop_counter import FlopCounterMode
 
-from videonorm.models import i3d_resnet, inflate_2d, init_weights, num_parameters
-from videonorm.models.norm import NORM_NAMES, SCHEMES, StdConv3d, get_scheme, is_norm
+from videonorm.models import BACKBONES, build_model, num_parameters
+from videonorm.models.inflate import inflate_2d
+from videonorm.models.init import init_weights
+from videonorm.models.residual import branch_ends, shortcut_norms
+from videonorm.models.norm import NORM_NAMES, SCHEMES, Norm, StdConv3d, is_norm
 
 TINY = dict(width=8, norm_groups=4, num_classes=5)  # every channel count is a multiple of 8
 R50_NORM_LAYERS = 1 + 16 * 3 + 4  # stem + three per bottleneck + one per stage shortcut
@@ -24,7 +27,54 @@ def _clip(t: int = 8, size: int = 64, n: int = 2, seed: int = 0) -> torch.Tensor
 
 @pytest.fixture(scope="module")
 def r50_bn():
-    return i3d_resnet(depth=50, norm="bn", num_classes=400)
+    return build_model(depth=50, norm="bn", num_classes=400)
+
+
+# ---------------------------------------------------------------- every backbone x every norm family
+
+
+def _small(arch: str, **fields) -> nn.Module:
+    return build_model(arch=arch, **{"num_classes": 5, "norm_groups": 4, **BACKBONES[arch].small, **fields})
+
+
+FAMILIES = ["bn", "brn", "gn", "gn_ws", "frn", "evonorm_s0", "evonorm_b0"]  # one of each kind of layer and wiring
+
+
+@pytest.mark.parametrize("norm", FAMILIES)
+@pytest.mark.parametrize("arch", BACKBONES)
+def test_every_backbone_trains_with_every_norm_family(arch, norm):
+    torch.manual_seed(0)
+    model = _small(arch, norm=norm, zero_init_residual=False).train()
+    logits = model(_clip())
+    assert logits.shape == (2, 5) and torch.isfinite(logits).all()
+    nn.functional.cross_entropy(logits, torch.tensor([0, 3])).backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+    layers = [m for m in model.modules() if is_norm(m)]
+    assert layers and all(type(m) is Norm(norm, 4).layer_class for m in layers)
+    assert all(type(m) is (StdConv3d if norm == "gn_ws" else nn.Conv3d) for m in model.modules()
+               if isinstance(m, nn.Conv3d))
+    assert torch.isfinite(model.eval()(_clip(seed=1))).all()
+
+
+@pytest.mark.parametrize("arch", BACKBONES)
+def test_every_backbone_starts_its_residual_branches_at_zero_and_ends_norm_act_branches_without_act(arch):
+    model = _small(arch, norm="bn")
+    ends = {id(getattr(parent, name)) for parent, name in branch_ends(model)}
+    assert ends and all(torch.all(m.weight == (0 if id(m) in ends else 1)) for m in model.modules() if is_norm(m))
+    model = _small(arch, norm="frn")
+    last = [getattr(parent, name) for parent, name in [*branch_ends(model), *shortcut_norms(model)]]
+    assert last and not any(m.apply_act for m in last)
+    assert all(m.apply_act for m in model.modules() if is_norm(m) and all(m is not e for e in last))
+
+
+@pytest.mark.parametrize("arch", BACKBONES)
+def test_every_backbone_refuses_what_it_would_ignore(arch):
+    unused = [f for f in ("depth", "width", "stem_pool_padding") if f not in BACKBONES[arch].uses]
+    for name in unused:
+        with pytest.raises(ValueError, match=rf"arch '{arch}' does not use {name}"):
+            _small(arch, **{name: 0})
+    with pytest.raises(ValueError, match="groups do not divide"):
+        _small(arch, norm="gn", norm_groups=3)
 
 
 # ---------------------------------------------------------------- every norm, tiny model
@@ -34,7 +84,7 @@ def r50_bn():
 @pytest.mark.parametrize("norm", NORM_NAMES)
 def test_training_step_every_norm(norm, depth, width):
     torch.manual_seed(0)
-    model = i3d_resnet(norm=norm, depth=depth, zero_init_residual=False, **{**TINY, "width": width}).train()
+    model = build_model(norm=norm, depth=depth, zero_init_residual=False, **{**TINY, "width": width}).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     logits = model(_clip())
     assert logits.shape == (2, 5)
@@ -53,10 +103,10 @@ def test_training_step_every_norm(norm, depth, width):
 
 @pytest.mark.parametrize("norm", NORM_NAMES)
 def test_norm_layers_are_the_requested_type_and_groups(norm):
-    model = i3d_resnet(norm=norm, **TINY)
+    model = build_model(norm=norm, **TINY)
     layers = [m for m in model.modules() if is_norm(m)]
     assert len(layers) == R50_NORM_LAYERS
-    assert all(type(m) is get_scheme(norm).layer for m in layers)
+    assert all(type(m) is Norm(norm, 4).layer_class for m in layers)
     if norm in ("gn", "ln", "in", "gn_ws", "evonorm_s0"):
         expected = {"ln": lambda c: 1, "in": lambda c: c}.get(norm, lambda c: 4)
         assert all((getattr(m, "num_groups", None) or m.groups) == expected(getattr(m, "num_channels", None)
@@ -68,7 +118,7 @@ def test_norm_layers_are_the_requested_type_and_groups(norm):
 
 @pytest.mark.parametrize("norm", NORM_ACT)
 def test_norm_act_schemes_replace_the_relu_after_each_norm_and_keep_the_one_after_each_sum(norm):
-    model = i3d_resnet(norm=norm, **TINY)
+    model = build_model(norm=norm, **TINY)
     assert [m.apply_act for m in model.modules() if is_norm(m)].count(True) == R50_ACT_NORMS
     assert model.blocks[0].activation is None  # the stem's norm is norm-act
     relus = [name for name, m in model.named_modules() if isinstance(m, nn.ReLU)]
@@ -82,18 +132,18 @@ def test_norm_act_schemes_replace_the_relu_after_each_norm_and_keep_the_one_afte
 def test_parameter_counts_equal_across_norms_but_the_activation_parameters():
     """All norms have 2C affine values per layer: parameters for most, buffers for frozen BN; norm-act layers
     followed by a nonlinearity add one per channel (FRN's tau, EvoNorm's v)."""
-    counts = {norm: num_parameters(i3d_resnet(norm=norm, **TINY)) for norm in NORM_NAMES}
-    frozen = i3d_resnet(norm="frozenbn", **TINY)
+    counts = {norm: num_parameters(build_model(norm=norm, **TINY)) for norm in NORM_NAMES}
+    frozen = build_model(norm="frozenbn", **TINY)
     affine_buffers = sum(m.weight.numel() + m.bias.numel() for m in frozen.modules() if is_norm(m))
     counts["frozenbn"] += affine_buffers
-    act_channels = sum(m.num_features for m in i3d_resnet(norm="frn", **TINY).modules() if is_norm(m) and m.apply_act)
+    act_channels = sum(m.num_features for m in build_model(norm="frn", **TINY).modules() if is_norm(m) and m.apply_act)
     for norm in NORM_ACT:
         counts[norm] -= act_channels
     assert len(set(counts.values())) == 1, counts
 
 
 def test_frozen_bn_model_keeps_its_buffers_in_training():
-    model = i3d_resnet(norm="frozenbn", **TINY).train()
+    model = build_model(norm="frozenbn", **TINY).train()
     before = {k: v.clone() for k, v in model.state_dict().items() if "norm" in k}
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     nn.functional.cross_entropy(model(_clip()), torch.tensor([1, 2])).backward()
@@ -113,23 +163,23 @@ def test_r50_has_28_0m_parameters_like_pytorchvideo(r50_bn):
     assert num_parameters(r50_bn) == num_parameters(reference)
     r50_bn.load_state_dict(reference.state_dict(), strict=True)
     # The BN checkpoint also loads into the frozen-BN model (BN*), key for key.
-    i3d_resnet(norm="frozenbn").load_state_dict(reference.state_dict(), strict=True)
+    build_model(norm="frozenbn").load_state_dict(reference.state_dict(), strict=True)
 
 
 def test_temporal_kernel_layout():
-    r50 = i3d_resnet(**TINY)
+    r50 = build_model(**TINY)
     conv_a_t = [[b.branch2.conv_a.kernel_size[0] for b in r50.blocks[i].res_blocks] for i in (1, 3, 4, 5)]
     assert conv_a_t == [[3, 3, 3], [3, 1, 3, 1], [3, 1, 3, 1, 3, 1], [1, 3, 1]]
     assert r50.blocks[0].conv.kernel_size == (5, 7, 7)
-    r101 = i3d_resnet(depth=101, **TINY)
+    r101 = build_model(depth=101, **TINY)
     assert [len(r101.blocks[i].res_blocks) for i in (1, 3, 4, 5)] == [3, 4, 23, 3]
     assert [b.branch2.conv_a.kernel_size[0] for b in r101.blocks[4].res_blocks] == [3, 1] * 11 + [3]
-    c2d = i3d_resnet(arch="c2d", **TINY)
+    c2d = build_model(arch="c2d_resnet", **TINY)
     assert all(m.kernel_size[0] == 1 for m in c2d.modules() if isinstance(m, nn.Conv3d))
 
 
 def test_32_frames_reach_res5_as_4_positions():
-    model = i3d_resnet(**TINY).eval()  # temporal strides do not depend on width
+    model = build_model(**TINY).eval()  # temporal strides do not depend on width
     shapes = {}
     for name, idx in (("res2", 1), ("res5", 5)):
         model.blocks[idx].register_forward_hook(lambda m, i, o, name=name: shapes.__setitem__(name, o.shape))
@@ -141,7 +191,7 @@ def test_32_frames_reach_res5_as_4_positions():
 
 def test_r50_multiply_adds_per_32x224x224_clip():
     with torch.device("meta"):  # shapes only: counts FLOPs without computing
-        model = i3d_resnet().eval()  # eval: one clip's batch statistics would warn
+        model = build_model().eval()  # eval: one clip's batch statistics would warn
         clip = torch.empty(1, 3, 32, 224, 224)
     with FlopCounterMode(display=False) as counter:
         model(clip)
@@ -152,7 +202,7 @@ def test_r50_multiply_adds_per_32x224x224_clip():
 def test_stem_pool_without_padding_is_the_non_local_layout(r50_bn):
     """stem_pool_padding=0: the Non-local code's pool1 (no padding), 55 x 55 at res2; same weights, fewer MACs."""
     with torch.device("meta"):
-        model = i3d_resnet(stem_pool_padding=0).eval()  # eval: one clip's batch statistics would warn
+        model = build_model(stem_pool_padding=0).eval()  # eval: one clip's batch statistics would warn
         clip = torch.empty(1, 3, 32, 224, 224)
     shapes = {}
     for name, idx in (("res2", 1), ("res3", 3), ("res5", 5)):
@@ -163,7 +213,7 @@ def test_stem_pool_without_padding_is_the_non_local_layout(r50_bn):
     assert 32.7e9 < counter.get_total_flops() / 2 < 32.9e9  # 32.8 G (33.1 G with padding 1)
     assert num_parameters(model) == num_parameters(r50_bn)  # padding has no weights
     with pytest.raises(ValueError, match="stem_pool_padding must be 0 or 1, got 2"):
-        i3d_resnet(stem_pool_padding=2, **TINY)
+        build_model(stem_pool_padding=2, **TINY)
 
 
 # ---------------------------------------------------------------- init
@@ -172,7 +222,7 @@ def test_stem_pool_without_padding_is_the_non_local_layout(r50_bn):
 @pytest.mark.parametrize("norm", NORM_NAMES)
 @pytest.mark.parametrize("zero_init", [True, False])
 def test_init(norm, zero_init):
-    model = i3d_resnet(norm=norm, zero_init_residual=zero_init, head_init_std=0.02, **TINY)
+    model = build_model(norm=norm, zero_init_residual=zero_init, head_init_std=0.02, **TINY)
     last = {id(m.norm_c) for m in model.modules() if isinstance(m, BottleneckBlock)}
     assert len(last) == 16
     for m in model.modules():
@@ -196,7 +246,7 @@ def test_init(norm, zero_init):
 
 @pytest.mark.parametrize("norm", ["gn", "brn", "frn", "evonorm_b0"])
 def test_init_weights_resets_a_trained_model(norm):
-    model = i3d_resnet(norm=norm, **TINY)
+    model = build_model(norm=norm, **TINY)
     fresh = {k: v.clone() for k, v in model.state_dict().items()}
     with torch.no_grad():
         for t in [*model.parameters(), *model.buffers()]:
@@ -227,7 +277,7 @@ def test_init_weights_resets_a_trained_model(norm):
 )
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        i3d_resnet(**{**TINY, **kwargs})
+        build_model(**{**TINY, **kwargs})
 
 
 # ---------------------------------------------------------------- inflation
@@ -271,7 +321,7 @@ def test_inflate_maps_every_tensor(r50_bn):
 @pytest.mark.parametrize("norm", ["bn", "frozenbn", "gn"])
 def test_inflated_c2d_equals_2d_network_on_a_still_video(norm):
     model2d = _randomized_2d_resnet50("gn" if norm == "gn" else "bn")
-    model3d = i3d_resnet(norm=norm, num_classes=1000, arch="c2d").double()
+    model3d = build_model(norm=norm, num_classes=1000, arch="c2d_resnet").double()
     inflate_2d(model3d, model2d.state_dict(), skip_classifier=False)
     model3d.eval()
     frame = torch.randn(2, 3, 32, 32, dtype=torch.float64)
@@ -287,7 +337,7 @@ def test_inflated_i3d_equals_2d_network_where_the_clip_border_is_out_of_reach():
     must equal the 2D network's features; its neighbours reach the padding by 8 frames and differ.
     """
     model2d = _randomized_2d_resnet50()
-    model3d = inflate_2d(i3d_resnet(num_classes=1000).double(), model2d.state_dict()).eval()
+    model3d = inflate_2d(build_model(num_classes=1000).double(), model2d.state_dict()).eval()
     res5 = {}
     model3d.blocks[5].register_forward_hook(lambda m, i, o: res5.__setitem__("out", o))
     frame = torch.randn(1, 3, 32, 32, dtype=torch.float64)
@@ -303,14 +353,14 @@ def test_inflated_i3d_equals_2d_network_where_the_clip_border_is_out_of_reach():
 
 
 def test_inflate_reports_every_problem():
-    model3d = i3d_resnet(width=32, num_classes=10)
+    model3d = build_model(width=32, num_classes=10)
     with pytest.raises(ValueError) as info:
         inflate_2d(model3d, torchvision.models.resnet50(weights=None).state_dict())
     message = str(info.value)
     assert "shape mismatch: conv1.weight (64, 3, 7, 7) -> blocks.0.conv.weight (32, 3, 5, 7, 7)" in message
     assert "layer4.2.conv3.weight" in message  # the last one is listed too, not just the first
 
-    gn3d = i3d_resnet(norm="gn", **TINY)
+    gn3d = build_model(norm="gn", **TINY)
     with pytest.raises(ValueError, match=r"unmapped 2D key: bn1.running_mean -> blocks.0.norm.running_mean"):
         inflate_2d(gn3d, torchvision.models.resnet50(weights=None).state_dict())
 
@@ -331,9 +381,9 @@ def test_shallow_variants_keep_the_first_blocks_of_each_r50_stage(depth, blocks)
     from pytorchvideo.models.resnet import ResStage
 
     torch.manual_seed(0)
-    shallow = i3d_resnet(depth=depth, norm="gn", norm_groups=4, width=16, num_classes=5, dropout=0.0)
+    shallow = build_model(depth=depth, norm="gn", norm_groups=4, width=16, num_classes=5, dropout=0.0)
     torch.manual_seed(0)
-    r50 = i3d_resnet(depth=50, norm="gn", norm_groups=4, width=16, num_classes=5, dropout=0.0)
+    r50 = build_model(depth=50, norm="gn", norm_groups=4, width=16, num_classes=5, dropout=0.0)
     stages = [b for b in shallow.blocks if isinstance(b, ResStage)]
     assert tuple(len(s.res_blocks) for s in stages) == blocks
     # every kept tensor has R50's name and shape (same stem, strides, widths and temporal kernels), nothing extra

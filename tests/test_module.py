@@ -9,12 +9,20 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from videonorm.models import ModelSpec
 from videonorm.models.norm import FrozenBatchNorm3d, is_norm
+from videonorm.models.spec import FIELDS
 from videonorm.train.metrics import VideoLevelAccuracy
 from videonorm.train.module import VideoClassifier
 from videonorm.train.schedule import EpochSchedule
 
 TINY = dict(depth=50, width=8, norm_groups=4, num_classes=5, dropout=0.0)
+
+
+def _module(**kwargs) -> VideoClassifier:
+    """A tiny VideoClassifier: ModelSpec fields and module arguments as keywords."""
+    net = {k: kwargs.pop(k) for k in list(kwargs) if k in FIELDS}
+    return VideoClassifier(ModelSpec(**{**TINY, **net}), **kwargs)
 
 
 def test_step_schedule_in_fractional_epochs():
@@ -38,7 +46,7 @@ def test_cosine_with_linear_warmup():
 
 
 def test_parameter_groups_exclude_norm_params_and_biases():
-    module = VideoClassifier(norm="gn", weight_decay=1e-4, norm_weight_decay=0.0, **TINY)
+    module = _module(norm="gn", weight_decay=1e-4, norm_weight_decay=0.0)
     decay, no_decay = module.parameter_groups()
     assert decay["weight_decay"] == 1e-4 and no_decay["weight_decay"] == 0.0
     norm_params = {id(p) for m in module.model.modules() if is_norm(m) for p in m.parameters(recurse=False)}
@@ -108,7 +116,7 @@ class _RandomClips(Dataset):
 def test_frozen_bn_stays_frozen_through_a_fit(tmp_path):
     pl.seed_everything(0)
     # zero_init_residual=False: a frozen gamma of 0 would switch the residual branches off for good
-    module = VideoClassifier(norm="frozenbn", lr=0.1, zero_init_residual=False, **TINY)
+    module = _module(norm="frozenbn", lr=0.1, zero_init_residual=False)
     frozen = [m for m in module.modules() if isinstance(m, FrozenBatchNorm3d)]
     assert frozen
     before = {k: v.clone() for k, v in module.state_dict().items() if "norm" in k or "bn" in k}
@@ -130,7 +138,7 @@ def test_frozen_bn_stays_frozen_through_a_fit(tmp_path):
 
 def test_validation_top1_top5_match_the_models_predictions(tmp_path):
     pl.seed_everything(0)
-    module = VideoClassifier(norm="gn", **{**TINY, "num_classes": 7})  # 7 classes: top-5 is not trivially 1
+    module = _module(norm="gn", num_classes=7)  # 7 classes: top-5 is not trivially 1
     with torch.no_grad():  # a classifier with spread-out logits
         module.model.blocks[-1].proj.weight.normal_(0, 1.0)
     data = _RandomClips(12, 7)
@@ -147,7 +155,7 @@ def test_validation_top1_top5_match_the_models_predictions(tmp_path):
 
 
 def test_uint8_batches_are_normalized_on_the_device_and_float_ones_pass_through():
-    module = VideoClassifier(norm="gn", mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3), **TINY)
+    module = _module(norm="gn", mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3))
     video = torch.randint(0, 256, (2, 3, 4, 8, 8), dtype=torch.uint8)
     batch = {"video": video, "label": torch.tensor([0, 1])}
     out = module.on_after_batch_transfer(batch, 0)

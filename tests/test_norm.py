@@ -9,17 +9,18 @@ import torch.nn as nn
 
 from videonorm.models.norm import (
     NORM_NAMES,
-    NORM_TYPES,
     SCHEMES,
     BatchRenorm3d,
     EvoNormB0,
     EvoNormS0,
     FilterResponseNorm3d,
     FrozenBatchNorm3d,
+    GroupNorm3d,
     SyncBatchNorm3d,
     bn_modules,
     is_norm,
     norm_layer,
+    norm_types,
     resolve_options,
     uses_groups,
     uses_sync_group,
@@ -31,10 +32,10 @@ EXPECTED = {  # name -> (class, GroupNorm groups for C channels with groups=4): 
     "syncbn": (SyncBatchNorm3d, None),
     "frozenbn": (FrozenBatchNorm3d, None),
     "brn": (BatchRenorm3d, None),
-    "gn": (nn.GroupNorm, 4),
-    "ln": (nn.GroupNorm, 1),
-    "in": (nn.GroupNorm, C),
-    "gn_ws": (nn.GroupNorm, 4),
+    "gn": (GroupNorm3d, 4),
+    "ln": (GroupNorm3d, 1),
+    "in": (GroupNorm3d, C),
+    "gn_ws": (GroupNorm3d, 4),
     "frn": (FilterResponseNorm3d, None),
     "evonorm_s0": (EvoNormS0, None),
     "evonorm_b0": (EvoNormB0, None),
@@ -58,7 +59,7 @@ def test_factory_builds_the_named_type(name):
     layer = norm_layer(name, groups=4)(C)
     cls, groups = EXPECTED[name]
     assert type(layer) is cls
-    assert is_norm(layer) and isinstance(layer, NORM_TYPES)
+    assert is_norm(layer) and isinstance(layer, norm_types())
     if groups is not None:
         assert layer.num_groups == groups and layer.num_channels == C and layer.affine
 
@@ -74,7 +75,7 @@ def test_factory_takes_pytorchvideo_keywords(name):
 
 def test_registry_answers_every_question():
     assert NORM_NAMES == tuple(EXPECTED)
-    assert set(NORM_TYPES) == {cls for cls, _ in EXPECTED.values()}
+    assert set(norm_types()) == {cls for cls, _ in EXPECTED.values()}
     assert [n for n in NORM_NAMES if uses_groups(n)] == ["gn", "gn_ws", "evonorm_s0"]
     assert [n for n in NORM_NAMES if uses_sync_group(n)] == ["syncbn"]
     assert [n for n, s in SCHEMES.items() if s.norm_act] == ["frn", "evonorm_s0", "evonorm_b0"]
@@ -339,9 +340,9 @@ def test_bf16_autocast_keeps_statistics_in_fp32(name):
 
 
 def _fit_one_forward(norm: str, clips: int, train: bool = True) -> list[str]:
-    from videonorm.models import i3d_resnet
+    from videonorm.models import build_model
 
-    model = i3d_resnet(norm=norm, width=8, norm_groups=4, num_classes=3).train(train)
+    model = build_model(norm=norm, width=8, norm_groups=4, num_classes=3).train(train)
     x = torch.randn(clips, 3, 8, 64, 64)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -375,7 +376,7 @@ def test_no_single_clip_warning_for_two_clips_or_in_eval():
 
 
 def _sync_bn_worker(rank: int, world: int, init_file: str, x: torch.Tensor, out: dict) -> None:
-    from videonorm.models.norm import prepare_model
+    from videonorm.models.norm import Norm
 
     torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
@@ -388,7 +389,7 @@ def _sync_bn_worker(rank: int, world: int, init_file: str, x: torch.Tensor, out:
             out[rank, k] = (y.detach(), part.grad, layer.running_mean.clone(), layer.running_var.clone(),
                             layer.weight.grad.clone())
             model = nn.Sequential(layer)
-            prepare_model(model, "syncbn")
+            Norm("syncbn", sync_group=k).finish(model)
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 model(part[:1].detach())  # one clip per process

@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from tests.videos import make_dataset, write_not_a_video
 from videonorm.cli import main
 from videonorm.data.dataset import VideoDataset
 from videonorm.data.manifest import manifest_text
+from videonorm.predict import load_checkpoint
 from videonorm.results.runs import find_offline_runs, read_offline_run
 from videonorm.train.module import VideoClassifier
 
@@ -35,7 +37,7 @@ def trained(tmp_path_factory) -> dict:
         mp.setenv("WANDB_MODE", "offline")
         mp.setenv("WANDB_SILENT", "true")
         mp.setenv("WANDB_DIR", str(root / "wandb_home"))
-        assert main(["fit", "--config", str(DEMO / "b4_8x2.yaml"), "--model.norm", "gn", "--data.root",
+        assert main(["fit", "--config", str(DEMO / "b4_8x2.yaml"), "--model.net.norm", "gn", "--data.root",
                      str(data["root"]), "--trainer.default_root_dir", str(root / "runs"), "--trainer.max_epochs", "2",
                      "--trainer.enable_progress_bar", "false", "--model.lr", "0.05", "--data.test_crops", "3"]) == 0
     ckpt = root / "runs" / "demo" / "i3d_r14-gn-g4-w16-b4-8x2" / "checkpoints" / "last.ckpt"
@@ -180,3 +182,22 @@ def test_predict_logs_a_wandb_run_of_job_type_predict(trained, tmp_path, capsys)
     assert run.job_type == "predict" and run.complete
     assert (run.summary["predict/videos"], run.summary["predict/failed"]) == (1, 1)
     assert run.config["checkpoint"] == str(trained["ckpt"].resolve()) and run.config["clip.test_clips"] == 2
+
+
+def test_checkpoints_written_before_the_model_spec_still_load(trained, tmp_path):
+    """A checkpoint whose hyperparameters hold the spec fields flat (model.norm, ..., before model.net existed) is
+    read by `predict` and by `videonorm test`, as the same network."""
+    ckpt = torch.load(trained["ckpt"], map_location="cpu", weights_only=True)
+    assert ckpt["hyper_parameters"]["net"]["norm"] == "gn"
+    legacy = {**{k: v for k, v in ckpt["hyper_parameters"].items() if k != "net"}, **ckpt["hyper_parameters"]["net"]}
+    old = tmp_path / "old.ckpt"
+    torch.save({**ckpt, "hyper_parameters": legacy}, old)
+    loaded = load_checkpoint(old)
+    assert loaded.model.net.norm == "gn" and loaded.model.net.norm_groups == 4 and loaded.model.net.width == 16
+    data = trained["data"]
+    code = main(["test", "--config", str(DEMO / "b4_8x2.yaml"), "--data.root", str(data["root"]),
+                 "--trainer.default_root_dir", str(tmp_path / "runs"), "--trainer.enable_progress_bar", "false",
+                 "--ckpt_path", str(old)])
+    assert code == 0
+    tested = yaml.safe_load(next((tmp_path / "runs").rglob("config_test.yaml")).read_text())
+    assert tested["model"]["net"]["norm"] == "gn"  # from the checkpoint, over the config's bn

@@ -29,7 +29,7 @@ import yaml
 
 from tests.videos import make_dataset
 from videonorm.cli import main
-from videonorm.models import i3d_resnet
+from videonorm.models import ModelSpec, build_model
 from videonorm.models.inflate import _BLOCK_PARTS, _name_map
 from videonorm.models.pretrained import (
     BN_EPS,
@@ -83,7 +83,8 @@ def _two_d_state(model3d: nn.Module) -> dict[str, torch.Tensor]:
 def _tiny_2d(norm: str = "bn") -> dict[str, torch.Tensor]:
     """2D weights (torchvision names) of a width-8 ResNet-50, for checks that need no full-size network."""
     torch.manual_seed(5)
-    return _two_d_state(_randomize_norms(i3d_resnet(arch="c2d", width=8, norm=norm, norm_groups=4, num_classes=3)))
+    model = build_model(arch="c2d_resnet", width=8, norm=norm, norm_groups=4, num_classes=3)
+    return _two_d_state(_randomize_norms(model))
 
 
 @pytest.fixture(scope="module")
@@ -196,14 +197,14 @@ def gn_pkl(gn2d, tmp_path_factory) -> Path:
 @functools.lru_cache(maxsize=2)
 def _c2d(norm: str) -> nn.Module:
     """A full-size C2D ResNet-50 per norm, built once: every inflation overwrites all its tensors (strict)."""
-    return i3d_resnet(arch="c2d", norm=norm, num_classes=1000)
+    return build_model(arch="c2d_resnet", norm=norm, num_classes=1000)
 
 
 def _still_video_difference(model2d: nn.Module, spec: str, norm: str) -> float:
     """Max |logit difference| between the 2D network on an image and the inflated C2D on 3 copies of it,
     relative to the largest logit."""
     model3d = _c2d(norm)
-    initialize_from(model3d, spec, skip_classifier=False)
+    initialize_from(model3d, spec, ModelSpec(arch="c2d_resnet", norm=norm, num_classes=1000), skip_classifier=False)
     model3d.eval()
     frame = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
@@ -386,7 +387,7 @@ def test_unmatched_and_misshaped_tensors_are_listed(tmp_path):
     del blobs["res5_2_branch2c_bn_riv"]
     path = _write_caffe2_pickle(tmp_path / "misshaped.pkl", blobs)
     with pytest.raises(ValueError) as info:
-        initialize_from(i3d_resnet(width=8, num_classes=3), f"caffe2-bgr:{path}")
+        initialize_from(build_model(width=8, num_classes=3), f"caffe2-bgr:{path}", ModelSpec(width=8, num_classes=3))
     assert str(info.value).splitlines()[1:] == [
         "  shape mismatch: layer2.1.conv2.weight (16, 16, 1, 1) -> blocks.3.res_blocks.1.branch2.conv_b.weight "
         "(16, 16, 1, 3, 3)",
@@ -399,19 +400,28 @@ def test_bn_checkpoint_into_gn_model_and_back(tmp_path):
     torch.save(_tiny_2d("bn"), tmp_path / "bn.pth")
     torch.save(_tiny_2d("gn"), tmp_path / "gn.pth")
     gn_pkl = _write_caffe2_pickle(tmp_path / "gn.pkl", _caffe2_blobs(_tiny_2d("gn"), "gn", bgr=True))
-    tiny = functools.partial(i3d_resnet, width=8, num_classes=3)
+    def tiny(source: str, **fields) -> None:
+        net = ModelSpec(width=8, num_classes=3, **fields)
+        initialize_from(build_model(net), source, net)
+
     with pytest.raises(ValueError, match=r"is a BN checkpoint \(running statistics\), but the model's norm is "
                                          r"group-type"):
-        initialize_from(tiny(norm="gn", norm_groups=4), str(tmp_path / "bn.pth"))
+        tiny(str(tmp_path / "bn.pth"), norm="gn", norm_groups=4)
     for spec in (str(tmp_path / "gn.pth"), f"caffe2-bgr:{gn_pkl}"):
         with pytest.raises(ValueError, match=r"is a GN checkpoint \(no running statistics\), but the model's norm "
                                              r"is BN-type"):
-            initialize_from(tiny(norm="frozenbn"), spec)
+            tiny(spec, norm="frozenbn")
     # Detectron's GN files have 32 groups
     with pytest.raises(ValueError, match=r"trained with GN groups=32, the model has groups=\[4\]"):
-        initialize_from(tiny(norm="gn", norm_groups=4), f"caffe2-bgr:{gn_pkl}")
+        tiny(f"caffe2-bgr:{gn_pkl}", norm="gn", norm_groups=4)
     with pytest.raises(ValueError, match=r"groups=32, the model has groups=\[1\]"):
-        initialize_from(tiny(norm="ln"), f"caffe2-bgr:{gn_pkl}")
+        tiny(f"caffe2-bgr:{gn_pkl}", norm="ln")
+    # weight-standardized GN, FRN and EvoNorm layers exist in no 2D source: refused, not inflated into
+    for norm in ("gn_ws", "frn", "evonorm_s0"):
+        with pytest.raises(ValueError, match=rf"the model's norm is '{norm}', whose layers no 2D ImageNet source "):
+            tiny(f"caffe2-bgr:{gn_pkl}", norm=norm, norm_groups=4)
+    with pytest.raises(ValueError, match="is a BN checkpoint .* the model's norm is 'frn'"):
+        tiny(str(tmp_path / "bn.pth"), norm="frn")
 
 
 # ---------------------------------------------------------------------------------------------- configs
@@ -428,9 +438,9 @@ def _print_config(path: Path, capsys) -> dict:
 def test_paper_configs_start_from_their_norms_imagenet_model(path, capsys):
     model = _print_config(path, capsys)["model"]
     expected = {"bn": "caffe2-rgb:pretrained/r50_pretrain_c2_model_iter450450_clean.pkl",
-                "gn": "caffe2-bgr:pretrained/R-50-GN.pkl"}[model["norm"]]
+                "gn": "caffe2-bgr:pretrained/R-50-GN.pkl"}[model["net"]["norm"]]
     assert model["pretrained_2d"] == expected
-    assert model["stem_pool_padding"] == 0 and model["nesterov"] is True
+    assert model["net"]["stem_pool_padding"] == 0 and model["nesterov"] is True
 
 
 # ---------------------------------------------------------------------------------------------- resume (CLI)
@@ -469,6 +479,6 @@ def _fit(dataset: Path, runs: Path, *extra: str) -> None:
     # the demo config at depth 50 and width 8: the tiny 2D ResNet-50 above inflates into it
     config = REPO / "videonorm" / "configs" / "demo" / "b4_8x2.yaml"
     args = ["fit", "--config", str(config), "--data.root", str(dataset),
-            "--model.depth", "50", "--model.width", "8", "--trainer.default_root_dir", str(runs),
+            "--model.net.depth", "50", "--model.net.width", "8", "--trainer.default_root_dir", str(runs),
             "--trainer.enable_progress_bar", "false", "--precise_bn.num_batches", "1", *extra]
     assert main(args) == 0

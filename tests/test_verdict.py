@@ -49,7 +49,7 @@ def test_missing_cells_and_other_shapes_make_separate_or_no_series():
 
 def test_compare_prints_the_verdict_for_any_runs_that_span_batch_sizes():
     def config(norm, batch, seed):
-        return {"model.depth": 50, "model.width": 16, "model.norm": norm, "model.norm_groups": 4,
+        return {"model.net.depth": 50, "model.net.width": 16, "model.net.norm": norm, "model.net.norm_groups": 4,
                 "data.batch_size": batch, "data.num_frames": 8, "data.sampling_rate": 2, "world_size": 1,
                 "seed_everything": seed, "dataset.hash": "d"}
     runs = [_run(f"{n}-{b}-{s}", config(n, b, s), [(top1, 0.99)])

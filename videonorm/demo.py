@@ -13,7 +13,7 @@ norm that calls a change only beyond two standard errors.
    Skipped when the prepared dataset already exists. 324 training and 204 held-out videos: one held-out video is
    0.49 point of top-1.
 2. Real training runs through the same CLI and configs users use (``videonorm/configs/demo/b{16,4,2,1}_8x2.yaml``:
-   a shallow width-16 I3D, ``--model.norm`` per run), the same epochs (clips seen) for every cell and the learning
+   a shallow width-16 I3D, ``--model.net.norm`` per run), the same epochs (clips seen) for every cell and the learning
    rate scaled linearly with the batch, each followed by a video-level test of its final checkpoint, logged to W&B
    (offline unless you are logged in). ``--jobs`` runs go side by side, each on one core; each run's output goes
    to ``<out>/runs/demo/<run>.log``.
@@ -116,10 +116,10 @@ def _cli_args(norm: str, batch: int, seed: int, data: Path, runs: Path, extra: l
     config = config_dir() / f"b{batch}_8x2.yaml"
     if not config.is_file():
         raise SystemExit(f"error: no demo config for {batch} clips per device ({config})")
-    args = ["--config", str(config), "--model.norm", norm, "--seed_everything", str(seed), "--data.root", str(data),
-            "--trainer.default_root_dir", str(runs)]
+    args = ["--config", str(config), "--model.net.norm", norm, "--seed_everything", str(seed),
+            "--data.root", str(data), "--trainer.default_root_dir", str(runs)]
     if norm == "brn":
-        args += ["--model.norm_options", json.dumps(norm_options(norm, _steps(config, data, batch, extra)))]
+        args += ["--model.net.norm_options", json.dumps(norm_options(norm, _steps(config, data, batch, extra)))]
     return args + extra
 
 
@@ -137,7 +137,7 @@ def train_and_test(norm: str, batch: int, seed: int, data: Path, runs: Path, ext
     """``videonorm fit --ckpt_path last`` then ``videonorm test --ckpt_path last`` for one cell.
 
     Args:
-        norm: ``model.norm``.
+        norm: ``model.net.norm``.
         batch: clips per device (picks the config).
         seed: ``seed_everything``.
         data: the prepared dataset.

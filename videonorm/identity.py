@@ -16,7 +16,7 @@ definition (:func:`run_name`), and the W&B config carries every key it reads.
 
 Run name: ``{arch}-{norm}[-g{groups}][-w{width}]-b{batch}-{frames}x{rate}[-ra{k}][-in1k][-s{seed}]``, for example
 ``i3d_r50-gn-b4-32x2-in1k`` (the paper's GN, 4 clips per device, 32 frames at stride 2, ImageNet-initialized).
-SyncBN over groups of k processes (``model.norm_sync_group`` = k > 0) is the norm ``syncbn-k{k}`` in names and
+SyncBN over groups of k processes (``model.net.norm_sync_group`` = k > 0) is the norm ``syncbn-k{k}`` in names and
 comparisons alike: its statistics pool k x batch clips, another experiment than ``syncbn`` over all devices.
 ``-g`` appears only for norms that use groups and a group count other than 32, ``-w`` only for widths other than
 64, ``-ra`` only for repeated augmentation (``data.repeat_aug`` > 1), ``-in1k`` only for runs initialized from a
@@ -31,12 +31,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-DEFAULT_ARCH = "i3d_resnet"
-DEFAULT_GROUPS = 32  # GroupNorm's default group count in the paper
-DEFAULT_WIDTH = 64  # ResNet stem width
+from videonorm.models.norm.schemes import SCHEMES
+from videonorm.models.registry import BACKBONES
+from videonorm.models.spec import CONFIG_PREFIX, DEFAULTS, ModelSpec
+
 SCRATCH = "scratch"
-# Config keys that say which grid cell a run is (missing ones make the run unplaceable).
-REQUIRED_KEYS = ("model.norm", "data.batch_size", "data.num_frames")
+# Config keys that say which grid cell a run is (missing ones make the run unplaceable); the norm may also sit at
+# model.norm, where runs written before the model spec existed keep it.
+REQUIRED_KEYS = (CONFIG_PREFIX + "norm", "data.batch_size", "data.num_frames")
 # Where a run's config records its initialization: the spec the user gave, and (logged by the module once it has
 # read the weights) the source it resolved to and the hash of the 2D weights.
 INIT_SPEC_KEY = "model.pretrained_2d"
@@ -44,38 +46,31 @@ INIT_SOURCE_KEY, INIT_HASH_KEY = "init.source", "init.sha256"
 
 
 def _uses_groups(norm: str) -> bool:
-    from videonorm.models.norm import uses_groups  # imports torch, so lazily
-
-    try:
-        return uses_groups(norm)
-    except ValueError:  # a norm this version does not know (an older run): show the groups rather than guess
-        return True
+    # a norm this version does not know (an older run): show the groups rather than guess
+    return norm not in SCHEMES or SCHEMES[norm].groups == "G"
 
 
 def norm_token(norm: str, sync_group: int | None) -> str:
     """The norm as runs are named and compared: ``syncbn-k2`` for SyncBN over groups of 2 processes, else ``norm``.
 
     Args:
-        norm: ``model.norm``.
-        sync_group: ``model.norm_sync_group`` (0 or None: all processes, the plain ``syncbn``).
+        norm: ``model.net.norm``.
+        sync_group: ``model.net.norm_sync_group`` (0 or None: all processes, the plain ``syncbn``).
     """
-    from videonorm.models.norm import uses_sync_group  # imports torch, so lazily
-
-    try:
-        synced = uses_sync_group(norm)
-    except ValueError:  # a norm this version does not know
-        synced = False
+    synced = norm in SCHEMES and SCHEMES[norm].sync
     return f"{norm}-k{int(sync_group)}" if synced and sync_group else norm
 
 
 def arch_token(arch: str, depth: int) -> str:
-    """Short architecture name: ``("i3d_resnet", 50) -> "i3d_r50"``.
+    """Short architecture name: ``("i3d_resnet", 50) -> "i3d_r50"`` (the registry's token).
 
     Args:
-        arch: Backbone name (``model.arch``).
+        arch: Backbone name (``model.net.arch``).
         depth: Network depth.
     """
-    return arch.replace("resnet", f"r{depth}") if "resnet" in arch else f"{arch}{depth}"
+    if arch in BACKBONES:
+        return BACKBONES[arch].token.format(depth=depth)
+    return arch.replace("resnet", f"r{depth}") if "resnet" in arch else f"{arch}{depth}"  # a backbone of old
 
 
 def run_name(setting: Setting, seed: int | bool | None = 0) -> str:
@@ -87,9 +82,9 @@ def run_name(setting: Setting, seed: int | bool | None = 0) -> str:
     """
     row, col = setting.row, setting.column
     parts = [arch_token(row.arch, row.depth if row.depth is not None else 0), row.norm]
-    if row.norm_groups is not None and row.norm_groups != DEFAULT_GROUPS:
+    if row.norm_groups is not None and row.norm_groups != DEFAULTS.norm_groups:
         parts.append(f"g{row.norm_groups}")
-    if row.width is not None and row.width != DEFAULT_WIDTH:
+    if row.width is not None and row.width != DEFAULTS.width:
         parts.append(f"w{row.width}")
     parts += [f"b{col.batch_size}", f"{col.num_frames}x{col.sampling_rate}"]
     if col.repeat_aug > 1:
@@ -102,7 +97,7 @@ def run_name(setting: Setting, seed: int | bool | None = 0) -> str:
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Flatten nested mappings to dot-separated keys (``{"model": {"norm": "gn"}}`` -> ``{"model.norm": "gn"}``).
+    """Flatten nested mappings to dot-separated keys (``{"data": {"root": "d"}}`` -> ``{"data.root": "d"}``).
 
     Leaves become W&B-friendly: scalars, strings and lists stay, other objects become their ``str``; an empty
     mapping is a leaf.
@@ -143,7 +138,7 @@ class Row:
     width: int | None
     norm: str
     norm_groups: int | None  # None for norms that do not use groups
-    arch: str = DEFAULT_ARCH
+    arch: str = DEFAULTS.arch
     init: str = SCRATCH  # "scratch", or "<2D source> <hash>" (see init_text)
     num_classes: int | None = None  # the classifier's outputs (None: not in the config)
     stem_pool_padding: int | None = None  # 1: 56x56 at res2 (pytorchvideo), 0: 55x55 (the original I3D)
@@ -157,8 +152,11 @@ class Row:
     def network(self) -> str:
         """``I3D ResNet-50, width 64, ImageNet init (R-50-GN.pkl 1a2b3c4d5e6f)``: the row without its norm."""
         depth = self.depth if self.depth is not None else "?"
-        name = self.arch.replace("_resnet", "").upper() + f" ResNet-{depth}" if "resnet" in self.arch \
-            else f"{self.arch}-{depth}"
+        if self.arch in BACKBONES:
+            name = BACKBONES[self.arch].title.format(depth=depth)
+        else:  # a backbone of old
+            name = self.arch.replace("_resnet", "").upper() + f" ResNet-{depth}" if "resnet" in self.arch \
+                else f"{self.arch}-{depth}"
         init = "from scratch" if self.init == SCRATCH else f"ImageNet init ({self.init})"
         return f"{name}, width {self.width if self.width is not None else '?'}, {init}"
 
@@ -218,25 +216,26 @@ def run_setting(config: Mapping[str, Any]) -> Setting:
     """What a run is, from its flattened config (the W&B run config, or the CLI config flattened).
 
     Args:
-        config: ``flatten``ed run config (``model.norm``, ``data.batch_size``, ``world_size``, ...).
+        config: ``flatten``ed run config (``model.net.norm``, ``data.batch_size``, ``world_size``, ...).
 
     Raises:
         KeyError: a key of ``REQUIRED_KEYS`` is missing (message names it).
     """
-    missing = [k for k in REQUIRED_KEYS if config.get(k) is None]
+    net = ModelSpec.read_config(config)
+    missing = [k for k in REQUIRED_KEYS if config.get(k) is None and not (k == REQUIRED_KEYS[0] and "norm" in net)]
     if missing:
         raise KeyError(f"config lacks {', '.join(missing)}")
-    norm = str(config["model.norm"]).lower()
-    groups = _int_or_none(config.get("model.norm_groups"))
+    norm = str(net["norm"]).lower()
+    groups = _int_or_none(net.get("norm_groups"))
     row = Row(
-        depth=_int_or_none(config.get("model.depth")),
-        width=_int_or_none(config.get("model.width")),
-        norm=norm_token(norm, _int_or_none(config.get("model.norm_sync_group"))),
+        depth=_int_or_none(net.get("depth")),
+        width=_int_or_none(net.get("width")),
+        norm=norm_token(norm, _int_or_none(net.get("norm_sync_group"))),
         norm_groups=groups if groups is not None and _uses_groups(norm) else None,
-        arch=str(config.get("model.arch") or DEFAULT_ARCH),
+        arch=str(net.get("arch") or DEFAULTS.arch),
         init=init_text(config),
-        num_classes=_int_or_none(config.get("model.num_classes")),
-        stem_pool_padding=_int_or_none(config.get("model.stem_pool_padding")),
+        num_classes=_int_or_none(net.get("num_classes")),
+        stem_pool_padding=_int_or_none(net.get("stem_pool_padding")),
     )
     column = Column(
         batch_size=int(config["data.batch_size"]),

@@ -36,6 +36,7 @@ from videonorm.data.dataset import ClipSpec
 from videonorm.data.manifest import ManifestError, read_classes, read_manifest
 from videonorm.data.video import VideoDecodeError, read_clip
 from videonorm.files import csv_text, write_text_atomic
+from videonorm.models.spec import lift_legacy
 
 SHOW = 20  # rows printed; all of them are in the files
 
@@ -72,7 +73,7 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
         # the constructor's arguments only (LightningCLI adds _instantiator); no 2D weights: the state dict follows
         names = set(inspect.signature(VideoClassifier).parameters) - {"pretrained_2d"}
-        hparams = {k: v for k, v in ckpt["hyper_parameters"].items() if k in names}
+        hparams = {k: v for k, v in lift_legacy(ckpt["hyper_parameters"]).items() if k in names}
         model = VideoClassifier(**hparams)
         model.load_state_dict(ckpt["state_dict"])
     except Exception as err:  # unpickling, missing keys, a state dict of another model
@@ -81,8 +82,8 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     fields = {f.name for f in dataclasses.fields(ClipSpec)}
     clip = {k: v for k, v in meta["clip"].items() if k in fields}
     classes = list(meta["classes"])
-    if len(classes) != hparams.get("num_classes", len(classes)):
-        raise PredictError(f"{path}: {len(classes)} class names for a model with {hparams['num_classes']} outputs")
+    if len(classes) != model.net.num_classes:
+        raise PredictError(f"{path}: {len(classes)} class names for a model with {model.net.num_classes} outputs")
     return Checkpoint(model.eval(), classes, ClipSpec(**clip), meta.get("decoder") or "pyav")
 
 

@@ -1,11 +1,11 @@
-"""``videonorm bench model``: training-step time, memory and FLOP/s of the I3D ResNet, per normalization layer.
+"""``videonorm bench model``: training-step time, memory and FLOP/s of a backbone, per normalization layer.
 
-    videonorm bench model [--depth 50] [--width 64] [--frames 8] [--size 112] [--batch 2]
+    videonorm bench model [--arch i3d_resnet] [--depth 50] [--width 64] [--frames 8] [--size 112] [--batch 2]
                           [--norms bn,gn,frn,...] [--steps 5] [--device cpu|cuda]
                           [--precision fp32,bf16] [--memory-format contiguous,channels_last] [--out bench_out]
 
 For each norm scheme (default: every one in ``videonorm.models.norm.NORM_NAMES``; and on CUDA each precision and
-memory format) a model ``build_model("i3d_resnet", ...)``
+memory format) the network of ``--arch`` (default the I3D ResNet; ``build_model(ModelSpec(...))``)
 in train mode takes SGD steps (momentum 0.9) on random ``(batch, 3, frames, size, size)`` clips. The models are
 built up front and stepped round-robin, one step each in turn, so load from elsewhere on the machine hits all
 norms alike; the table gives medians over ``--steps`` timed steps (after ``--warmup``):
@@ -50,8 +50,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from videonorm.bench.common import Row, machine_info, median, report
-from videonorm.models import build_model, num_parameters
-from videonorm.models.norm import NORM_NAMES
+from videonorm.models import BACKBONES, NORM_NAMES, ModelSpec, build_model, num_parameters
+from videonorm.models.spec import DEFAULTS
 
 STEP_COLUMNS = [
     "norm", "precision", "memory_format", "batch", "step_ms_per_clip", "fwd_ms", "bwd_ms", "opt_ms", "clips_per_s",
@@ -253,6 +253,7 @@ def measure_peak(device: torch.device, precision: str, memory_format: str, shape
 # ---- the benchmark ------------------------------------------------------------------------------------------
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add the ``bench model`` options to ``parser``."""
+    parser.add_argument("--arch", default=DEFAULTS.arch, choices=sorted(BACKBONES), help="backbone (model.net.arch)")
     parser.add_argument("--depth", type=int, default=50)
     parser.add_argument("--width", type=int, default=64, help="stem channels (64 in the paper)")
     parser.add_argument("--frames", type=int, default=8, help="clip length T")
@@ -282,11 +283,15 @@ def _choices(text: str, allowed: Sequence[str], what: str) -> list[str]:
     return names
 
 
+def model_spec(args: argparse.Namespace) -> ModelSpec:
+    """The network the options describe (its norm is set per measured scheme)."""
+    return ModelSpec(arch=args.arch, depth=args.depth, width=args.width, num_classes=args.classes,
+                     norm_groups=args.groups or math.gcd(32, args.width))
+
+
 def _build(args, norm: str, precision: str, memory_format: str, device: torch.device) -> _Run:
     torch.manual_seed(args.seed)
-    groups = args.groups or math.gcd(32, args.width)
-    model = build_model("i3d_resnet", depth=args.depth, norm=norm, norm_groups=groups, num_classes=args.classes,
-                        width=args.width)
+    model = build_model(model_spec(args), norm=norm)
     model = model.to(device, memory_format=_FORMATS[memory_format]).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)  # small lr: stays finite for any norm
     return _Run(norm, precision, memory_format, model, optimizer)
@@ -334,7 +339,8 @@ def run(args: argparse.Namespace) -> int:
         torch.backends.cudnn.benchmark = True
     meta = {"machine": machine_info(), "args": vars(args), "device": str(device)}
     print(f"[bench model] {meta['machine'].get('gpu', meta['machine']['cpu'])}, torch threads "
-          f"{torch.get_num_threads()}, load {meta['machine']['load_average_1min']}; I3D R{args.depth} width "
+          f"{torch.get_num_threads()}, load {meta['machine']['load_average_1min']}; "
+          f"{BACKBONES[args.arch].title.format(depth=args.depth)} width "
           f"{args.width}, {args.batch} x 3 x {args.frames} x {args.size}^2, {args.steps} steps",
           flush=True)  # fmt: skip
 

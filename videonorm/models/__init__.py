@@ -2,20 +2,22 @@
 
 The public API, usable without Lightning::
 
-    from videonorm.models import build_model
-    model = build_model("i3d_resnet", depth=50, norm="gn", norm_groups=32, num_classes=400)
+    from videonorm.models import ModelSpec, build_model
+    model = build_model(ModelSpec(arch="i3d_resnet", depth=50, norm="gn", norm_groups=32, num_classes=400))
+    model = build_model(norm="gn", num_classes=400)  # the same: spec fields as keywords
 
-Modules: :mod:`~videonorm.models.registry` (backbone names), :mod:`~videonorm.models.norm` (norm names),
-:mod:`~videonorm.models.i3d` (the I3D ResNet builder), :mod:`~videonorm.models.init` (weight init),
-:mod:`~videonorm.models.inflate` (2D -> 3D checkpoints),
-:mod:`~videonorm.models.pretrained` (2D ImageNet sources: files, Caffe2 pickles, torchvision, timm).
+Modules: :mod:`~videonorm.models.spec` (``ModelSpec``: what to build), :mod:`~videonorm.models.registry` (backbone
+names, ``build_model``), :mod:`~videonorm.models.norm` (norm names), :mod:`~videonorm.models.i3d` (the I3D/C2D
+ResNet builders), :mod:`~videonorm.models.residual` (residual-branch ends), :mod:`~videonorm.models.init` (weight
+init), :mod:`~videonorm.models.inflate` (2D -> 3D checkpoints), :mod:`~videonorm.models.pretrained` (2D ImageNet
+sources: files, Caffe2 pickles, torchvision, timm). Importing the package loads no torch (run naming reads the
+tables); the builders load it when first used.
 """
 
-from videonorm.models.i3d import i3d_resnet
-from videonorm.models.inflate import inflate_2d
-from videonorm.models.init import init_weights
-from videonorm.models.norm import NORM_NAMES, norm_layer
-from videonorm.models.registry import BACKBONES, build_model, num_parameters
+from __future__ import annotations
 
-__all__ = ["BACKBONES", "NORM_NAMES", "build_model", "i3d_resnet", "inflate_2d", "init_weights", "norm_layer",
-           "num_parameters"]
+from videonorm.models.norm.schemes import NORM_NAMES
+from videonorm.models.registry import BACKBONES, build_model, num_parameters
+from videonorm.models.spec import ModelSpec
+
+__all__ = ["BACKBONES", "NORM_NAMES", "ModelSpec", "build_model", "num_parameters"]

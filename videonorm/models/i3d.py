@@ -1,10 +1,11 @@
-"""The I3D ResNet builder: temporal layouts as data (``LAYOUTS``), one builder over pytorchvideo's ``create_resnet``.
+"""The I3D and C2D ResNet builders: temporal layouts as data (``LAYOUTS``), one builder over pytorchvideo's
+``create_resnet``.
 
 The networks are pytorchvideo `create_resnet` models, so module names match pytorchvideo's `i3d_r50`
 (`blocks.0` stem, `blocks.1` res2, `blocks.2` temporal pool, `blocks.3..5` res3..res5, `blocks.6` head)
 and its checkpoints load with `strict=True` into the BN model.
 
-The default `arch="i3d"` is the Non-local paper's 32-frame I3D ResNet (video-nonlocal-net, the model of
+`i3d_resnet` is the Non-local paper's 32-frame I3D ResNet (video-nonlocal-net, the model of
 the Group Normalization paper's Kinetics experiment):
 
     input                                        32 x 224 x 224 (T x H x W)
@@ -27,7 +28,7 @@ ImageNet networks we inflate): 112 -> 56. The Non-local code pools without paddi
 
 pytorchvideo's own `i3d_r50` is the 8-frame variant of the same network (no temporal stride in the stem);
 the weights have identical shapes, so its checkpoints load here, but the temporal strides differ.
-`arch="c2d"` is the 2D baseline: 1x7x7 stem and all temporal kernels 1, no temporal striding or pooling.
+`c2d_resnet` is the 2D baseline: 1x7x7 stem and all temporal kernels 1, no temporal striding or pooling.
 """
 
 from __future__ import annotations
@@ -38,10 +39,7 @@ from typing import Any, Sequence
 
 import torch.nn as nn
 from pytorchvideo.models.head import create_res_basic_head
-from pytorchvideo.models.resnet import ResBlock, ResStage, create_resnet
-
-from videonorm.models.init import init_weights
-from videonorm.models.norm import get_scheme, norm_layer, prepare_model
+from pytorchvideo.models.resnet import ResStage, create_resnet
 
 # Bottleneck blocks per stage (res2..res5). 50 and 101 are the paper's; 14 and 26 are shallow variants with the same
 # stem, stages, strides and widths (timm's resnet14t / resnet26 stage depths) for the CPU demo: a quarter and half of
@@ -90,84 +88,53 @@ def _head(**kwargs: Any) -> nn.Module:
     return create_res_basic_head(**kwargs)
 
 
-def _norm_act_residuals(model: nn.Module, make) -> None:
-    """For norm-act schemes (built with ``activation=None``): the norms before each residual sum (``norm_c``, the
-    shortcut's) are built without their nonlinearity, and the ReLU after the sum stays (the papers' layers replace
-    norm + activation pairs; that ReLU follows a sum, not a norm)."""
-    for block in model.modules():
-        if isinstance(block, ResBlock):
-            block.branch2.norm_c = make(block.branch2.norm_c.num_features, apply_act=False)
-            if block.branch1_norm is not None:
-                block.branch1_norm = make(block.branch1_norm.num_features, apply_act=False)
-            block.activation = nn.ReLU()
+def i3d_resnet(spec, norm) -> nn.Module:
+    """The Non-local paper's 32-frame I3D ResNet (module docstring); registry entry ``i3d_resnet``."""
+    return _resnet(spec, norm, LAYOUTS["i3d"])
 
 
-def i3d_resnet(
-    depth: int = 50,
-    norm: str = "bn",
-    norm_groups: int = 32,
-    norm_sync_group: int = 0,
-    norm_options: dict[str, float] | None = None,
-    num_classes: int = 400,
-    width: int = 64,
-    dropout: float = 0.5,
-    zero_init_residual: bool = True,
-    head_init_std: float = 0.01,
-    arch: str = "i3d",
-    stem_pool_padding: int = 1,
-) -> nn.Module:
-    """Build an I3D (or C2D) ResNet for `(N, 3, T, H, W)` clips returning `(N, num_classes)` logits.
+def c2d_resnet(spec, norm) -> nn.Module:
+    """The 2D baseline: all temporal kernels 1, no temporal striding or pooling; registry entry ``c2d_resnet``."""
+    return _resnet(spec, norm, LAYOUTS["c2d"])
 
-    Args:
-        depth: 50 or 101 (the paper's layouts), or 14 / 26 (shallow variants: 1 / 2 blocks per stage).
-        norm: a name from `videonorm.models.norm.NORM_NAMES`.
-        norm_groups: groups for the grouped norms (`gn`, `gn_ws`, `evonorm_s0`); must divide `width` (every
-            normalized channel count is `width` times a power of two).
-        norm_sync_group: for `norm="syncbn"`, processes per statistics group (0: all).
-        norm_options: overrides of the norm scheme's paper options (`videonorm.models.norm.resolve_options`).
-        num_classes: classifier outputs.
-        width: stem channels (64 in the paper); stage i has `width * 2**i` bottleneck channels and
-            `4 * width * 2**i` outputs, so small values give tiny CPU models.
-        dropout: dropout rate before the classifier.
-        zero_init_residual: start each bottleneck's last norm at gamma = 0 (the block is the identity).
-        head_init_std: standard deviation of the classifier's initial weights.
-        arch: `"i3d"` (Non-local 32-frame I3D) or `"c2d"` (all temporal kernels 1, no temporal pooling).
-        stem_pool_padding: spatial padding of the stem's 3x3 max-pool: 1 (torchvision; 56 x 56 at res2
-            for 224 input) or 0 (the Non-local code; 55 x 55).
+
+def _resnet(spec, norm, layout: _Arch) -> nn.Module:
+    """A video ResNet for `(N, 3, T, H, W)` clips returning `(N, num_classes)` logits.
+
+    Reads ``depth`` (50 or 101, the paper's layouts; 14 / 26 shallow variants: 1 / 2 blocks per stage), ``width``
+    (stem channels, 64 in the paper; stage i has `width * 2**i` bottleneck channels and `4 * width * 2**i`
+    outputs, so small values give tiny CPU models), ``stem_pool_padding`` (1: torchvision, 56 x 56 at res2 for
+    224 input; 0: the Non-local code, 55 x 55), ``num_classes`` and ``dropout`` of the spec
+    (:class:`videonorm.models.spec.ModelSpec`); every norm layer is ``norm``'s.
 
     Raises:
-        ValueError: unsupported depth or arch, unknown norm, groups that do not divide the channels, or a
-            stem pool padding other than 0 or 1.
+        ValueError: unsupported depth, a width below 1, a stem pool padding other than 0 or 1.
     """
+    depth, width = spec.depth, spec.width
     if depth not in STAGE_DEPTHS:
         raise ValueError(f"unsupported depth {depth}; supported: {sorted(STAGE_DEPTHS)}")
-    if arch not in LAYOUTS:
-        raise ValueError(f"unknown arch {arch!r}; allowed: {', '.join(LAYOUTS)}")
     if width < 1:
         raise ValueError(f"width must be positive, got {width}")
-    if stem_pool_padding not in (0, 1):
-        raise ValueError(f"stem_pool_padding must be 0 or 1, got {stem_pool_padding}")
-    spec = LAYOUTS[arch]
+    if spec.stem_pool_padding not in (0, 1):
+        raise ValueError(f"stem_pool_padding must be 0 or 1, got {spec.stem_pool_padding}")
     built = depth if depth in _PYTORCHVIDEO_DEPTHS else 50
     stage_kernels = [
-        [(t, 1, 1) for t in (pattern * n)[:n]] for pattern, n in zip(spec.conv_a_t, STAGE_DEPTHS[built])
+        [(t, 1, 1) for t in (pattern * n)[:n]] for pattern, n in zip(layout.conv_a_t, STAGE_DEPTHS[built])
     ]
-    scheme = get_scheme(norm)
-    make = norm_layer(norm, norm_groups, sync_group=norm_sync_group, options=norm_options, defer_errors=True)
     model = create_resnet(
         model_depth=built,
-        model_num_class=num_classes,
-        dropout_rate=dropout,
-        norm=make,
-        activation=None if scheme.norm_act else nn.ReLU,  # a norm-act layer is its own activation
+        model_num_class=spec.num_classes,
+        dropout_rate=spec.dropout,
+        norm=norm,
+        activation=norm.activation(),  # a norm-act layer is its own activation
         stem_dim_out=width,
-        stem_conv_kernel_size=spec.stem_kernel,
-        stem_conv_stride=spec.stem_stride,
-        stem_pool=functools.partial(_max_pool, spatial_padding=stem_pool_padding),
-        stem_pool_kernel_size=spec.stem_pool_kernel,
-        stem_pool_stride=spec.stem_pool_stride,
+        stem_conv_kernel_size=layout.stem_kernel,
+        stem_conv_stride=layout.stem_stride,
+        stem_pool=functools.partial(_max_pool, spatial_padding=spec.stem_pool_padding),
+        stem_pool_kernel_size=layout.stem_pool_kernel,
+        stem_pool_stride=layout.stem_pool_stride,
         stage1_pool=_max_pool,
-        stage1_pool_kernel_size=(spec.res2_pool_t, 1, 1),
+        stage1_pool_kernel_size=(layout.res2_pool_t, 1, 1),
         stage_conv_a_kernel_size=stage_kernels,
         head=_head,
     )
@@ -175,8 +142,4 @@ def i3d_resnet(
         stages = [block for block in model.blocks if isinstance(block, ResStage)]
         for stage, blocks in zip(stages, STAGE_DEPTHS[depth]):
             stage.res_blocks = nn.ModuleList(list(stage.res_blocks)[:blocks])
-    if scheme.norm_act:
-        _norm_act_residuals(model, make)
-    prepare_model(model, norm, norm_groups, norm_options)
-    init_weights(model, zero_init_residual=zero_init_residual, head_init_std=head_init_std)
     return model

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import torch.nn as nn
-from pytorchvideo.models.resnet import BottleneckBlock
 
-from videonorm.models.norm import is_norm
+from videonorm.models.norm.build import is_norm
+from videonorm.models.residual import branch_ends
 
 
 def init_weights(model: nn.Module, zero_init_residual: bool = True, head_init_std: float = 0.01) -> None:
@@ -18,8 +18,8 @@ def init_weights(model: nn.Module, zero_init_residual: bool = True, head_init_st
     from 0, so the residual branch would stay dead.
 
     Args:
-        model: a network from `i3d_resnet` (any module tree with pytorchvideo bottlenecks works).
-        zero_init_residual: set gamma = 0 in the last norm (`norm_c`) of every bottleneck.
+        model: a network of a registered backbone (residual blocks are found by ``videonorm.models.residual``).
+        zero_init_residual: set gamma = 0 in the last norm of every residual branch.
         head_init_std: standard deviation of the `nn.Linear` classifier weights (biases are zeroed).
     """
     for m in model.modules():
@@ -33,6 +33,7 @@ def init_weights(model: nn.Module, zero_init_residual: bool = True, head_init_st
             nn.init.normal_(m.weight, std=head_init_std)
             nn.init.zeros_(m.bias)
     if zero_init_residual:
-        for m in model.modules():
-            if isinstance(m, BottleneckBlock) and is_norm(m.norm_c) and isinstance(m.norm_c.weight, nn.Parameter):
-                nn.init.zeros_(m.norm_c.weight)
+        for parent, name in branch_ends(model):
+            end = getattr(parent, name)
+            if is_norm(end) and isinstance(end.weight, nn.Parameter):
+                nn.init.zeros_(end.weight)

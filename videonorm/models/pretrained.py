@@ -51,10 +51,12 @@ import torch
 import torch.nn as nn
 
 from videonorm.models.inflate import inflate_2d
-from videonorm.models.norm import is_norm
+from videonorm.models.norm.schemes import SCHEMES, get_scheme
+from videonorm.models.registry import BACKBONES, get_backbone
+from videonorm.models.spec import ModelSpec
 
-SCHEMES = ("caffe2-bgr", "caffe2-rgb", "torchvision", "timm", "file")
-_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):(.*)$", re.DOTALL)  # two letters at least: "C:\..." is a path
+SOURCES = ("caffe2-bgr", "caffe2-rgb", "torchvision", "timm", "file")  # the prefixes of a source spec
+_SOURCE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):(.*)$", re.DOTALL)  # two letters at least: "C:\..." is a path
 BN_EPS = 1e-5  # the eps of every BN here (and Caffe2's SpatialBN in Detectron / Non-local, 1e-5)
 
 # Files the paper's code used, by name: where to get them (for the missing-file error) and what they are.
@@ -143,26 +145,26 @@ def load_2d(spec: str) -> Pretrained2D:
         ImportError: ``timm:`` without timm installed.
         pickle.UnpicklingError: a Caffe2 pickle that asks for anything but dicts, strings, numbers, arrays.
     """
-    match = _SCHEME.match(spec)
-    scheme, rest = (match.group(1).lower(), match.group(2)) if match else ("file", spec)
-    if scheme not in SCHEMES:
-        raise ValueError(f"model.pretrained_2d {spec!r}: unknown source {scheme!r}; use a file path or one of "
-                         f"{', '.join(s + ':' for s in SCHEMES)}")
-    if scheme == "torchvision":
+    match = _SOURCE.match(spec)
+    source, rest = (match.group(1).lower(), match.group(2)) if match else ("file", spec)
+    if source not in SOURCES:
+        raise ValueError(f"model.pretrained_2d {spec!r}: unknown source {source!r}; use a file path or one of "
+                         f"{', '.join(s + ':' for s in SOURCES)}")
+    if source == "torchvision":
         return _from_torchvision(spec, rest)
-    if scheme == "timm":
+    if source == "timm":
         return _from_timm(spec, rest)
     path = _existing_file(spec, rest)
-    if scheme == "file" and path.suffix == ".pkl":
+    if source == "file" and path.suffix == ".pkl":
         raise ValueError(
             f"model.pretrained_2d {spec!r}: a Caffe2 .pkl does not say its input channel order; write "
             f"caffe2-bgr:{rest} (Detectron's ImageNet models, e.g. R-50-GN.pkl) or caffe2-rgb:{rest} "
             "(video-nonlocal-net's r50_pretrain_c2_model_iter450450_clean.pkl)")
-    if scheme == "file":
+    if source == "file":
         state = _torch_state_dict(path)
         return Pretrained2D(spec, "file", state, _norm_of_state_dict(state))
-    state, norm, groups = caffe2_to_torchvision(read_caffe2_pickle(path), bgr=scheme == "caffe2-bgr", where=spec)
-    return Pretrained2D(spec, scheme, state, norm, groups)
+    state, norm, groups = caffe2_to_torchvision(read_caffe2_pickle(path), bgr=source == "caffe2-bgr", where=spec)
+    return Pretrained2D(spec, source, state, norm, groups)
 
 
 def _existing_file(spec: str, rest: str) -> Path:
@@ -378,39 +380,41 @@ def _from_timm(spec: str, name: str) -> Pretrained2D:
 # ---------------------------------------------------------------------------------------------------- inflate
 
 
-def _model_norm(model3d: nn.Module) -> tuple[str, set[int]]:
-    """``("bn", set())`` for models whose norms keep running statistics, ``("gn", {group counts})`` else."""
-    layers = [m for m in model3d.modules() if is_norm(m)]
-    if any(hasattr(m, "running_mean") for m in layers):
-        return "bn", set()
-    return "gn", {m.num_groups for m in layers if isinstance(m, nn.GroupNorm)}
-
-
-def initialize_from(model3d: nn.Module, spec: str, skip_classifier: bool = True) -> Pretrained2D:
-    """Load the 2D ResNet that ``spec`` names, check it fits ``model3d``'s norm, and inflate it into the model.
+def initialize_from(model3d: nn.Module, spec: str, net: ModelSpec, skip_classifier: bool = True) -> Pretrained2D:
+    """Load the 2D ResNet that ``spec`` names, check it fits the network's norm, and inflate it into the model.
 
     Args:
-        model3d: an ``i3d_resnet`` model, modified in place.
+        model3d: the network ``net`` describes (``build_model(net)``), modified in place.
         spec: a source spec (module docstring).
+        net: what the network is: its backbone must take 2D inflation, its norm scheme the checkpoint's norm
+            tensors (``Scheme.checkpoint``), with the same group count.
         skip_classifier: keep the model's own classifier (ImageNet's 1000 classes are not ours).
 
     Returns:
         What was loaded (``.describe()`` is the initialization's identity).
 
     Raises:
-        ValueError: BN checkpoint into a GN/LN/IN model or the reverse, GN group counts that differ, and every
-            unmatched or mis-shaped tensor (from ``inflate_2d``); the errors of :func:`load_2d`.
+        ValueError: a backbone without a 2D counterpart, a BN checkpoint into a GN/LN/IN model or the reverse, any
+            checkpoint into a scheme no 2D source has (gn_ws, FRN, EvoNorm), GN group counts that differ, and
+            every unmatched or mis-shaped tensor (from ``inflate_2d``); the errors of :func:`load_2d`.
     """
+    if not get_backbone(net.arch).inflate:
+        raise ValueError(f"model.pretrained_2d {spec!r}: arch {net.arch!r} has no 2D ImageNet ResNet to inflate "
+                         f"(inflatable: {', '.join(a for a, b in BACKBONES.items() if b.inflate)})")
     loaded = load_2d(spec)
-    norm, groups = _model_norm(model3d)
-    if loaded.norm != norm:
+    takes = get_scheme(net.norm).checkpoint
+    if loaded.norm != takes:
         kind = {"bn": "a BN checkpoint (running statistics)", "gn": "a GN checkpoint (no running statistics)"}
-        model_kind = "BN-type (bn, syncbn, frozenbn)" if norm == "bn" else "group-type (gn, ln, in)"
+        schemes = {k: ", ".join(n for n, s in SCHEMES.items() if s.checkpoint == k) for k in kind}
+        model_kind = {"bn": f"BN-type ({schemes['bn']})", "gn": f"group-type ({schemes['gn']})",
+                      None: f"{net.norm!r}, whose layers no 2D ImageNet source has"}[takes]
         raise ValueError(f"model.pretrained_2d {spec!r} is {kind[loaded.norm]}, but the model's norm is "
-                         f"{model_kind}: use a checkpoint trained with the model's norm, or change model.norm")
+                         f"{model_kind}: use a checkpoint trained with the model's norm, change model.net.norm, or "
+                         "train from scratch (model.pretrained_2d null)")
+    groups = {m.num_groups for m in model3d.modules() if isinstance(m, nn.GroupNorm)}
     if loaded.groups is not None and groups and groups != {loaded.groups}:
         raise ValueError(f"model.pretrained_2d {spec!r} was trained with GN groups={loaded.groups}, the model has "
-                         f"groups={sorted(groups)}: use model.norm gn with model.norm_groups {loaded.groups}")
+                         f"groups={sorted(groups)}: use model.net.norm gn with model.net.norm_groups {loaded.groups}")
     try:
         inflate_2d(model3d, loaded.state_dict, skip_classifier=skip_classifier)
     except ValueError as err:

@@ -1,42 +1,116 @@
-"""Backbones by name: the one map from ``model.arch`` (a config string) to a builder.
+"""Backbones by name: the one table from ``model.net.arch`` to a builder, and :func:`build_model`. Imports no torch.
 
-Every builder takes the same keywords (``depth``, ``norm``, ``norm_groups``, ``norm_sync_group``, ``norm_options``,
-``num_classes``, ``width``, ``dropout``, ``zero_init_residual``) and returns an ``nn.Module`` mapping
-``(N, 3, T, H, W)`` clips to ``(N, num_classes)`` logits. Adding a backbone is one builder (its own file) and one
-entry here.
+A builder is ``builder(spec, norm) -> nn.Module``: it reads its fields of the :class:`~videonorm.models.spec.ModelSpec`
+and makes every norm layer with ``norm`` (a resolved :class:`~videonorm.models.norm.build.Norm`: ``norm(channels)``,
+and ``norm.activation()`` after it), and returns a network mapping ``(N, 3, T, H, W)`` clips to
+``(N, num_classes)`` logits. :func:`build_model` does the rest for every backbone alike: norm-act layers at the
+ends of residual branches, the scheme's own post-build step, weight init and zero-init. Adding a backbone is one
+builder in its own file and one entry in ``BACKBONES``.
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
+import dataclasses
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
-import torch.nn as nn
+from videonorm.models.spec import DEFAULTS, ModelSpec
 
-from videonorm.models.i3d import i3d_resnet
+# Fields every backbone honours; the others are read only by the backbones that list them in ``uses``.
+COMMON_FIELDS = ("arch", "norm", "norm_groups", "norm_sync_group", "norm_options", "num_classes", "dropout",
+                 "zero_init_residual", "head_init_std")
 
-BACKBONES: dict[str, Callable[..., nn.Module]] = {
-    "i3d_resnet": functools.partial(i3d_resnet, arch="i3d"),  # the paper's (Non-local) I3D
-    "c2d_resnet": functools.partial(i3d_resnet, arch="c2d"),  # no temporal kernels: a 2D baseline
+
+@dataclass(frozen=True)
+class Backbone:
+    """One registered network.
+
+    Attributes:
+        builder: ``"<module>:<function>"``, the module inside ``videonorm.models`` (loaded when first built).
+        token: its run-name prefix, formatted with the spec's fields (``"i3d_r{depth}"`` -> ``i3d_r50``).
+        title: its name in tables, formatted the same way (``"I3D ResNet-{depth}"``).
+        uses: the spec fields it reads beyond ``COMMON_FIELDS``; another field set away from its default is an
+            error (nothing a user asks for is silently ignored).
+        inflate: a 2D ImageNet ResNet inflates into it (``model.pretrained_2d``; ``videonorm.models.inflate``).
+        small: spec fields of a small instance whose channel counts are multiples of 8 (every norm's groups of 4
+            fit): what the tests that run over every backbone build, with clips of 8 frames at 64 x 64.
+    """
+
+    builder: str
+    token: str
+    title: str
+    uses: tuple[str, ...] = ()
+    inflate: bool = False
+    small: Mapping[str, Any] = field(default_factory=dict)
+
+    def load(self) -> Callable[..., Any]:
+        """The builder function."""
+        module, _, name = self.builder.partition(":")
+        return getattr(importlib.import_module(f"videonorm.models.{module}"), name)
+
+    def check(self, spec: ModelSpec) -> None:
+        """Raise ValueError naming every field of ``spec`` this backbone would ignore."""
+        ignored = [f.name for f in dataclasses.fields(spec) if f.name not in COMMON_FIELDS + self.uses
+                   and getattr(spec, f.name) != getattr(DEFAULTS, f.name)]
+        if ignored:
+            raise ValueError(f"arch {spec.arch!r} does not use {', '.join(ignored)} (it reads "
+                             f"{', '.join(self.uses) or 'only the common fields'}); leave them unset")
+
+
+_RESNET = ("depth", "width", "stem_pool_padding")
+BACKBONES: dict[str, Backbone] = {
+    # the paper's (Non-local) I3D, and its 2D baseline (no temporal kernels)
+    "i3d_resnet": Backbone("i3d:i3d_resnet", "i3d_r{depth}", "I3D ResNet-{depth}", _RESNET, inflate=True,
+                           small={"depth": 14, "width": 8}),
+    "c2d_resnet": Backbone("i3d:c2d_resnet", "c2d_r{depth}", "C2D ResNet-{depth}", _RESNET, inflate=True,
+                           small={"depth": 14, "width": 8}),
 }
 
 
-def build_model(arch: str = "i3d_resnet", **kwargs) -> nn.Module:
-    """Build the backbone registered as ``arch``.
-
-    Args:
-        arch: a key of ``BACKBONES``.
-        **kwargs: the builder's keywords (see the module docstring).
+def get_backbone(arch: str) -> Backbone:
+    """The table entry of ``arch``.
 
     Raises:
         ValueError: unknown ``arch`` (the message lists the known ones).
     """
     if arch not in BACKBONES:
         raise ValueError(f"unknown arch {arch!r}; known: {', '.join(sorted(BACKBONES))}")
-    return BACKBONES[arch](**kwargs)
+    return BACKBONES[arch]
 
 
-def num_parameters(model: nn.Module) -> int:
+def build_model(spec: ModelSpec | None = None, **fields: Any):
+    """Build the network a spec describes: ``build_model(ModelSpec(norm="gn"))`` or ``build_model(norm="gn")``.
+
+    Args:
+        spec: the network (default: ``ModelSpec()``, the paper's I3D ResNet-50 with BN).
+        **fields: spec fields replacing those of ``spec``.
+
+    Returns:
+        An ``nn.Module`` mapping ``(N, 3, T, H, W)`` float clips to ``(N, num_classes)`` logits.
+
+    Raises:
+        ValueError: unknown arch or norm, a field the backbone does not use, a norm option the scheme does not
+            have, groups that do not divide some layer's channels (naming the layers), the builder's own errors.
+    """
+    from videonorm.models.init import init_weights
+    from videonorm.models.norm.build import resolve
+    from videonorm.models.residual import norm_act_ends
+
+    spec = dataclasses.replace(ModelSpec.of(spec), **fields)
+    backbone = get_backbone(spec.arch)
+    backbone.check(spec)
+    norm = resolve(spec)
+    model = backbone.load()(spec, norm)
+    if norm.norm_act:
+        norm_act_ends(model, norm)
+    norm.finish(model)
+    init_weights(model, zero_init_residual=spec.zero_init_residual, head_init_std=spec.head_init_std)
+    return model
+
+
+def num_parameters(model) -> int:
     """Trainable parameter count.
 
     Args:

@@ -34,6 +34,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 from jsonargparse import Namespace
 from pytorch_lightning import LightningModule, Trainer
@@ -43,6 +44,7 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveCon
 from pytorch_lightning.loggers import WandbLogger
 
 from videonorm.identity import flatten, run_name, run_setting
+from videonorm.models.spec import lift_legacy
 from videonorm.record import RECORD_FILE, diverged
 from videonorm.train.callbacks import (
     BestValidation,
@@ -157,7 +159,7 @@ class RunConfigCallback(SaveConfigCallback):
         if not trainer.loggers:
             return
         config = yaml.safe_load(self.parser.dump(self.config, skip_none=False, skip_link_targets=False))
-        config["model"]["num_classes"] = pl_module.hparams.get("num_classes")  # linked at instantiation
+        config["model"]["net"]["num_classes"] = pl_module.net.num_classes  # linked at instantiation
         datamodule = trainer.datamodule
         fingerprint = datamodule.fingerprint() if hasattr(datamodule, "fingerprint") else None
         params = run_config(config, trainer.world_size, fingerprint)
@@ -187,7 +189,7 @@ class VideonormCLI(LightningCLI):
             default=None,
             help="Base config this experiment file extends, relative to the file (expanded before parsing).",
         )
-        parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
+        parser.link_arguments("data.num_classes", "model.net.num_classes", apply_on="instantiate")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults(
             {
@@ -220,7 +222,7 @@ class VideonormCLI(LightningCLI):
         cfg = self.config[subcommand] if subcommand else self.config
         if cfg.trainer.get("sync_batchnorm"):
             raise ValueError(
-                "trainer.sync_batchnorm would silently turn every BN into SyncBN; choose the norm with model.norm "
+                "trainer.sync_batchnorm would silently turn every BN into SyncBN; choose the norm with model.net.norm "
                 "(BN statistics are per device unless the model's norm says otherwise)"
             )
         setting = run_setting(flatten({"model": cfg.model.as_dict(), "data": cfg.data.as_dict()}))
@@ -271,6 +273,18 @@ class VideonormCLI(LightningCLI):
         trainer = super().instantiate_trainer(default_root_dir=str(self.run_dir), callbacks=callbacks, **kwargs)
         trainer.loggers = [*trainer.loggers, RunRecordLogger(**self.record)]  # after W&B: it stays trainer.logger
         return trainer
+
+    def _parse_ckpt_path(self) -> None:
+        """Lightning's step that lays a checkpoint's hyperparameters over the model config, for checkpoints of any
+        videonorm version: spec fields stored flat (before ``model.net`` existed) are moved under ``net`` first."""
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if not (ckpt_path and Path(ckpt_path).is_file()):
+            return
+        hparams = torch.load(ckpt_path, weights_only=True, map_location="cpu").get("hyper_parameters") or {}
+        hparams.pop("_instantiator", None)
+        if hparams:
+            self.config = self.parser.parse_object({subcommand: {"model": lift_legacy(hparams)}}, self.config)
 
     @staticmethod
     def subcommands() -> dict[str, set[str]]:

@@ -34,8 +34,8 @@ from torchmetrics.functional.classification import multiclass_accuracy
 
 from videonorm.data.transforms import KINETICS_MEAN, KINETICS_STD, ClipNormalize
 from videonorm.identity import INIT_HASH_KEY, INIT_SOURCE_KEY
-from videonorm.models import build_model
-from videonorm.models.norm import is_norm
+from videonorm.models import ModelSpec, build_model
+from videonorm.models.norm.build import is_norm
 from videonorm.models.pretrained import initialize_from
 from videonorm.train.metrics import UniqueVideoAccuracy, VideoLevelAccuracy
 from videonorm.train.schedule import EpochSchedule
@@ -45,23 +45,11 @@ class VideoClassifier(pl.LightningModule):
     """I3D ResNet trained with cross-entropy and SGD; norm and batch-size experiments change only plain values.
 
     Args:
-        arch: Backbone name (key of ``videonorm.models.BACKBONES``).
-        depth: ResNet depth (50 in the paper).
-        width: Stem width (64 in the paper; small widths for CPU demos).
-        norm: Norm scheme name (``videonorm.models.norm.NORM_NAMES``). ``syncbn`` is the only way SyncBN is used.
-        norm_groups: Group count for the grouped norms (``gn``, ``gn_ws``, ``evonorm_s0``).
-        norm_sync_group: ``syncbn`` only: processes whose batches each BN statistic pools, in groups of consecutive
-            ranks (0: all processes; 1: per-device BN); must divide the number of processes.
-        norm_options: Overrides of the norm scheme's paper options, e.g. ``{"warmup_steps": 500}`` for ``brn``
-            (``videonorm.models.norm.SCHEMES``).
-        num_classes: Output classes; linked from ``data.num_classes`` by the CLI.
-        dropout: Dropout before the classifier.
-        zero_init_residual: Zero-init the last norm's gamma in each residual block.
+        net: The network (``videonorm.models.ModelSpec``: backbone, depth, width, norm and its options, classes,
+            dropout, zero-init); ``model.net.*`` in configs, ``num_classes`` linked from ``data.num_classes``.
         pretrained_2d: 2D ImageNet ResNet to inflate when a fit starts (never when it resumes from a checkpoint):
             a file path, ``caffe2-bgr:``/``caffe2-rgb:`` + a Caffe2 ``.pkl``, ``torchvision:<WeightsEnum>`` or
             ``timm:<model>`` (``videonorm.models.pretrained``); None trains from scratch.
-        stem_pool_padding: Spatial padding of the stem max-pool: 1 (torchvision, 56 x 56 at res2) or 0 (the
-            Non-local code, 55 x 55).
         lr: Base learning rate for the whole (all-device) batch; the configs apply the linear scaling rule.
         momentum: SGD momentum.
         nesterov: Nesterov momentum.
@@ -78,18 +66,8 @@ class VideoClassifier(pl.LightningModule):
 
     def __init__(
         self,
-        arch: str = "i3d_resnet",
-        depth: int = 50,
-        width: int = 64,
-        norm: str = "bn",
-        norm_groups: int = 32,
-        norm_sync_group: int = 0,
-        norm_options: dict[str, float] | None = None,
-        num_classes: int = 400,
-        dropout: float = 0.5,
-        zero_init_residual: bool = True,
+        net: ModelSpec = ModelSpec(),
         pretrained_2d: str | None = None,
-        stem_pool_padding: int = 1,
         lr: float = 0.01,
         momentum: float = 0.9,
         nesterov: bool = False,
@@ -107,21 +85,12 @@ class VideoClassifier(pl.LightningModule):
         # logger=False: W&B gets the full flattened CLI config instead (videonorm.train.logger.run_config);
         # the hparams still go into every checkpoint.
         self.save_hyperparameters(logger=False)
-        self.model = build_model(
-            arch,
-            depth=depth,
-            norm=norm,
-            norm_groups=norm_groups,
-            norm_sync_group=norm_sync_group,
-            norm_options=norm_options,
-            num_classes=num_classes,
-            width=width,
-            dropout=dropout,
-            zero_init_residual=zero_init_residual,
-            stem_pool_padding=stem_pool_padding,
-        )
+        self.net = ModelSpec.of(net)  # a checkpoint's hyperparameters hold the spec as a plain dict
+        self.hparams["net"] = self.net.as_dict()  # so that torch.load(weights_only=True) reads them back
+        self.model = build_model(self.net)
         # what pretrained_2d put into the model (videonorm.models.pretrained.describe), kept in every checkpoint
         self.pretrained_2d_info: dict[str, Any] | None = None
+        num_classes = self.net.num_classes
         self.top_k = min(5, num_classes)  # top-5 is undefined with fewer than 5 classes (tiny demos)
         self.train_loss_epoch = MeanMetric()
         self.train_top1_epoch = MulticlassAccuracy(num_classes, top_k=1, average="micro")
@@ -168,7 +137,7 @@ class VideoClassifier(pl.LightningModule):
             The initialization's identity (source, spec, sha256 of the 2D weights, norm, groups), also stored in
             every checkpoint of the run.
         """
-        info = initialize_from(self.model, spec).describe()
+        info = initialize_from(self.model, spec, self.net).describe()
         self.pretrained_2d_info = info
         rank_zero_info(f"model.pretrained_2d: inflated {spec} ({info['source']}, {info['norm']}, "
                        f"sha256 {info['sha256']})")
@@ -221,7 +190,7 @@ class VideoClassifier(pl.LightningModule):
         self.log("val/videos", result["videos"], on_step=False, on_epoch=True, sync_dist=True)
 
     def _accuracy(self, logits: Tensor, label: Tensor, k: int) -> Tensor:
-        return multiclass_accuracy(logits.detach(), label, self.hparams.num_classes, top_k=k, average="micro")
+        return multiclass_accuracy(logits.detach(), label, self.net.num_classes, top_k=k, average="micro")
 
     def _log_skipped(self, batch: dict[str, Tensor], name: str) -> None:
         if "skipped" in batch:

@@ -1,13 +1,31 @@
-"""Weight standardization for the group-norm family: the convolution half of ``gn_ws``.
-
-GN itself is ``nn.GroupNorm`` (per sample over (C/G, T, H, W)); it needs no class of its own here.
-"""
+"""The group-norm family on `(N, C, T, H, W)`: GN (LN and IN are GN with 1 and C groups) and the weight-standardized
+convolution of ``gn_ws``."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+
+class GroupNorm3d(nn.GroupNorm):
+    """``nn.GroupNorm`` built like the BN layers, channel count first (timm's ``GroupNorm`` does the same "for
+    consistency in swapping norm layers with BN"): per sample over (C/G, T, H, W). Same state dict as
+    ``nn.GroupNorm``.
+
+    Args:
+        num_features: channel count C.
+        groups: G; must divide C.
+        eps: added to each group's variance.
+    """
+
+    def __init__(self, num_features: int, groups: int = 32, eps: float = 1e-5) -> None:
+        super().__init__(groups, num_features, eps=eps)
+
+    @property
+    def num_features(self) -> int:
+        """C, under the name the other norm layers use."""
+        return self.num_channels
 
 
 class StdConv3d(nn.Conv3d):
