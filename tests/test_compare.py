@@ -466,10 +466,10 @@ DEMO = REPO / "videonorm" / "configs" / "demo"
 FITS = (("bn", 4, True), ("bn", 2, False), ("gn", 4, True), ("gn", 2, False))  # norm, clips per device, tested
 
 
-def _cli_args(norm: str, batch: int, data: Path, runs: Path, epochs: int) -> list[str]:
+def _cli_args(norm: str, batch: int, data: Path, runs: Path, epochs: int, lr_per_16: float = 0.03) -> list[str]:
     return [
         "--config", str(DEMO / "b4_8x2.yaml"), "--model.net.norm", norm, "--data.root", str(data),
-        "--trainer.default_root_dir", str(runs),
+        "--trainer.default_root_dir", str(runs), "--model.lr", str(lr_per_16 * batch / 16),  # linear scaling
         "--trainer.max_epochs", str(epochs), "--data.batch_size", str(batch), "--precise_bn.num_batches", "1",
         "--data.test_clips", "1", "--data.test_crops", "1", "--trainer.check_val_every_n_epoch", "1",
         "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
@@ -495,8 +495,13 @@ def fitted(tmp_path_factory) -> dict[str, Path]:
         if tested:
             assert main(["test", *args, "--ckpt_path", "best"]) == 0
     assert main(["fit", *_cli_args("gn", 2, root / "data_other", root / "runs_other", epochs=1)]) == 0
+    # the same GN cells as above but for the lr (x 1/3), or the epochs: other recipes, named apart
+    for name, lr, epochs in (("gn-lr", 0.01, 2), ("gn-ep", 0.03, 1)):
+        for batch in (4, 2):
+            named = ["--trainer.logger.init_args.name", f"{name}-b{batch}"]
+            assert main(["fit", *_cli_args("gn", batch, root / "data", root / "recipes", epochs, lr), *named]) == 0
     wandb.teardown()  # wait until wandb-core has written every offline run completely (see write_offline_run)
-    return {"runs": root / "runs", "other": root / "runs_other"}
+    return {"runs": root / "runs", "other": root / "runs_other", "recipes": root / "recipes"}
 
 
 def leet_run(run_dir: Path) -> dict:
@@ -642,3 +647,21 @@ def test_runs_written_before_the_model_spec_are_the_same_cell():
     old = {k.replace("model.net.", "model."): v for k, v in new.items()}
     assert run_setting(old) == run_setting(new)
     assert identity.run_name(run_setting(old)) == "i3d_r14-gn-g4-w16-b4-8x2"
+
+
+def test_runs_that_differ_only_in_lr_or_epochs_are_never_averaged(fitted, tmp_path):
+    """GN at 4 and 2 clips per device three times over: the fixture's recipe, a third of its lr, half its epochs.
+    Each recipe is its own row, named by what differs, with its own verdict; no cell has n > 1."""
+    out = tmp_path / "out"
+    assert compare.main([str(fitted["runs"]), str(fitted["recipes"]), "--out", str(out), "--metric", "val"]) == 0
+    md = (out / "compare.md").read_text()
+    rows = [line for line in md.splitlines() if line.startswith("| GN (G=4)")]
+    assert len(rows) == 3, md
+    assert {r.split(" |")[0] for r in rows} == {
+        "| GN (G=4) [epochs 2, lr/clip 0.001875]", "| GN (G=4) [epochs 2, lr/clip 0.000625]",
+        "| GN (G=4) [epochs 1, lr/clip 0.001875]"}
+    assert "±" not in "".join(rows)  # one seed per cell: nothing averaged
+    csv_rows = list(csv.DictReader((out / "compare.csv").open()))
+    assert all(row["n"] == "1" for row in csv_rows)
+    lines = [line for line in md.splitlines() if line.startswith("- GN (G=4) [")]
+    assert len(lines) == 3 and all("4 -> 2 clips/device" in line for line in lines)

@@ -6,6 +6,8 @@ by :func:`run_setting`:
 * the network (:class:`Row`): architecture and depth, width, norm and its groups (for norms that use groups), the
   initialization (``scratch``, or the 2D ImageNet source and the hash of its weights), the number of classes and the
   stem's max-pool padding;
+* how it was trained and tested (:class:`Recipe`, part of the row): learning rate per clip, epochs, schedule,
+  warmup, optimizer, weight decays, zero-init, dropout, precision, the norm's own options, augmentation, test views;
 * what a step sees (:class:`Column`): clips per device, devices x nodes (``world_size``, once a run has logged it),
   frames x stride, repeated augmentation.
 
@@ -22,12 +24,14 @@ comparisons alike: its statistics pool k x batch clips, another experiment than 
 64, ``-ra`` only for repeated augmentation (``data.repeat_aug`` > 1), ``-in1k`` only for runs initialized from a
 2D ImageNet model, ``-s`` only for seeds other than 0, so seed repeats never share a directory. The device count is
 not in the name (``devices: auto`` is only resolved when the run starts); two runs that differ only in it or in
-their 2D source share a name, and the CLI refuses to let one overwrite the other.
+their 2D source share a name, and the CLI refuses to let one overwrite the other. Neither is the recipe: two runs of
+one name with different recipes are never averaged, and ``videonorm demo`` names a run of another recipe apart.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -130,9 +134,117 @@ def _int_or_none(value: Any) -> int | None:
     return None if value is None else int(value)
 
 
+# The recipe: what changes a result besides the network, the batch and the seed, as config keys and the short names
+# shown where two recipes differ. The learning rate and the schedule options in steps are read apart (_lr_per_clip,
+# _norm_options): in the terms the batch-size rules keep constant.
+RECIPE_KEYS = {
+    "trainer.max_epochs": "epochs", "trainer.precision": "precision",
+    "trainer.accumulate_grad_batches": "grad accumulation", "trainer.gradient_clip_val": "grad clip",
+    "model.schedule": "schedule", "model.lr_steps": "lr steps", "model.lr_gamma": "lr gamma",
+    "model.warmup_epochs": "warmup epochs", "model.warmup_start_factor": "warmup start",
+    "model.momentum": "momentum", "model.nesterov": "nesterov", "model.weight_decay": "weight decay",
+    "model.norm_weight_decay": "norm weight decay", "model.mean": "input mean", "model.std": "input std",
+    "net.zero_init_residual": "zero-init", "net.dropout": "dropout",
+    "data.train_min_scale": "train scale min", "data.train_max_scale": "train scale max",
+    "data.crop_size": "crop", "data.train_flip": "flip", "data.window_align": "window align",
+    "data.test_scale": "test scale", "data.test_crop_size": "test crop", "data.test_clips": "test clips",
+    "data.test_crops": "test crops",
+}  # fmt: skip
+STEPS_PER_EPOCH_KEY = "train.steps_per_epoch"  # logged by the module when a fit starts
+
+
+def _canonical(value: Any) -> Any:
+    """A hashable value that prints the same for the same number: lists as tuples, floats to 6 digits."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_canonical(v) for v in value)
+    if isinstance(value, float):
+        return float(f"{value:.6g}")
+    return value
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a network was trained and tested, in terms that the batch-size rules keep constant: the learning rate per
+    clip (linear scaling keeps it), epochs, schedule, warmup, optimizer, weight decays, zero-init, dropout,
+    precision, the norm's own options (those counted in steps as a fraction of the run's steps), the augmentation
+    and the test views. Two runs with different recipes are different experiments.
+
+    Attributes:
+        items: ``(name, value)`` pairs, sorted by name (missing values None).
+    """
+
+    items: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def digest(self) -> str:
+        """Six hex digits that name the recipe where a name must tell recipes apart."""
+        return hashlib.sha1(repr(self.items).encode()).hexdigest()[:6]
+
+    def text(self, names: Iterable[str]) -> str:
+        """``lr/clip 0.001875, epochs 10``: the values of ``names``."""
+        values = dict(self.items)
+        return ", ".join(f"{name} {_show(values.get(name))}" for name in names)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, tuple):
+        return "[" + ", ".join(map(_show, value)) + "]"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def recipe_differences(recipes: Iterable[Recipe]) -> list[str]:
+    """The recipe names whose values are not the same in all of ``recipes``."""
+    dicts = [dict(r.items) for r in recipes]
+    names = sorted(set().union(*dicts)) if dicts else []
+    return [n for n in names if len({repr(d.get(n)) for d in dicts}) > 1]
+
+
+def _lr_per_clip(config: Mapping[str, Any]) -> float | None:
+    """``model.lr`` over the clips of one step (clips per device x devices x gradient accumulation)."""
+    lr, batch = config.get("model.lr"), config.get("data.batch_size")
+    world = config.get("world_size")
+    if world is None and all(isinstance(config.get(k), int) for k in ("trainer.devices", "trainer.num_nodes")):
+        world = config["trainer.devices"] * config["trainer.num_nodes"]
+    if lr is None or batch is None or world is None:
+        return None
+    return float(lr) / (int(batch) * int(world) * int(config.get("trainer.accumulate_grad_batches") or 1))
+
+
+def _norm_options(config: Mapping[str, Any], net: Mapping[str, Any]) -> dict[str, Any]:
+    """The norm's options as configured; those counted in optimizer steps (Batch Renorm's schedule) as a fraction
+    of the run's steps when the run logged its steps per epoch, so that a schedule the demo scales with each run's
+    length is one recipe at every batch size."""
+    options = dict(net.get("norm_options") or {})
+    for prefix in (CONFIG_PREFIX + "norm_options.", "model.norm_options."):  # flatten() spreads the mapping out
+        options.update({k[len(prefix):]: v for k, v in config.items() if k.startswith(prefix)})
+    steps_per_epoch, epochs = config.get(STEPS_PER_EPOCH_KEY), config.get("trainer.max_epochs")
+    out = {}
+    for name, value in options.items():
+        if name.endswith("_steps") and steps_per_epoch and epochs and value is not None:
+            # to the percent: each run rounds its own step counts, which moves the fraction by less than that
+            out[f"{name[:-len('_steps')]} at run fraction"] = round(value / (steps_per_epoch * epochs), 2)
+        else:
+            out[name] = value
+    return out
+
+
+def run_recipe(config: Mapping[str, Any]) -> Recipe:
+    """The recipe of a run, from its flattened config.
+
+    Args:
+        config: ``flatten``ed run config.
+    """
+    net = ModelSpec.read_config(config)
+    values: dict[str, Any] = {"lr/clip": _lr_per_clip(config)}
+    for key, name in RECIPE_KEYS.items():
+        values[name] = net.get(key[4:]) if key.startswith("net.") else config.get(key)
+    values.update({f"norm option {k}": v for k, v in _norm_options(config, net).items()})
+    return Recipe(tuple(sorted((name, _canonical(value)) for name, value in values.items())))
+
+
 @dataclass(frozen=True)
 class Row:
-    """A table row: the network (architecture, depth, width, norm and its groups, initialization)."""
+    """A table row: the network (architecture, depth, width, norm and its groups, initialization) and its recipe."""
 
     depth: int | None
     width: int | None
@@ -142,6 +254,7 @@ class Row:
     init: str = SCRATCH  # "scratch", or "<2D source> <hash>" (see init_text)
     num_classes: int | None = None  # the classifier's outputs (None: not in the config)
     stem_pool_padding: int | None = None  # 1: 56x56 at res2 (pytorchvideo), 0: 55x55 (the original I3D)
+    recipe: Recipe = Recipe()
 
     @property
     def label(self) -> str:
@@ -236,6 +349,7 @@ def run_setting(config: Mapping[str, Any]) -> Setting:
         init=init_text(config),
         num_classes=_int_or_none(net.get("num_classes")),
         stem_pool_padding=_int_or_none(net.get("stem_pool_padding")),
+        recipe=run_recipe(config),
     )
     column = Column(
         batch_size=int(config["data.batch_size"]),

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from videonorm.identity import Setting, run_setting
+from videonorm.identity import Row, Setting, recipe_differences, run_setting
 from videonorm.record import diverged_info
 from videonorm.results import paper
 from videonorm.results.runs import RunData
@@ -236,8 +236,32 @@ def build_comparison(
     cells = [_aggregate(s, rs, metric) for s, rs in by_setting.items()]
     for cell in cells:
         warnings.extend(cell.notes)
-    judged = verdicts([(c.setting.row, c.setting.column, c.top1_values) for c in cells])
+    labels = row_labels_of([c.setting.row for c in cells])
+    judged = verdicts([(c.setting.row, c.setting.column, c.top1_values) for c in cells], labels)
     return Comparison(cells, metric, chosen, excluded, warnings, judged, diverged)
+
+
+def _sharing_a_label(labels: dict[Row, str]) -> list[list[Row]]:
+    groups: dict[str, list[Row]] = defaultdict(list)
+    for row, label in labels.items():
+        groups[label].append(row)
+    return [rows for rows in groups.values() if len(rows) > 1]
+
+
+def row_labels_of(rows: Sequence[Row]) -> dict[Row, str]:
+    """Row labels: the norm (``GN (G=4)``); prefixed with the whole network where rows of one norm differ in it (the
+    paper's BN and GN rows differ in their ImageNet source too, but their norms already name them); and where one
+    network and norm was trained with several recipes, each row followed by its values of what differs
+    (``GN (G=4) [epochs 10, lr/clip 0.000625]``): different recipes are never averaged, and never unnamed."""
+    labels = {row: row.label for row in dict.fromkeys(rows)}
+    for same in _sharing_a_label(labels):
+        if len({row.network for row in same}) > 1:
+            labels.update({row: f"{row.network}: {labels[row]}" for row in same})
+    for same in _sharing_a_label(labels):
+        differ = recipe_differences(row.recipe for row in same)
+        if differ:
+            labels.update({row: f"{labels[row]} [{row.recipe.text(differ)}]" for row in same})
+    return labels
 
 
 def _diverged_text(run: RunData) -> str:

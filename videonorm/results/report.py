@@ -13,7 +13,7 @@ from typing import Any
 from videonorm.files import write_csv_atomic, write_text_atomic
 from videonorm.identity import Column, Row, Setting
 from videonorm.results import paper
-from videonorm.results.comparison import METRIC_TEXT, Cell, Comparison
+from videonorm.results.comparison import METRIC_TEXT, Cell, Comparison, row_labels_of
 
 # ---------------------------------------------------------------- labels and ordering
 
@@ -33,15 +33,6 @@ def _row_key(row: Row) -> tuple:
 def _col_key(col: Column) -> tuple:
     # the paper's order: 8 (32f), 4 (32f), 4 (64f); repeated augmentation after the plain column
     return (-col.batch_size, col.num_frames, -(col.sampling_rate or 0), col.repeat_aug, col.world_size or 0)
-
-
-def _row_labels(rows: list[Row]) -> dict[Row, str]:
-    """Row labels: the norm, prefixed with the whole network where the norm alone does not tell rows apart (the
-    paper's BN and GN rows differ in their ImageNet source too, but their norms already name them)."""
-    plain = [row.label for row in rows]
-    if len(set(plain)) == len(plain):
-        return dict(zip(rows, plain))
-    return {row: f"{row.network}: {row.label}" for row in rows}
 
 
 def _column_labels(cols: list[Column]) -> dict[Column, str]:
@@ -84,7 +75,7 @@ def markdown_table(comp: Comparison) -> str:
     by_key = {(c.setting.row, c.setting.column): c for c in comp.cells}
     rows = sorted({row for row, _ in by_key}, key=_row_key)
     cols = sorted({col for _, col in by_key}, key=_col_key)
-    col_labels, row_labels = _column_labels(cols), _row_labels(rows)
+    col_labels, row_labels = _column_labels(cols), row_labels_of(rows)
     with_paper = {c.setting.column for c in comp.cells if c.paper}
     header = ["norm"]
     for col in cols:
@@ -220,17 +211,17 @@ def make_plots(comp: Comparison, out: Path) -> list[Path]:
     columns = sorted({c.setting.column for c in comp.cells}, key=_col_key)
     colors = plots.batch_colors(columns)
     rows = sorted({c.setting.row for c in comp.cells}, key=_row_key)
-    markers = {row.label: "osD^v<>pPXhd*H8"[i % 15] for i, row in enumerate(rows)}  # one per table row (norm)
+    row_labels = row_labels_of(rows)
+    markers = {row: "osD^v<>pPXhd*H8"[i % 15] for i, row in enumerate(rows)}  # one per table row (norm)
     curves = []
     for cell in sorted(comp.cells, key=lambda c: (_col_key(c.setting.column), _row_key(c.setting.row))):
         runs = [[(e, 100.0 - acc) for e, acc in r.curve] for r in cell.results if r.curve]
         if runs:
             row, col = cell.setting.row, cell.setting.column
-            label = (f"{row.label}, {col.batch_size} clips/dev, {col.num_frames}f"
+            label = (f"{row_labels[row]}, {col.batch_size} clips/dev, {col.num_frames}f"
                      + col.repeat_text + (f" (n={len(runs)})" if len(runs) > 1 else ""))
-            curves.append(plots.Curve(label, paper.linestyle(row.norm), colors[col], runs, markers[row.label]))
+            curves.append(plots.Curve(label, paper.linestyle(row.norm), colors[col], runs, markers[row]))
     points, paper_points = [], []
-    row_labels = _row_labels(rows)
     for cell in comp.cells:
         row, col = cell.setting.row, cell.setting.column
         series = (f"{row_labels[row]}, {col.num_frames}f" + (f" x{col.sampling_rate}" if col.sampling_rate else "")

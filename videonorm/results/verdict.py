@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from videonorm.identity import Column, Row
@@ -59,6 +59,7 @@ class Verdict:
     change: float  # small - large, points of top-1
     change_se: float | None
     call: str  # "drops", "rises" or "inconclusive"
+    label: str = ""  # the row as the table names it (default: the norm)
 
     @property
     def line(self) -> str:
@@ -72,7 +73,7 @@ class Verdict:
         else:
             call = f"{self.call} (beyond {SIGNIFICANCE:g} SE)"
         shape = f"{self.shape.num_frames}f x{self.shape.sampling_rate}{self.shape.repeat_text}"
-        return (f"{self.row.label}, {shape}: top-1 at {self.large_batch} -> {self.small_batch} clips/device "
+        return (f"{self.label or self.row.label}, {shape}: top-1 at {self.large_batch} -> {self.small_batch} clips/device "
                 f"{self.large.text()} -> {self.small.text()}, change {change}: {call}")
 
 
@@ -83,11 +84,13 @@ def judge(change: float, change_se: float | None) -> str:
     return "drops" if change < 0 else "rises"
 
 
-def verdicts(cells: Sequence[tuple[Row, Column, Sequence[float]]]) -> list[Verdict]:
+def verdicts(cells: Sequence[tuple[Row, Column, Sequence[float]]], labels: Mapping[Row, str] | None = None
+             ) -> list[Verdict]:
     """One verdict per series of cells that spans at least two batch sizes.
 
     Args:
         cells: ``(row, column, per-seed top-1 values)`` per cell.
+        labels: how the table names each row (default: its norm).
 
     Returns:
         The verdicts, in the order of the series' first cell.
@@ -106,5 +109,5 @@ def verdicts(cells: Sequence[tuple[Row, Column, Sequence[float]]]) -> list[Verdi
         change = small.mean - large.mean
         change_se = math.hypot(large.se, small.se) if large.se is not None and small.se is not None else None
         out.append(Verdict(row, by_batch[large_b][0], large_b, small_b, large, small, change, change_se,
-                           judge(change, change_se)))
+                           judge(change, change_se), (labels or {}).get(row, "")))
     return out

@@ -33,7 +33,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from torchmetrics.functional.classification import multiclass_accuracy
 
 from videonorm.data.transforms import KINETICS_MEAN, KINETICS_STD, ClipNormalize
-from videonorm.identity import INIT_HASH_KEY, INIT_SOURCE_KEY
+from videonorm.identity import INIT_HASH_KEY, INIT_SOURCE_KEY, STEPS_PER_EPOCH_KEY
 from videonorm.models import ModelSpec, build_model
 from videonorm.models.norm.build import is_norm
 from videonorm.models.pretrained import initialize_from
@@ -122,9 +122,13 @@ class VideoClassifier(pl.LightningModule):
         if self.hparams.pretrained_2d and self.trainer.ckpt_path is None and self.pretrained_2d_info is None:
             self.load_pretrained_2d(self.hparams.pretrained_2d)
         info = self.pretrained_2d_info
-        if info:  # fresh or resumed, the run's config says which 2D weights it started from (identity.init_text)
-            for logger in self.loggers:
-                logger.log_hyperparams({INIT_SOURCE_KEY: info["source"], INIT_HASH_KEY: info["sha256"]})
+        # the run's config records what only the fit knows: which 2D weights it started from (identity.init_text),
+        # and its steps per epoch (identity.run_recipe reads schedules counted in steps as fractions of the run)
+        params = {STEPS_PER_EPOCH_KEY: self._steps_per_epoch()}
+        if info:
+            params.update({INIT_SOURCE_KEY: info["source"], INIT_HASH_KEY: info["sha256"]})
+        for logger in self.loggers:
+            logger.log_hyperparams(params)
 
     def load_pretrained_2d(self, spec: str) -> dict[str, Any]:
         """Inflate a 2D ImageNet ResNet into the 3D model (``videonorm.models.pretrained.initialize_from``).
