@@ -343,6 +343,7 @@ def test_verify_verdict_is_the_training_verdict(tmp_path, decoder):
         "cut.mp4": lambda p: test_videos.write_cut_video(p, 40, 13, gop=8),
         "cut_at_key_frame.mp4": lambda p: test_videos.write_cut_video(p, 40, 8, gop=8),
         "cut_long_gop.mp4": lambda p: test_videos.write_cut_video(p, 40, 13, gop=40),
+        "joined.ts": test_videos.write_concatenated_ts,  # timestamps restart: read in stream order, kept
         "truncated.mp4": lambda p: test_videos.write_truncated_video(p, 40, keep_fraction=0.6, gop=8),
         "not_a_video.mp4": test_videos.write_not_a_video,
     }
@@ -366,7 +367,7 @@ def test_verify_verdict_is_the_training_verdict(tmp_path, decoder):
             pass
     assert kept == readable
     assert {"good.mp4", "rotated.mp4", "program_stream.mpg", "cut.mp4", "cut_at_key_frame.mp4",
-            "cut_long_gop.mp4"} <= kept
+            "cut_long_gop.mp4", "joined.ts"} <= kept
     assert {"truncated.mp4", "not_a_video.mp4"} <= set(names) - kept
     statuses = {Path(r[0]).name: r[3] for r in rows_of(tmp_path / "train.txt.bad.csv")}
     assert statuses == {"truncated.mp4": "truncated", "not_a_video.mp4": "unreadable", "gone.mp4": "missing"}

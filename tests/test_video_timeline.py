@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.videos import frame_indices, write_cut_video, write_video
+from tests.videos import frame_indices, write_concatenated_ts, write_cut_video, write_video
 from videonorm.data import video
 from videonorm.data.video import BACKENDS, DecoderUnavailableError, read_frames, require_backend, video_info
 
@@ -94,3 +94,23 @@ def test_every_backend_shows_the_cut_file_as_players_do(cut_mp4, backend, caplog
         assert declined and all("edit list" in m for m in declined), declined
     else:
         assert not declined
+
+
+@pytest.fixture(scope="module")
+def joined_ts(tmp_path_factory):
+    """Two 8-frame MPEG-TS recordings joined as ``cat a.ts b.ts`` joins them: timestamps restart at frame 8."""
+    return write_concatenated_ts(tmp_path_factory.mktemp("joined") / "joined.ts", ((8, 64, 48), (8, 64, 48)))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_timestamps_that_restart_are_read_in_stream_order(joined_ts, backend):
+    # frame k is the k-th frame of the stream (presentation order within each recording), alone or with others
+    backend = usable(backend)
+    with av.open(str(joined_ts)) as container:  # the premise: the second recording's timestamps start again
+        pts = [frame.pts for frame in container.decode(video=0)]
+    assert pts[8:] == pts[:8]
+    assert frame_indices(shown_frames(joined_ts)) == list(range(16))
+    assert video_info(joined_ts, backend) == (16, 25.0)
+    assert frame_indices(read_frames(joined_ts, list(range(16)), backend)) == list(range(16))
+    assert [frame_indices(read_frames(joined_ts, [k], backend))[0] for k in range(16)] == list(range(16))
+    assert frame_indices(read_frames(joined_ts, [15, 0, 9, 9, 4], backend)) == [15, 0, 9, 9, 4]

@@ -15,7 +15,7 @@ Public API (other test modules import these; keep it small and stable)::
     write_truncated_video(path, num_frames=40, keep_fraction=0.5, **write_video_kwargs) -> Path
     write_not_a_video(path) -> Path
     write_cut_video(path, num_frames=40, cut=13, **write_video_kwargs) -> Path   # mp4 cut as `ffmpeg -ss -c copy` cuts
-    write_concatenated_ts(path, segments=((8, 64, 48), (8, 64, 48)), fps=25, gop=4) -> Path   # `cat a.ts b.ts`
+    write_concatenated_ts(path, segments=((8, 64, 48), (8, 64, 48)), fps=25, gop=None) -> Path   # `cat a.ts b.ts`
     frame_index(frame) -> int            # one decoded frame, (3, H, W) or (H, W, 3), uint8
     frame_indices(frames) -> list[int]   # (T, 3, H, W) or (T, H, W, 3)
     make_dataset(root, num_classes=2, per_class=3, ...) -> dict   # videos + manifests + classes.txt
@@ -302,7 +302,7 @@ def write_cut_video(path: str | Path, num_frames: int = 40, cut: int = 13, **kwa
 
 def write_concatenated_ts(
     path: str | Path, segments: Sequence[tuple[int, int, int]] = ((8, 64, 48), (8, 64, 48)), fps: int = 25,
-    gop: int = 4,
+    gop: int | None = None,
 ) -> Path:
     """Write MPEG-TS recordings one after the other into one file, as ``cat a.ts b.ts > path`` does.
 
@@ -313,7 +313,7 @@ def write_concatenated_ts(
         path: Output file (.ts).
         segments: ``(frames, width, height)`` per recording; different sizes give a frame size change mid-stream.
         fps: Frame rate of every recording.
-        gop: Key frame interval (B frames too, as x264 writes them).
+        gop: Key frame interval (default: the encoder's, so one key frame per short recording); B frames too.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

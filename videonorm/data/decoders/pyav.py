@@ -19,9 +19,9 @@ count) includes the samples the edit list drops, so a file that seems to hold fe
 again without the edit list before it is called truncated. ``get`` seeks to the key frame at or before the first wanted frame
 and decodes forward only as far as the last one, seeking again across a gap that holds a key frame well past the
 previous wanted frame (a start/middle/end check, clips spread over a video); if decoding after a seek meets an
-unknown pts or misses a
-wanted frame (MPEG-PS and -TS seek by byte position and can land late), it decodes again from the start and
-counts frames.
+unknown pts or misses a wanted frame (MPEG-PS and -TS seek by byte position and can land late), it decodes again
+from the start and counts frames. Files whose timestamps restart (recordings joined end to end) are always
+decoded from the start: frame ``i`` is then the ``i``-th frame of the stream (see ``Reader``).
 
 The display matrix of the stream (rotation by multiples of 90 degrees, mirroring) is applied as FFmpeg's
 ``ffmpeg`` program and players apply it.
@@ -210,10 +210,10 @@ class Reader:
         self.fps = float(rate) if rate else 0.0
         announced = int(stream.frames or 0)
         try:
-            packets = [(packet.pts, packet.is_keyframe, packet.is_discard)
+            packets = [(packet.pts, packet.dts, packet.is_keyframe, packet.is_discard)
                        for packet in self._container.demux(stream) if packet.size]
             # shown frames only: a discarded packet (before an edit list's start) is decoded but never output
-            shown = [(pts, key) for pts, key, discard in packets if not discard]
+            shown = [(pts, key) for pts, _, key, discard in packets if not discard]
             if announced and len(packets) < announced:  # fewer samples than the header counts: cut download, or
                 held = _count_packets(path, {"ignore_editlist": "1"})  # samples an edit list dropped (see above)
                 if held < announced:
@@ -230,8 +230,21 @@ class Reader:
         if not pts:
             self._container.close()
             raise VideoDecodeError(path, "no video frames", "empty")
-        # pts -> frame index; None when some packet has no pts (then frames are counted from the start)
-        self._index_of = None if None in pts else {p: i for i, p in enumerate(sorted(pts))}
+        # Frames are counted in a decode from the start, not looked up by pts, when a pts cannot name one frame:
+        # a packet without pts, or timestamps that go back in decode order. The latter are MPEG-TS recordings
+        # joined end to end (``cat a.ts b.ts``: capture tools, some mirrors), each with its clock starting again.
+        # Sorting their pts would interleave the recordings, and a seek to a pts could land in either (frames 0-7
+        # read together were 0..7, each alone [0, 8, 2, 9, ...]). Such a file plays: players show the recordings
+        # one after the other (ffmpeg too, which mends timestamp jumps of formats that allow them), and so
+        # does the decode from the start, presentation order within each recording. So frame k is the k-th frame
+        # of the stream, alone or with others; only slower to reach (every read decodes from the start). That
+        # keeps a playable video, where declining it would have training skip it and verify --drop delete it.
+        dts = [d for _, d, _, _ in packets if d is not None]
+        restart = next((i + 1 for i in range(len(dts) - 1) if dts[i + 1] < dts[i]), None)
+        self._sequential = ("packets without pts" if None in pts else
+                            None if restart is None else f"timestamps restart at packet {restart}")
+        # pts -> frame index; None when frames are counted from the start
+        self._index_of = None if self._sequential else {p: i for i, p in enumerate(sorted(pts))}
         self._sorted_pts = None if self._index_of is None else sorted(pts)
         self._keyframes = [] if self._index_of is None else sorted(self._index_of[p] for p, key in shown if key)
         self._to_rgb = rgb_converter()
@@ -261,8 +274,8 @@ class Reader:
 
         try:
             try:
-                if self._index_of is None:
-                    raise _SeekMiss("packets without pts")
+                if self._sequential:
+                    raise _SeekMiss(self._sequential)
                 frames = self._get_seeking(wanted)
             except _SeekMiss as miss:
                 log.debug("%s: %s; decoding from the start", self._path, miss)
