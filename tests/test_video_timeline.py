@@ -15,7 +15,15 @@ import torch
 
 from tests.videos import frame_indices, write_concatenated_ts, write_cut_video, write_video
 from videonorm.data import video
-from videonorm.data.video import BACKENDS, DecoderUnavailableError, read_frames, require_backend, video_info
+from videonorm.data.dataset import ClipSpec, VideoDataset
+from videonorm.data.video import (
+    BACKENDS,
+    DecoderUnavailableError,
+    VideoDecodeError,
+    read_frames,
+    require_backend,
+    video_info,
+)
 
 GOP = 8  # key frames of the source: 0, 8, 16, ...
 
@@ -114,3 +122,22 @@ def test_timestamps_that_restart_are_read_in_stream_order(joined_ts, backend):
     assert frame_indices(read_frames(joined_ts, list(range(16)), backend)) == list(range(16))
     assert [frame_indices(read_frames(joined_ts, [k], backend))[0] for k in range(16)] == list(range(16))
     assert frame_indices(read_frames(joined_ts, [15, 0, 9, 9, 4], backend)) == [15, 0, 9, 9, 4]
+
+
+def test_a_frame_size_change_is_named_with_the_frame_where_it_happens(tmp_path):
+    # recordings of two sizes joined end to end: a clip across the change cannot be one tensor; the reason says
+    # why (it was numpy's "all input arrays must have the same shape"), in read_frames, verify and training alike
+    path = write_concatenated_ts(tmp_path / "resized.ts", ((8, 64, 48), (8, 96, 72)))
+    assert read_frames(path, list(range(8))).shape == (8, 3, 48, 64)  # each side of the change reads
+    assert read_frames(path, list(range(8, 16))).shape == (8, 3, 72, 96)
+    for indices in (list(range(16)), [0, 12], [7, 8]):
+        with pytest.raises(VideoDecodeError) as info:
+            read_frames(path, indices)
+        assert info.value.reason == "pyav: frame size changes from 64x48 to 96x72 at frame 8"
+        assert info.value.kind == "unsupported"
+    # training: the center clip of 4x2 frames spans frames 4..11; the video is skipped with that reason
+    dataset = VideoDataset(tmp_path, [(path.name, 0)], "val", clip=ClipSpec(num_frames=4, sampling_rate=2,
+                           crop_size=40, test_scale=48), max_skip_fraction=1.0)
+    with pytest.raises(RuntimeError, match="only video"):
+        dataset[0]
+    assert dataset.broken == {str(path): "pyav: frame size changes from 64x48 to 96x72 at frame 8"}

@@ -284,7 +284,26 @@ class Reader:
                 frames = self._get_sequential(wanted)
         except av.error.FFmpegError as error:
             raise VideoDecodeError(self._path, f"{type(error).__name__}: {error}") from None
+        if any(frame.shape != frames[0].shape for frame in frames):  # a clip is one tensor: one frame size
+            raise VideoDecodeError(self._path, self._size_change(), "unsupported")
         return torch.from_numpy(np.stack(frames))  # (U, H, W, 3)
+
+    def _size_change(self) -> str:
+        """Where the frame size first changes, e.g. ``frame size changes from 64x48 to 96x72 at frame 8``.
+
+        Recordings of different sizes joined end to end (``cat a.ts b.ts``), or a stream whose encoder changed
+        resolution. Found by a decode from the start: the frames asked for only bracket the change, and this runs
+        once per such file (the dataset then skips it; ``kinetics-prep verify``, which reads the first and the
+        last frame, lists it).
+        """
+        with self._open() as container:
+            first = None
+            for index, frame in enumerate(container.decode(video=0)):
+                size = f"{frame.width}x{frame.height}"
+                if first is not None and size != first:
+                    return f"frame size changes from {first} to {size} at frame {index}"
+                first = first or size
+        return "frame size changes mid-stream"  # the decode from the start did not meet the change again
 
     def _runs(self, wanted: list[int]) -> list[list[int]]:
         """``wanted`` cut where seeking to a key frame skips more than ``SEEK_SAVES`` frames of decoding."""
