@@ -201,8 +201,11 @@ def write_video(
         _write_pyav(path, pictures, fps, codec, pix_fmt, format, options, faststart, timestamps, rotation, hflip)
     except (av.error.FFmpegError, ValueError, AttributeError) as error:  # unknown encoder or format, old PyAV
         path.unlink(missing_ok=True)
-        if timestamps is not None or rotation is not None or hflip or shutil.which("ffmpeg") is None:
+        if timestamps is not None or rotation is not None or hflip:
             raise EncoderUnavailable(f"cannot write {codec} {pix_fmt} here: {error}") from None
+        if shutil.which("ffmpeg") is None:
+            raise EncoderUnavailable(f"cannot write {codec} {pix_fmt} with PyAV ({error}) and the ffmpeg program is "
+                                     "not found (apt-get install ffmpeg)") from None
         _write_ffmpeg(path, pictures, fps, codec, pix_fmt, format, options, faststart)
     return path
 
