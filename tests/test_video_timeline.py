@@ -9,37 +9,16 @@ import shutil
 import subprocess
 
 import av
-import numpy as np
 import pytest
 import torch
 
+from tests.test_video import sequential_decode, usable
 from tests.videos import frame_indices, write_concatenated_ts, write_cut_video, write_video
 from videonorm.data import video
 from videonorm.data.dataset import ClipSpec, VideoDataset
-from videonorm.data.video import (
-    BACKENDS,
-    DecoderUnavailableError,
-    VideoDecodeError,
-    read_frames,
-    require_backend,
-    video_info,
-)
+from videonorm.data.video import BACKENDS, VideoDecodeError, read_frames, video_info
 
 GOP = 8  # key frames of the source: 0, 8, 16, ...
-
-
-def usable(backend: str) -> str:
-    try:
-        require_backend(backend)
-    except DecoderUnavailableError as error:
-        pytest.skip(str(error))
-    return backend
-
-
-def shown_frames(path) -> np.ndarray:
-    """What a player shows: every frame FFmpeg's decoder outputs from the start, (N, H, W, 3)."""
-    with av.open(str(path)) as container:
-        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
 
 
 @pytest.fixture(scope="module", params=[("remux", 13), ("remux", 8), ("ffmpeg", 13)], ids=lambda p: f"{p[0]}{p[1]}")
@@ -67,7 +46,7 @@ def test_the_cut_file_keeps_the_packets_before_the_cut(cut_mp4):
     path, cut = cut_mp4
     with av.open(str(path)) as container:
         assert sum(packet.is_discard for packet in container.demux(video=0)) == cut % GOP
-    assert frame_indices(shown_frames(path)) == list(range(cut, 40))
+    assert frame_indices(sequential_decode(path)) == list(range(cut, 40))
 
 
 def test_frame_k_of_a_cut_mp4_is_the_kth_frame_shown(cut_mp4):
@@ -88,7 +67,7 @@ def test_every_backend_shows_the_cut_file_as_players_do(cut_mp4, backend, caplog
     # the same frames as PyAV's full decode, or the file is declined (PyAV decodes it): never the coded frames
     # before the cut, never a count that includes them
     (path, cut), backend = cut_mp4, usable(backend)
-    shown = torch.from_numpy(shown_frames(path)).permute(0, 3, 1, 2)
+    shown = torch.from_numpy(sequential_decode(path)).permute(0, 3, 1, 2)
     n = len(shown)
     monkeypatch.setattr(video, "_declined", set())
     caplog.set_level(logging.INFO, logger="videonorm.data.video")
@@ -117,7 +96,7 @@ def test_timestamps_that_restart_are_read_in_stream_order(joined_ts, backend):
     with av.open(str(joined_ts)) as container:  # the premise: the second recording's timestamps start again
         pts = [frame.pts for frame in container.decode(video=0)]
     assert pts[8:] == pts[:8]
-    assert frame_indices(shown_frames(joined_ts)) == list(range(16))
+    assert frame_indices(sequential_decode(joined_ts)) == list(range(16))
     assert video_info(joined_ts, backend) == (16, 25.0)
     assert frame_indices(read_frames(joined_ts, list(range(16)), backend)) == list(range(16))
     assert [frame_indices(read_frames(joined_ts, [k], backend))[0] for k in range(16)] == list(range(16))

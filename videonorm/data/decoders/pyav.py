@@ -7,21 +7,24 @@ its header (a cut download) is rejected here.
 
 Edit lists (mp4/mov; what ``ffmpeg -ss T -i src.mp4 -c copy`` writes, and how many mirrored Kinetics clips were
 cut): the packets before the cut stay in the file, from the key frame the first shown frame needs, and the edit
-list starts the presentation at the cut. FFmpeg's mov demuxer applies it by default (as players do): it drops the
-samples nothing shown needs, shifts timestamps so the first shown frame has pts ``start_time``, and flags the
-packets before the cut ``discard`` (``packet.is_discard``, negative pts); the decoder decodes them, for the frames
-that refer to them, and outputs no frame for them. So frame ``i`` is the ``i``-th frame a player shows, here as
-in a sequential decode: discarded packets are not frames, and the count is the shown frames. (With
-``av.open(path, options={"ignore_editlist": "1"})`` the demuxer shows the coded stream from its first sample
-instead, as this module did before by counting every packet: 87 frames decoded of "100", frame 20 read alone
-was source frame 20 but read with frame 0 was 33.) The header's frame count (``stream.frames``, the mp4 sample
-count) includes the samples the edit list drops, so a file that seems to hold fewer packets than that is counted
-again without the edit list before it is called truncated. ``get`` seeks to the key frame at or before the first wanted frame
-and decodes forward only as far as the last one, seeking again across a gap that holds a key frame well past the
-previous wanted frame (a start/middle/end check, clips spread over a video); if decoding after a seek meets an
-unknown pts or misses a wanted frame (MPEG-PS and -TS seek by byte position and can land late), it decodes again
-from the start and counts frames. Files whose timestamps restart (recordings joined end to end) are always
-decoded from the start: frame ``i`` is then the ``i``-th frame of the stream (see ``Reader``).
+list starts the presentation at the cut. FFmpeg's mov demuxer applies it by default, as players do: it drops the
+samples nothing shown needs, shifts timestamps so that the first shown frame is at ``start_time``, and flags the
+packets before the cut ``discard`` (``packet.is_discard``; their pts lie before ``start_time``). The decoder
+decodes those, for the frames that refer to them, and outputs no frame for them (PyAV's ``frame.pts`` are the
+shifted ones). So frame ``i`` is the ``i``-th frame a player shows, in a seek as in a decode from the start, and
+the count is the shown frames. Counting every packet, as this module once did, mixed the two definitions (87
+frames decoded of "100"; frame 20 read alone was source frame 20, read with frame 0 it was 33).
+``av.open(path, options={"ignore_editlist": "1"})`` would give the coded stream from its first sample instead,
+which no player shows. The header's frame count (``stream.frames``, the mp4 sample count) includes the samples
+the edit list drops, so a file that seems to hold fewer packets than that is counted again with
+``ignore_editlist`` before it is called truncated.
+
+``get`` seeks to the key frame at or before the first wanted frame and decodes forward only as far as the last one,
+seeking again across a gap that holds a key frame well past the previous wanted frame (a start/middle/end check,
+clips spread over a video); if decoding after a seek meets an unknown pts or misses a wanted frame (MPEG-PS and -TS
+seek by byte position and can land late), it decodes again from the start and counts frames. Files whose
+timestamps restart (recordings joined end to end) are always decoded from the start: frame ``i`` is then the
+``i``-th frame of the stream (see ``Reader``).
 
 The display matrix of the stream (rotation by multiples of 90 degrees, mirroring) is applied as FFmpeg's
 ``ffmpeg`` program and players apply it.
