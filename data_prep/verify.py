@@ -2,7 +2,7 @@
 
 Usage::
 
-    kinetics-prep verify MANIFEST [--root ROOT] [--jobs N] [--drop] [--decoder pyav]
+    kinetics-prep verify MANIFEST [--root ROOT] [--jobs N] [--drop] [--decoder pyav] [--allow-duplicates]
 
 For each line the video ``ROOT/path`` (``ROOT`` defaults to the manifest's folder) is checked through the
 decoding training uses (:func:`videonorm.data.video.read_clip`, with the same ``--decoder`` as
@@ -10,6 +10,9 @@ decoding training uses (:func:`videonorm.data.video.read_clip`, with the same ``
 matches the header's frame count (a truncated file fails here), and the frames at the start, middle and end
 decode. So a video that training can read is never reported bad, and one it cannot read is. Problems go to
 ``MANIFEST.bad.csv`` (``path,label,status,reason,message``).
+
+A video listed twice is an error naming both lines (exit status 2), unless ``--allow-duplicates`` (a train
+manifest that repeats videos on purpose, as ``data.allow_duplicate_train``; each video is checked once).
 
 ``--drop`` rewrites ``MANIFEST`` without the bad lines, first saving the manifest as it was to
 ``MANIFEST.orig``; the dropped lines stay listed (with labels) in ``MANIFEST.bad.csv`` on later runs too,
@@ -126,7 +129,7 @@ def check_entries(
 
 def verify(
     manifest: Path | str, root: Path | str | None = None, *, jobs: int = 1, drop: bool = False,
-    decoder: str = DEFAULT_BACKEND,
+    decoder: str = DEFAULT_BACKEND, allow_duplicates: bool = False,
 ) -> Summary:
     """Verify every video of a manifest; with ``drop``, remove the bad lines (see the module docstring).
 
@@ -136,15 +139,20 @@ def verify(
         jobs: worker processes.
         drop: rewrite the manifest without bad lines, saving the previous version as ``MANIFEST.orig``.
         decoder: the video backend training uses (``data.decoder``).
+        allow_duplicates: accept a video listed more than once (``data.allow_duplicate_train``).
 
     Returns:
         The summary.
+
+    Raises:
+        ManifestError: a bad line, e.g. a video listed twice (without ``allow_duplicates``).
     """
     manifest = Path(manifest)
     root = Path(root) if root is not None else manifest.parent
-    entries = read_manifest(manifest)
+    entries = read_manifest(manifest, allow_duplicates=allow_duplicates)
     remove_stale_partials(manifest.parent)
-    summary = check_entries(entries, root, manifest.with_name(manifest.name + ".bad.csv"), jobs, decoder)
+    unique = list({entry.path: entry for entry in entries}.values())  # a repeated video is checked and counted once
+    summary = check_entries(unique, root, manifest.with_name(manifest.name + ".bad.csv"), jobs, decoder)
     bad = {o.key for o in summary.outcomes if o.status == FAILED}
     if drop and bad:
         with atomic_path(manifest.with_name(manifest.name + ".orig")) as tmp:
@@ -162,11 +170,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="rewrite MANIFEST without bad lines (previous version kept as MANIFEST.orig)")
     parser.add_argument("--decoder", default=DEFAULT_BACKEND, choices=BACKENDS,
                         help="video backend, as training's data.decoder (default %(default)s)")
+    parser.add_argument("--allow-duplicates", action="store_true",
+                        help="accept a video listed more than once (a train manifest that repeats videos on purpose, "
+                             "as data.allow_duplicate_train); an error otherwise")
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``verify`` from parsed arguments; prints the summary; 1 if bad videos remain listed."""
-    summary = verify(args.manifest, args.root, jobs=args.jobs, drop=args.drop, decoder=args.decoder)
+    summary = verify(args.manifest, args.root, jobs=args.jobs, drop=args.drop, decoder=args.decoder,
+                     allow_duplicates=args.allow_duplicates)
     bad = summary.count(FAILED)
     action = f"; dropped from {args.manifest} (was saved to {args.manifest}.orig)" if args.drop and bad else ""
     print(summary.line(done="ok", failed="bad", skipped=False) + action)

@@ -9,6 +9,10 @@ import pytest
 # pyproject's `pythonpath = ["."]` puts the repository root on sys.path, so tests import `tests.videos`.
 from tests import videos
 
+# what this machine lacks (header) and the skip reasons with their counts (end): tests/skip_summary.py; pytester
+# runs that plugin in a pytest of its own (tests/test_skip_summary.py)
+pytest_plugins = ["pytester", "tests.skip_summary"]
+
 
 @pytest.fixture(scope="session")
 def video_files(tmp_path_factory) -> dict[str, Path]:

@@ -98,7 +98,7 @@ def test_repeated_augmentation_and_no_gpu_are_clear_errors(data):
             KineticsDataModule(str(data["root"]), decoder="torchcodec_cuda")
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: the GPU decode (NVDEC) is not tested")
 def test_on_the_gpu_the_datamodule_hands_over_decoded_batches(data):
     dm = KineticsDataModule(str(data["root"]), decoder="torchcodec_cuda", batch_size=2, num_workers=1,
                             num_frames=4, sampling_rate=2, train_min_scale=48, train_max_scale=56, crop_size=40,

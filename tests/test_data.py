@@ -293,7 +293,7 @@ def test_fingerprint(dataset, tmp_path):
     assert fp["total"] == {"listed": 12, "present": 12, "missing": 0}  # val counted once
     assert fp["classes"]["num_classes"] == 2
     with open(root / "train.txt", "a") as f:
-        f.write(f"{dataset['videos']['train'][0][0]} 1\n")
+        f.write("videos/train/extra.mp4 1\n")  # one more line (a listed video again would be an error)
     changed = datamodule(root).fingerprint()
     assert changed["hash"] != fp["hash"] and changed["train"]["sha256"] != fp["train"]["sha256"]
     assert changed["val"]["sha256"] == fp["val"]["sha256"]

@@ -337,6 +337,15 @@ def test_verify_verdict_is_the_training_verdict(tmp_path, decoder):
         "rotated.mp4": lambda p: test_videos.write_video(p, 40, gop=8, rotation=90),
         "ten_bit.mkv": lambda p: test_videos.write_video(p, 40, gop=8, codec="libx265", pix_fmt="yuv420p10le"),
         "program_stream.mpg": _mpeg_program_stream,
+        # cut without re-encoding (ffmpeg -ss T -c copy): an edit list hides the packets before the cut. Were
+        # "truncated" (header 40 samples, 32 packets kept from key frame 8) and "decode_error" (stream has 27
+        # frames, frame 39 was asked for: every packet kept, one key frame), so --drop deleted playable videos
+        "cut.mp4": lambda p: test_videos.write_cut_video(p, 40, 13, gop=8),
+        "cut_at_key_frame.mp4": lambda p: test_videos.write_cut_video(p, 40, 8, gop=8),
+        "cut_long_gop.mp4": lambda p: test_videos.write_cut_video(p, 40, 13, gop=40),
+        "joined.ts": test_videos.write_concatenated_ts,  # timestamps restart: read in stream order, kept
+        # recordings of two sizes joined: bad, with the reason (was "all input arrays must have the same shape")
+        "resized.ts": lambda p: test_videos.write_concatenated_ts(p, ((8, 64, 48), (8, 96, 72))),
         "truncated.mp4": lambda p: test_videos.write_truncated_video(p, 40, keep_fraction=0.6, gop=8),
         "not_a_video.mp4": test_videos.write_not_a_video,
     }
@@ -359,10 +368,13 @@ def test_verify_verdict_is_the_training_verdict(tmp_path, decoder):
         except VideoDecodeError:
             pass
     assert kept == readable
-    assert {"good.mp4", "rotated.mp4", "program_stream.mpg"} <= kept
-    assert {"truncated.mp4", "not_a_video.mp4"} <= set(names) - kept
-    statuses = {Path(r[0]).name: r[3] for r in rows_of(tmp_path / "train.txt.bad.csv")}
-    assert statuses == {"truncated.mp4": "truncated", "not_a_video.mp4": "unreadable", "gone.mp4": "missing"}
+    assert {"good.mp4", "rotated.mp4", "program_stream.mpg", "cut.mp4", "cut_at_key_frame.mp4",
+            "cut_long_gop.mp4", "joined.ts"} <= kept
+    assert {"truncated.mp4", "not_a_video.mp4", "resized.ts"} <= set(names) - kept
+    rows = {Path(r[0]).name: r for r in rows_of(tmp_path / "train.txt.bad.csv")}
+    assert {name: r[3] for name, r in rows.items()} == {"truncated.mp4": "truncated", "not_a_video.mp4": "unreadable",
+                                                        "gone.mp4": "missing", "resized.ts": "unsupported"}
+    assert rows["resized.ts"][4].endswith("pyav: frame size changes from 64x48 to 96x72 at frame 8")
 
 
 def test_verify_with_a_decoder_that_cannot_run_is_one_clear_line(tmp_path, monkeypatch, capsys):

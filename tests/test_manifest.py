@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from data_prep import cli as prep_cli
+from tests.videos import make_dataset
+from videonorm.cli import main as videonorm_main
+from videonorm.data.datamodule import KineticsDataModule
 from videonorm.data.manifest import (
     ManifestEntry,
     ManifestError,
@@ -12,6 +18,8 @@ from videonorm.data.manifest import (
     read_classes,
     read_manifest,
 )
+
+DEMO_CONFIG = Path(__file__).resolve().parents[1] / "videonorm/configs/demo/b4_8x2.yaml"
 
 
 def write(path, text: str | bytes):
@@ -109,3 +117,74 @@ def test_paths_stay_inside_the_root_unless_the_reader_opts_in(tmp_path, bad):
         read_manifest(path)
     assert [e.path for e in read_manifest(path, allow_outside_root=True)] == ["videos/ok.mp4", bad,
                                                                             "videos/x/../fine.mp4"]
+
+
+# ---- a video listed twice -----------------------------------------------------------------------------------------
+def test_a_path_listed_twice_is_an_error_naming_both_lines(tmp_path):
+    path = write(tmp_path / "m.txt", "a.mp4 0\nb.mp4 1\n./a.mp4 0\n")
+    with pytest.raises(ManifestError) as info:
+        read_manifest(path)
+    assert str(info.value).startswith(f"{path}:3: './a.mp4' is already listed on line 1; list each video once")
+    assert "--data.allow_duplicate_train true" in str(info.value) and "\n" not in str(info.value)
+    # one path with two labels (it passed verify and trained on both)
+    write(path, "a.mp4 0\nb.mp4 1\na.mp4 1\n")
+    with pytest.raises(ManifestError, match=rf"m\.txt:3: 'a\.mp4' is already listed on line 1 with label 0;"):
+        read_manifest(path)
+    # a doubled manifest: every repeat listed, the way out said once
+    write(path, "a.mp4 0\nb.mp4 1\n" * 2)
+    with pytest.raises(ManifestError) as info:
+        read_manifest(path, labelled=False)
+    lines = str(info.value).splitlines()
+    assert lines[:3] == [f"2 bad line(s) in {path}:", f"  {path}:3: 'a.mp4' is already listed on line 1",
+                         f"  {path}:4: 'b.mp4' is already listed on line 2"]
+    assert len(lines) == 4 and lines[3].startswith("  list each video once")
+    # the opt-in (training manifests that repeat videos on purpose)
+    assert [(e.path, e.line) for e in read_manifest(path, allow_duplicates=True)] == [
+        ("a.mp4", 1), ("b.mp4", 2), ("a.mp4", 3), ("b.mp4", 4)]
+
+
+@pytest.fixture
+def doubled(tmp_path):
+    """A dataset whose test and train manifests list every video twice."""
+    data = make_dataset(tmp_path / "data", per_class=1, splits=("train", "val", "test"))
+    for split in ("train", "test"):
+        text = data["manifests"][split].read_text()
+        data["manifests"][split].write_text(text + text)
+    return data
+
+
+def test_verify_refuses_a_doubled_manifest_in_one_line_unless_allowed(doubled, capsys):
+    manifest = doubled["manifests"]["test"]
+    assert prep_cli.main(["verify", str(manifest)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"kinetics-prep: error: 2 bad line(s) in {manifest}:\n  {manifest}:3: ")
+    assert not manifest.with_name("test.txt.bad.csv").exists()
+    manifest = doubled["manifests"]["val"]
+    write(manifest, manifest.read_text().splitlines()[0] + "\n" + manifest.read_text())  # one repeat: one line
+    assert prep_cli.main(["verify", str(manifest)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"kinetics-prep: error: {manifest}:2: ") and "\n" not in err
+    assert prep_cli.main(["verify", str(doubled["manifests"]["train"]), "--allow-duplicates"]) == 0
+    assert capsys.readouterr().out == "verify: 2 ok, 0 bad\n"  # each video checked and counted once
+
+
+def test_videonorm_test_refuses_a_doubled_manifest_before_the_run_starts(doubled, tmp_path, capsys, wandb_offline):
+    # it used to report test/videos 12 for 6 videos, each counted twice in top-1
+    runs = tmp_path / "runs"
+    args = ["--config", str(DEMO_CONFIG), "--data.root", str(doubled["root"]), "--trainer.default_root_dir", str(runs)]
+    assert videonorm_main(["test", *args, "--data.test_manifest", "test.txt"]) == 2
+    err = capsys.readouterr().err
+    assert f"error: 2 bad line(s) in {doubled['manifests']['test']}:" in err and "Traceback" not in err
+    assert not runs.exists()  # no run directory, no W&B files
+    # fit: a train manifest may repeat videos when asked (oversampling); val may not, even then
+    write(doubled["manifests"]["val"], doubled["manifests"]["val"].read_text() * 2)
+    assert videonorm_main(["fit", *args, "--data.allow_duplicate_train", "true"]) == 2
+    assert f"in {doubled['manifests']['val']}:" in capsys.readouterr().err and not runs.exists()
+
+
+def test_the_train_manifest_repeats_videos_only_when_asked(doubled):
+    module = KineticsDataModule(str(doubled["root"]), num_workers=0, allow_duplicate_train=True)
+    module.setup("fit")
+    assert len(module.train_set) == 4 and len(module.val_set) == 2  # 2 videos, each twice in train
+    with pytest.raises(ManifestError, match=r"train\.txt:3: .* is already listed on line 1"):
+        KineticsDataModule(str(doubled["root"]), num_workers=0).setup("fit")

@@ -127,7 +127,8 @@ def test_every_backend_returns_exact_frames(kinds, kind, backend, caplog, monkey
         assert messages and all(f"{backend} is not used for files with" in m for m in messages)
 
 
-@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="no ffmpeg program")
+@pytest.mark.skipif(shutil.which("ffmpeg") is None,
+                    reason="ffmpeg program not found (apt-get install ffmpeg): no ffmpeg display to compare with")
 @pytest.mark.parametrize("kind", [k for k, (_, _, shown) in FILE_KINDS.items() if shown])
 def test_display_matrix_applied_as_ffmpeg_shows_it(kinds, kind):
     # the ffmpeg program rotates and mirrors by the display matrix (autorotate), as players do
@@ -248,7 +249,7 @@ def test_torchcodec_without_ffmpeg_libraries_is_one_clear_line(monkeypatch):
     try:
         import torchcodec
     except ImportError:
-        pytest.skip("torchcodec is not installed")
+        pytest.skip("torchcodec is not installed (pip install 'videonorm[torchcodec]')")
     # torchcodec imports without FFmpeg's shared libraries and leaves ffmpeg_major_version None. A test cannot
     # remove the system's libraries, so on machines that have them this sets what torchcodec sets without them.
     monkeypatch.setattr(torchcodec, "ffmpeg_major_version", None, raising=False)

@@ -14,6 +14,8 @@ Public API (other test modules import these; keep it small and stable)::
     EncoderUnavailable                   # a RuntimeError: tests skip on it
     write_truncated_video(path, num_frames=40, keep_fraction=0.5, **write_video_kwargs) -> Path
     write_not_a_video(path) -> Path
+    write_cut_video(path, num_frames=40, cut=13, **write_video_kwargs) -> Path   # mp4 cut as `ffmpeg -ss -c copy` cuts
+    write_concatenated_ts(path, segments=((8, 64, 48), (8, 64, 48)), fps=25, gop=None) -> Path   # `cat a.ts b.ts`
     frame_index(frame) -> int            # one decoded frame, (3, H, W) or (H, W, 3), uint8
     frame_indices(frames) -> list[int]   # (T, 3, H, W) or (T, H, W, 3)
     make_dataset(root, num_classes=2, per_class=3, ...) -> dict   # videos + manifests + classes.txt
@@ -199,8 +201,11 @@ def write_video(
         _write_pyav(path, pictures, fps, codec, pix_fmt, format, options, faststart, timestamps, rotation, hflip)
     except (av.error.FFmpegError, ValueError, AttributeError) as error:  # unknown encoder or format, old PyAV
         path.unlink(missing_ok=True)
-        if timestamps is not None or rotation is not None or hflip or shutil.which("ffmpeg") is None:
+        if timestamps is not None or rotation is not None or hflip:
             raise EncoderUnavailable(f"cannot write {codec} {pix_fmt} here: {error}") from None
+        if shutil.which("ffmpeg") is None:
+            raise EncoderUnavailable(f"cannot write {codec} {pix_fmt} with PyAV ({error}) and the ffmpeg program is "
+                                     "not found (apt-get install ffmpeg)") from None
         _write_ffmpeg(path, pictures, fps, codec, pix_fmt, format, options, faststart)
     return path
 
@@ -264,6 +269,73 @@ def write_not_a_video(path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     junk = np.random.default_rng(0).integers(0, 256, size=2048, dtype=np.uint8).tobytes()
     path.write_bytes(b"this is not a video\n" + junk)
+    return path
+
+
+def write_cut_video(path: str | Path, num_frames: int = 40, cut: int = 13, **kwargs) -> Path:
+    """Write an mp4 that starts at frame ``cut`` of a source, the way ``ffmpeg -ss T -i src.mp4 -c copy`` cuts it.
+
+    The source's packets are copied with their timestamps moved back by ``cut`` frames: the mp4 muxer then writes
+    an edit list that starts the presentation at source frame ``cut``, and the packets before it (from the key
+    frame the shown frames need) stay in the file. Players show frames ``cut .. num_frames - 1``; the container
+    still counts ``num_frames`` samples.
+
+    Args:
+        path: Output mp4.
+        num_frames: Frames of the source (frame ``i`` spells ``i``).
+        cut: First shown source frame (choose one that is not a key frame, as a cut at a time usually is not).
+        **kwargs: Passed to :func:`write_video` for the source (gop, bframes, fps, ...).
+    """
+    path = Path(path)
+    source = write_video(path.with_name(path.stem + ".source.mp4"), num_frames, **kwargs)
+    with av.open(str(source)) as src, av.open(str(path), mode="w") as out:
+        stream = src.streams.video[0]
+        copy = out.add_stream_from_template(stream)
+        shift = round(cut / (stream.average_rate * stream.time_base))  # ``cut`` frames in stream time units
+        for packet in src.demux(stream):
+            if packet.dts is None:  # the demuxer's end-of-stream packet
+                continue
+            packet.pts -= shift
+            packet.dts -= shift
+            packet.stream = copy
+            out.mux(packet)
+    source.unlink()
+    return path
+
+
+def write_concatenated_ts(
+    path: str | Path, segments: Sequence[tuple[int, int, int]] = ((8, 64, 48), (8, 64, 48)), fps: int = 25,
+    gop: int | None = None,
+) -> Path:
+    """Write MPEG-TS recordings one after the other into one file, as ``cat a.ts b.ts > path`` does.
+
+    Each recording's timestamps start again from the same value (a capture tool restarted, segments of a stream
+    joined); frames spell their index in the whole file, so segment ``s`` continues where ``s - 1`` ended.
+
+    Args:
+        path: Output file (.ts).
+        segments: ``(frames, width, height)`` per recording; different sizes give a frame size change mid-stream.
+        fps: Frame rate of every recording.
+        gop: Key frame interval (default: the encoder's, so one key frame per short recording); B frames too.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data, first = b"", 0
+    for number, (frames, width, height) in enumerate(segments):
+        part = path.with_name(f"{path.stem}.part{number}.ts")
+        with av.open(str(part), mode="w", format="mpegts") as container:
+            stream = container.add_stream("libx264", rate=fps)
+            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+            stream.options = _encoder_options("libx264", "index", gop, 2)
+            for i in range(first, first + frames):
+                for packet in stream.encode(av.VideoFrame.from_ndarray(index_frame(i, width, height), "rgb24")):
+                    container.mux(packet)
+            for packet in stream.encode():
+                container.mux(packet)
+        data += part.read_bytes()
+        part.unlink()
+        first += frames
+    path.write_bytes(data)
     return path
 
 

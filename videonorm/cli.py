@@ -59,11 +59,15 @@ def _run(argv: list[str]) -> int:
         module = importlib.import_module(EXTRA_COMMANDS[argv[0]][0])
         return int(module.main(argv[1:]) or 0)
     from videonorm.data.decoders import DecoderUnavailableError
+    from videonorm.data.manifest import ManifestError
     from videonorm.train.callbacks import TrainingDiverged
     from videonorm.train.cli import run_lightning_cli
 
     try:
         run_lightning_cli(argv)
+    except ManifestError as err:  # bad input: file and line (the run has not started: nothing was written)
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     except DecoderUnavailableError as err:  # data.decoder names one that cannot run here: say what to install
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -88,6 +88,9 @@ class KineticsDataModule(pl.LightningDataModule):
         seed: Seed of the replacement draws for broken videos.
         allow_outside_root: Accept manifest paths that are absolute or climb out of ``root`` with ``..`` (an error
             otherwise: a manifest should not silently read files from elsewhere).
+        allow_duplicate_train: Accept a video listed more than once in the train manifest (oversampling on
+            purpose); a duplicate is an error otherwise, and always in the val and test manifests, where it would
+            count a video twice.
     """
 
     def __init__(
@@ -117,6 +120,7 @@ class KineticsDataModule(pl.LightningDataModule):
         repeat_aug: int = 1,
         seed: int = 0,
         allow_outside_root: bool = False,
+        allow_duplicate_train: bool = False,
     ):
         super().__init__()
         if batch_size < 1:
@@ -132,7 +136,7 @@ class KineticsDataModule(pl.LightningDataModule):
             raise FileNotFoundError(f"classes file {self.classes_file} not found")
         self.classes = read_classes(self.classes_file)
         self.batch_size, self.num_workers, self.pin_memory = batch_size, num_workers, pin_memory
-        self.allow_outside_root = allow_outside_root
+        self.allow_outside_root, self.allow_duplicate_train = allow_outside_root, allow_duplicate_train
         args = locals()
         self.clip = ClipSpec(**{f.name: args[f.name] for f in dataclasses.fields(ClipSpec) if f.name in args})
         self.batch_device = BATCH_DECODERS.get(decoder)  # decode in the training process, on this device kind
@@ -147,7 +151,7 @@ class KineticsDataModule(pl.LightningDataModule):
         self.reading = dict(decoder=decoder, decoder_threads=decoder_threads, max_skip_fraction=max_skip_fraction,
                             seed=seed, deferred=self.batch_device is not None)
         self._batch_decoder: BatchDecoder | None = None
-        self._manifests: dict[str, _Manifest] = {}
+        self._manifests: dict[tuple[str, bool], _Manifest] = {}
         self._warned: set[str] = set()
         self.train_set: VideoDataset | None = None
         self.val_set: VideoDataset | None = None
@@ -165,31 +169,53 @@ class KineticsDataModule(pl.LightningDataModule):
         names = {"train": self.train_manifest, "val": self.val_manifest, "test": self.test_manifest}
         return {split: name for split, name in names.items() if name is not None}
 
-    def _scan(self, name: str) -> _Manifest:
+    def _scan(self, name: str, split: str) -> _Manifest:
         """Parse one manifest (cached), check its labels against ``classes.txt`` and which files exist."""
         path = self._resolve(name)
-        if path in self._manifests:
-            return self._manifests[path]
+        duplicates = split == "train" and self.allow_duplicate_train
+        if (path, duplicates) in self._manifests:
+            return self._manifests[path, duplicates]
         if not os.path.isfile(path):
             raise FileNotFoundError(f"manifest {path} not found")
-        entries = read_manifest(path, num_classes=self.num_classes, allow_outside_root=self.allow_outside_root)
+        entries = read_manifest(path, num_classes=self.num_classes, allow_outside_root=self.allow_outside_root,
+                                allow_duplicates=duplicates)
         info = _Manifest(path, hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12], len(entries))
         for entry in entries:
             if os.path.isfile(self._resolve(entry.path)):
                 info.present.append(entry)
             else:
                 info.missing.append(entry.path)
-        self._manifests[path] = info
+        self._manifests[path, duplicates] = info
         return info
 
-    def manifest(self, name: str) -> _Manifest:
+    def check_manifests(self, stage: str) -> None:
+        """Read the manifests ``stage`` uses (those that exist), so that a bad line stops a run before it starts.
+
+        ``videonorm fit/validate/test`` call this before the run directory is made (one line, exit 2).
+
+        Args:
+            stage: ``fit``, ``validate`` or ``test``.
+
+        Raises:
+            ManifestError: A bad line (file and line), e.g. a video listed twice.
+        """
+        names = self._splits()
+        for split in {"fit": ("train", "val"), "validate": ("val",)}.get(stage, ("test",)):
+            if split in names and os.path.isfile(self._resolve(names[split])):
+                self._scan(names[split], split)
+
+    def manifest(self, name: str, split: str) -> _Manifest:
         """A manifest ready for training: as :meth:`_scan`, and it must list videos of which some exist.
+
+        Args:
+            name: The manifest (relative to ``root`` unless absolute).
+            split: ``train``, ``val`` or ``test`` (only ``train`` may repeat videos, with ``allow_duplicate_train``).
 
         Raises:
             FileNotFoundError: No manifest, or none of its videos exists.
             ValueError: Malformed line or label outside ``classes.txt`` (file and line), or no videos listed.
         """
-        info = self._scan(name)
+        info = self._scan(name, split)
         if not info.listed:
             raise ValueError(f"{info.path}: manifest lists no videos")
         if not info.present:
@@ -207,7 +233,7 @@ class KineticsDataModule(pl.LightningDataModule):
 
     def _dataset(self, name: str, mode: str) -> VideoDataset:
         repeat_aug = self.repeat_aug if mode == "train" else 1
-        return VideoDataset(self.root, self.manifest(name).present, mode, self.clip, repeat_aug=repeat_aug,
+        return VideoDataset(self.root, self.manifest(name, mode).present, mode, self.clip, repeat_aug=repeat_aug,
                             **self.reading)
 
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
@@ -254,7 +280,7 @@ class KineticsDataModule(pl.LightningDataModule):
                 result[split] = {"file": self._resolve(name), "sha256": "absent", "listed": 0, "present": 0,
                                  "missing": 0}  # fmt: skip
                 continue
-            info = self._scan(name)
+            info = self._scan(name, split)
             result[split] = {
                 "file": info.path,
                 "sha256": info.sha256,

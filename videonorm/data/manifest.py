@@ -12,13 +12,17 @@ silent mis-split). An unlabelled manifest (videos to predict, e.g. Kinetics-700-
 alone on its lines; it is read with ``labelled=False``, which accepts both kinds of line. Paths are relative to the
 dataset root and stay inside it: an absolute path or one that climbs out with ``..`` is an error unless the
 reader opts in (``allow_outside_root=True``, ``--data.allow_outside_root true``), so a manifest cannot silently
-train on files from elsewhere. Blank lines and whole-line ``#`` comments are ignored (``#`` may appear inside a
+train on files from elsewhere. A path listed twice is an error naming both lines (a doubled test manifest counted
+every video twice in top-1; one path with two labels trained on both); a train manifest may repeat videos on
+purpose, where the reader opts in (``allow_duplicates=True``: ``--data.allow_duplicate_train true``, ``kinetics-prep
+verify --allow-duplicates``). Blank lines and whole-line ``#`` comments are ignored (``#`` may appear inside a
 file name).
 Rules of the class list: names are stripped, trailing blank lines are ignored, a blank line between names (it
 would shift every later label) and a name listed twice are errors. Both files are UTF-8; a byte-order mark is
 accepted (editors on Windows write one) and bytes that are not UTF-8 are an error naming the file and line.
 
-Every problem raises :class:`ManifestError` naming file and line; all bad lines of a file are listed at once.
+Every problem raises :class:`ManifestError` naming file and line; all bad lines of a file are listed at once (one
+bad line is one line of text).
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ CLASSES_FILE = "classes.txt"
 # frames may skip decoding the odd ones (``videonorm.data.decoders.pyav``).
 STRIDE2_LAYOUT = "videonorm-layout: stride2"
 _MAX_LISTED = 50
+_DUPLICATE_HINT = ("; list each video once (to repeat training videos on purpose: --data.allow_duplicate_train true, "
+                   "kinetics-prep verify --allow-duplicates)")
 
 
 class ManifestError(ValueError):
@@ -71,10 +77,14 @@ def _lines(path: str | os.PathLike, what: str) -> list[str]:
     return text.splitlines()
 
 
-def _raise_all(path: str | os.PathLike, errors: list[str]) -> None:
+def _raise_all(path: str | os.PathLike, errors: list[str], hint: str = "") -> None:
+    """Raise one ManifestError for ``errors`` (one line for one error), ``hint`` (what to do) said once."""
+    if len(errors) == 1:
+        raise ManifestError(errors[0] + hint)
     if errors:
         more = f"\n  ... and {len(errors) - _MAX_LISTED} more" if len(errors) > _MAX_LISTED else ""
-        raise ManifestError(f"{len(errors)} bad line(s) in {path}:\n  " + "\n  ".join(errors[:_MAX_LISTED]) + more)
+        raise ManifestError(f"{len(errors)} bad line(s) in {path}:\n  " + "\n  ".join(errors[:_MAX_LISTED]) + more
+                            + (f"\n  {hint.lstrip('; ')}" if hint else ""))
 
 
 def parse_line(text: str, where: str, labelled: bool = True) -> tuple[str, int | None] | None:
@@ -111,7 +121,7 @@ def outside_root(path: str) -> bool:
 
 
 def read_manifest(path: str | os.PathLike, num_classes: int | None = None, labelled: bool = True,
-                  allow_outside_root: bool = False) -> list[ManifestEntry]:
+                  allow_outside_root: bool = False, allow_duplicates: bool = False) -> list[ManifestEntry]:
     """Read a manifest (rules in the module docstring).
 
     Args:
@@ -119,6 +129,7 @@ def read_manifest(path: str | os.PathLike, num_classes: int | None = None, label
         num_classes: when given, every label must lie in ``[0, num_classes)``.
         labelled: every line needs a label; with False, lines may be a path alone (label None).
         allow_outside_root: accept absolute paths and paths that climb out of the root with ``..``.
+        allow_duplicates: accept a path listed more than once (a train manifest that repeats videos on purpose).
 
     Returns:
         The entries in file order.
@@ -126,7 +137,8 @@ def read_manifest(path: str | os.PathLike, num_classes: int | None = None, label
     Raises:
         ManifestError: a missing file or bad lines (all of them listed, each with file and line).
     """
-    entries, errors = [], []
+    entries, errors, duplicates = [], [], False
+    first: dict[str, ManifestEntry] = {}  # normalized path -> its first line
     for number, text in enumerate(_lines(path, "manifest"), start=1):
         where = f"{path}:{number}"
         try:
@@ -143,8 +155,15 @@ def read_manifest(path: str | os.PathLike, num_classes: int | None = None, label
             errors.append(f"{where}: {parsed[0]!r} is outside the dataset root (absolute or '..'); paths are relative "
                           "to the root (data.allow_outside_root / --allow-outside-root accept it on purpose)")
             continue
-        entries.append(ManifestEntry(parsed[0], parsed[1], number))
-    _raise_all(path, errors)
+        entry = ManifestEntry(parsed[0], parsed[1], number)
+        earlier = first.setdefault(os.path.normpath(entry.path), entry)  # a/b.mp4 and ./a/b.mp4 are one video
+        if earlier is not entry and not allow_duplicates:
+            labels = f" with label {earlier.label}" if earlier.label != entry.label else ""
+            errors.append(f"{where}: {entry.path!r} is already listed on line {earlier.line}{labels}")
+            duplicates = True
+            continue
+        entries.append(entry)
+    _raise_all(path, errors, _DUPLICATE_HINT if duplicates else "")
     return entries
 
 

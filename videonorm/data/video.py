@@ -1,7 +1,10 @@
 """Video decoding: the frames at given indices of a file, as one uint8 tensor, whatever the backend.
 
-Frame ``i`` is the ``i``-th frame in presentation order, counted from 0; ``num_frames`` is the number of frames
-the data holds (a file whose data holds fewer frames than its header announces is rejected as truncated). The
+Frame ``i`` is the ``i``-th frame a player shows, counted from 0, whether it is read alone or with others:
+presentation order; an mp4's edit list applied (a file cut with ``ffmpeg -ss T -c copy`` keeps coded frames
+before the cut that are never shown, and they are not frames here); recordings joined end to end, whose timestamps
+restart, one after the other. ``num_frames`` counts those frames (a file whose data holds fewer frames than its
+header announces is rejected as truncated). tests/test_video_timeline.py checks this on every backend. The
 display matrix (rotation, mirroring) is applied, as players apply it. Pixels are FFmpeg's swscale RGB24.
 
 Backends (:mod:`videonorm.data.decoders`, one module each): ``"pyav"`` (default and reference: exact on every

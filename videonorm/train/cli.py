@@ -220,6 +220,9 @@ class VideonormCLI(LightningCLI):
         """Fill in the run name, run directory, W&B run id and checkpoint directory from the config."""
         subcommand = self.subcommand
         cfg = self.config[subcommand] if subcommand else self.config
+        # a bad manifest line (a video listed twice, a label outside classes.txt) stops the run here, in one line
+        # (videonorm.cli: exit 2), before its directory and W&B files are made
+        self.datamodule_class(**cfg.data.as_dict()).check_manifests(subcommand or "fit")
         if cfg.trainer.get("sync_batchnorm"):
             raise ValueError(
                 "trainer.sync_batchnorm would silently turn every BN into SyncBN; choose the norm with model.net.norm "

@@ -13,9 +13,9 @@ A backend module (``pyav.py``, ``torchcodec.py``, ``decord.py``) defines
 :data:`BACKENDS`; ``tests/test_video.py`` runs every name on every file kind (give it the kinds the new backend
 serves itself in ``SERVED`` there).
 
-Exactness: frame ``i`` is the ``i``-th frame in presentation order; pixels are FFmpeg's swscale RGB24 of the
-decoded picture; the display matrix (rotation, mirroring) is applied as players apply it. :data:`REFERENCE`
-(PyAV) does all of this on every file kind tested; other backends are tested exact on fewer kinds
+Exactness: frame ``i`` is the ``i``-th frame a player shows (:mod:`videonorm.data.video`); pixels are FFmpeg's
+swscale RGB24 of the decoded picture; the display matrix (rotation, mirroring) is applied as players apply it.
+:data:`REFERENCE` (PyAV) does all of this on every file kind tested; other backends are tested exact on fewer kinds
 (``tests/test_video.py``, ``FILE_KINDS``) and decline the rest, so every backend returns the same frames.
 """
 

@@ -3,9 +3,10 @@
 Tested exact (tests/test_video.py) on 8-bit H.264, VP8 and VP9 in mp4/mov and mkv/webm without a display matrix.
 It declines the rest, which PyAV then decodes: in MPEG-PS/-TS and AVI, and for HEVC and MPEG-4 Part 2 even in
 mp4, its seeks land on wrong frames (frame i comes back as i+12 on a 25 fps .mpg); 10-bit pictures come out
-converted differently (up to 20 levels); AV1 does not open; a mirrored display matrix comes out rotated. decord
-tells neither codec nor pixel format, so each file is first probed with PyAV (open and decode the first frame,
-about 4 ms).
+converted differently (up to 20 levels); AV1 does not open; a mirrored display matrix comes out rotated; an mp4
+whose edit list hides coded frames (``ffmpeg -ss T -c copy`` cuts between key frames) has them counted as frames,
+and its last frame returned again in their place. decord tells neither codec nor pixel format nor hidden frames,
+so each file is first probed with PyAV (decode the first frame, demux every packet).
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ class Reader:
             raise NotExact(f"the pixel format {found.pix_fmt}")
         if found.display_matrix:
             raise NotExact("a display matrix")
+        if found.hidden_frames:  # decord counts them as frames and returns the last frame again in their place
+            raise NotExact("an edit list that hides coded frames")
         self._reader = decord.VideoReader(path, ctx=decord.cpu(0), num_threads=threads)
         self.num_frames = len(self._reader)
         self.fps = float(self._reader.get_avg_fps())

@@ -1,14 +1,30 @@
 """PyAV backend (the reference): exact on every file kind tested, in the base install.
 
 Opening demuxes the whole stream once (packets only, no decoding: about as cheap as decord's or torchcodec's own
-index) to get every frame's pts; frame ``i`` has the ``i``-th smallest pts. That is exact for constant and
+index) to get every shown frame's pts; frame ``i`` has the ``i``-th smallest pts. That is exact for constant and
 variable frame rates alike, and it is the real frame count: a file whose data ends before the frame count in
-its header (a cut download) is rejected here. ``get`` seeks to the key frame at or before the first wanted frame
-and decodes forward only as far as the last one, seeking again across a gap that holds a key frame well past the
-previous wanted frame (a start/middle/end check, clips spread over a video); if decoding after a seek meets an
-unknown pts or misses a
-wanted frame (MPEG-PS and -TS seek by byte position and can land late), it decodes again from the start and
-counts frames.
+its header (a cut download) is rejected here.
+
+Edit lists (mp4/mov; what ``ffmpeg -ss T -i src.mp4 -c copy`` writes, and how many mirrored Kinetics clips were
+cut): the packets before the cut stay in the file, from the key frame the first shown frame needs, and the edit
+list starts the presentation at the cut. FFmpeg's mov demuxer applies it by default, as players do: it drops the
+samples nothing shown needs, shifts timestamps so that the first shown frame is at ``start_time``, and flags the
+packets before the cut ``discard`` (``packet.is_discard``; their pts lie before ``start_time``). The decoder
+decodes those, for the frames that refer to them, and outputs no frame for them (PyAV's ``frame.pts`` are the
+shifted ones). So frame ``i`` is the ``i``-th frame a player shows, in a seek as in a decode from the start, and
+the count is the shown frames. Counting every packet, as this module once did, mixed the two definitions (87
+frames decoded of "100"; frame 20 read alone was source frame 20, read with frame 0 it was 33).
+``av.open(path, options={"ignore_editlist": "1"})`` would give the coded stream from its first sample instead,
+which no player shows. The header's frame count (``stream.frames``, the mp4 sample count) includes the samples
+the edit list drops, so a file that seems to hold fewer packets than that is counted again with
+``ignore_editlist`` before it is called truncated.
+
+``get`` seeks to the key frame at or before the first wanted frame and decodes forward only as far as the last one,
+seeking again across a gap that holds a key frame well past the previous wanted frame (a start/middle/end check,
+clips spread over a video); if decoding after a seek meets an unknown pts or misses a wanted frame (MPEG-PS and -TS
+seek by byte position and can land late), it decodes again from the start and counts frames. Files whose
+timestamps restart (recordings joined end to end) are always decoded from the start: frame ``i`` is then the
+``i``-th frame of the stream (see ``Reader``).
 
 The display matrix of the stream (rotation by multiples of 90 degrees, mirroring) is applied as FFmpeg's
 ``ffmpeg`` program and players apply it.
@@ -131,35 +147,48 @@ class Probe:
     codec: str
     pix_fmt: str
     display_matrix: bool
+    hidden_frames: int  # packets an edit list hides (decoded for later frames, never shown): see Reader
 
 
 def probe(path: str) -> Probe:
-    """Codec, pixel format and display matrix of the first video stream (decodes the first frame).
+    """Codec, pixel format and display matrix of the first video stream (decodes the first frame), and how many
+    coded frames an edit list hides (demuxes every packet: they can be at the start and at the end).
 
     Raises:
         VideoDecodeError: The file does not open or has no frame.
     """
     with _open(path) as container:
         stream = container.streams.video[0]
-        for frame in container.decode(stream):
-            codec = stream.codec_context.codec
-            # the codec's name (av1), not the decoder's (libdav1d)
-            name = getattr(codec, "canonical_name", None) or codec.name
-            return Probe(name, frame.format.name, bool(frame.rotation))  # see display_matrix: no side data here
-    raise VideoDecodeError(path, "no frame decoded", "empty")
+        first, hidden = None, 0
+        for packet in container.demux(stream):  # ends with an empty packet, whose decode() flushes the decoder
+            hidden += packet.is_discard
+            if first is None:
+                first = next(iter(packet.decode()), None)
+        if first is None:
+            raise VideoDecodeError(path, "no frame decoded", "empty")
+        codec = stream.codec_context.codec
+        # the codec's name (av1), not the decoder's (libdav1d); frame.rotation, not side data: see display_matrix
+        name = getattr(codec, "canonical_name", None) or codec.name
+        return Probe(name, first.format.name, bool(first.rotation), hidden)
 
 
-def _open(path: str):
+def _open(path: str, options: dict[str, str] | None = None):
     import av
 
     try:
-        container = av.open(path)
+        container = av.open(path, options=options or {})
     except av.error.FFmpegError as error:
         raise VideoDecodeError(path, f"does not open as a video: {error}", "unreadable") from None
     if not container.streams.video:
         container.close()
         raise VideoDecodeError(path, "no video stream", "no_video_stream")
     return container
+
+
+def _count_packets(path: str, options: dict[str, str]) -> int:
+    """The number of video packets with data, demuxed with the given demuxer options."""
+    with _open(path, options) as container:
+        return sum(1 for packet in container.demux(container.streams.video[0]) if packet.size)
 
 
 class _SeekMiss(Exception):
@@ -184,23 +213,43 @@ class Reader:
         self.fps = float(rate) if rate else 0.0
         announced = int(stream.frames or 0)
         try:
-            packets = [(packet.pts, packet.is_keyframe) for packet in self._container.demux(stream) if packet.size]
+            packets = [(packet.pts, packet.dts, packet.is_keyframe, packet.is_discard)
+                       for packet in self._container.demux(stream) if packet.size]
+            # shown frames only: a discarded packet (before an edit list's start) is decoded but never output
+            shown = [(pts, key) for pts, _, key, discard in packets if not discard]
+            if announced and len(packets) < announced:  # fewer samples than the header counts: cut download, or
+                held = _count_packets(path, {"ignore_editlist": "1"})  # samples an edit list dropped (see above)
+                if held < announced:
+                    raise VideoDecodeError(path, f"truncated: header announces {announced} frames, data holds "
+                                                 f"{held}", "truncated")
         except av.error.FFmpegError as error:
             self._container.close()
             raise VideoDecodeError(path, f"read error: {error}", "truncated") from None
-        pts = [p for p, _ in packets]
+        except VideoDecodeError:
+            self._container.close()
+            raise
+        pts = [p for p, _ in shown]
         self.num_frames = len(pts)
         if not pts:
             self._container.close()
             raise VideoDecodeError(path, "no video frames", "empty")
-        if announced and self.num_frames < announced:
-            self._container.close()
-            raise VideoDecodeError(path, f"truncated: header announces {announced} frames, data holds {len(pts)}",
-                                   "truncated")
-        # pts -> frame index; None when some packet has no pts (then frames are counted from the start)
-        self._index_of = None if None in pts else {p: i for i, p in enumerate(sorted(pts))}
+        # Frames are counted in a decode from the start, not looked up by pts, when a pts cannot name one frame:
+        # a packet without pts, or timestamps that go back in decode order. The latter are MPEG-TS recordings
+        # joined end to end (``cat a.ts b.ts``: capture tools, some mirrors), each with its clock starting again.
+        # Sorting their pts would interleave the recordings, and a seek to a pts could land in either (frames 0-7
+        # read together were 0..7, each alone [0, 8, 2, 9, ...]). Such a file plays: players show the recordings
+        # one after the other (ffmpeg too, which mends timestamp jumps of formats that allow them), and so
+        # does the decode from the start, presentation order within each recording. So frame k is the k-th frame
+        # of the stream, alone or with others; only slower to reach (every read decodes from the start). That
+        # keeps a playable video, where declining it would have training skip it and verify --drop delete it.
+        dts = [d for _, d, _, _ in packets if d is not None]
+        restart = next((i + 1 for i in range(len(dts) - 1) if dts[i + 1] < dts[i]), None)
+        self._sequential = ("packets without pts" if None in pts else
+                            None if restart is None else f"timestamps restart at packet {restart}")
+        # pts -> frame index; None when frames are counted from the start
+        self._index_of = None if self._sequential else {p: i for i, p in enumerate(sorted(pts))}
         self._sorted_pts = None if self._index_of is None else sorted(pts)
-        self._keyframes = [] if self._index_of is None else sorted(self._index_of[p] for p, key in packets if key)
+        self._keyframes = [] if self._index_of is None else sorted(self._index_of[p] for p, key in shown if key)
         self._to_rgb = rgb_converter()
         self._orientation: Orientation | None = None  # read from the first decoded frame's display matrix
         # kinetics-prep's stride-2 layout: odd frames are non-reference B frames (videonorm.data.manifest)
@@ -228,8 +277,8 @@ class Reader:
 
         try:
             try:
-                if self._index_of is None:
-                    raise _SeekMiss("packets without pts")
+                if self._sequential:
+                    raise _SeekMiss(self._sequential)
                 frames = self._get_seeking(wanted)
             except _SeekMiss as miss:
                 log.debug("%s: %s; decoding from the start", self._path, miss)
@@ -238,7 +287,26 @@ class Reader:
                 frames = self._get_sequential(wanted)
         except av.error.FFmpegError as error:
             raise VideoDecodeError(self._path, f"{type(error).__name__}: {error}") from None
+        if any(frame.shape != frames[0].shape for frame in frames):  # a clip is one tensor: one frame size
+            raise VideoDecodeError(self._path, self._size_change(), "unsupported")
         return torch.from_numpy(np.stack(frames))  # (U, H, W, 3)
+
+    def _size_change(self) -> str:
+        """Where the frame size first changes, e.g. ``frame size changes from 64x48 to 96x72 at frame 8``.
+
+        Recordings of different sizes joined end to end (``cat a.ts b.ts``), or a stream whose encoder changed
+        resolution. Found by a decode from the start: the frames asked for only bracket the change, and this runs
+        once per such file (the dataset then skips it; ``kinetics-prep verify``, which reads the first and the
+        last frame, lists it).
+        """
+        with self._open() as container:
+            first = None
+            for index, frame in enumerate(container.decode(video=0)):
+                size = f"{frame.width}x{frame.height}"
+                if first is not None and size != first:
+                    return f"frame size changes from {first} to {size} at frame {index}"
+                first = first or size
+        return "frame size changes mid-stream"  # the decode from the start did not meet the change again
 
     def _runs(self, wanted: list[int]) -> list[list[int]]:
         """``wanted`` cut where seeking to a key frame skips more than ``SEEK_SAVES`` frames of decoding."""

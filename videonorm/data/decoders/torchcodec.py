@@ -8,7 +8,9 @@ Tested exact (tests/test_video.py) on 8-bit H.264, HEVC, MPEG-4 Part 2, VP8, VP9
 mkv/webm without a display matrix. It declines the rest, which PyAV then decodes: in MPEG-PS/-TS and AVI its
 seeks land on wrong frames (up to 12 frames late on a 25 fps .mpg, and it fails on the last frames), 10-bit
 pictures come out converted differently (up to 15 levels), and it reports a mirrored display matrix as a
-rotation.
+rotation. It also declines files with fewer frames than their header announces: an mp4 edit list hides some
+coded frames (``ffmpeg -ss T -c copy``; torchcodec's frames of such files matched PyAV's when this was written)
+or the download was cut, and only PyAV's count tells which.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from videonorm.data.decoders import (
     EIGHT_BIT_FORMATS,
     DecoderUnavailableError,
     NotExact,
-    VideoDecodeError,
     container_family,
 )
 
@@ -54,8 +55,8 @@ class Reader:
         device: ``"cpu"`` or a CUDA device (frames come back on it).
 
     Raises:
-        NotExact: A file outside what it is tested exact on (see the module docstring).
-        VideoDecodeError: The header announces more frames than the data holds (a cut file).
+        NotExact: A file outside what it is tested exact on (see the module docstring), or one whose header
+            announces more frames than torchcodec finds (an mp4 edit list, or a cut file: PyAV decides which).
     """
 
     def __init__(self, path: str, threads: int, device: str = "cpu"):
@@ -75,8 +76,10 @@ class Reader:
             raise NotExact("a display matrix")
         announced, held = meta.num_frames_from_header, meta.num_frames_from_content
         if announced and held is not None and held < announced:
-            raise VideoDecodeError(path, f"truncated: header announces {announced} frames, data holds {held}",
-                                   "truncated")
+            # A cut download, or an mp4 edit list (``ffmpeg -ss T -c copy``): torchcodec shows an edit-listed file
+            # as players do (its scan skips the packets flagged discard), but its count cannot tell the two apart:
+            # the header counts the samples the edit list hides too. PyAV tells them apart (and rejects the cut).
+            raise NotExact("fewer frames than the header announces (an edit list, or a cut file)")
         self.num_frames = int(meta.num_frames or 0)
         self.fps = float(meta.average_fps or 0.0)
 
