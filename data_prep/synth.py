@@ -2,12 +2,14 @@
 
 Usage::
 
-    kinetics-prep synth OUT_DIR --classes 4 --per-class 8 [--seed 0] [--val-fraction 0.25] [--jobs N]
+    kinetics-prep synth OUT_DIR --classes 4 --per-class 8 [--seed 0] [--val-fraction 0.25] [--test-fraction 0]
+        [--jobs N]
 
 Writes, in exactly the layout of an official release plus a download::
 
     OUT_DIR/annotations/train.csv      label,youtube_id,time_start,time_end,split
     OUT_DIR/annotations/validate.csv
+    OUT_DIR/annotations/test.csv       with --test-fraction > 0 (labelled, like Kinetics-400's test split)
     OUT_DIR/raw/{youtube_id}.mp4       full sources, longer than their segments
 
 Each class is a *motion* of a layer of random shapes over a random static, smooth, grainy background:
@@ -252,13 +254,22 @@ def _youtube_id(rng: np.random.Generator) -> str:
     return base64.urlsafe_b64encode(rng.bytes(9)).decode()[:11]
 
 
+def _split_sizes(per_class: int, fractions: Sequence[float]) -> list[int]:
+    """Videos per class in each held-out split: at least one where the fraction is > 0, and one left to train."""
+    sizes = []
+    for fraction in fractions:
+        n = round(per_class * fraction)
+        if fraction > 0:
+            n = max(n, 1)
+        sizes.append(min(n, per_class - 1 - sum(sizes)) if per_class >= 2 else 0)
+    return sizes
+
+
 def _plan(num_classes: int, per_class: int, seed: int, val_fraction: float, sizes: Sequence[tuple[int, int]],
           fps_choices: Sequence[int], source_seconds: tuple[float, float],
-          segment_seconds: Sequence[int], speed: float = 1.0) -> list[_Source]:
+          segment_seconds: Sequence[int], speed: float = 1.0, test_fraction: float = 0.0) -> list[_Source]:
     rng = np.random.default_rng(seed)
-    n_val = round(per_class * val_fraction)
-    if val_fraction > 0 and per_class >= 2:
-        n_val = min(max(n_val, 1), per_class - 1)
+    n_val, n_test = _split_sizes(per_class, (val_fraction, test_fraction))
     ids: set[str] = set()
     plan = []
     for label in CLASS_NAMES[:num_classes]:
@@ -272,7 +283,8 @@ def _plan(num_classes: int, per_class: int, seed: int, val_fraction: float, size
             seg = int(rng.choice(segment_seconds))
             length = max(float(rng.uniform(*source_seconds)), seg)
             start = int(rng.integers(0, math.floor(length - seg) + 1))
-            plan.append(_Source(youtube_id, label, "validate" if i < n_val else "train", fps, width, height,
+            split = "validate" if i < n_val else "test" if i < n_val + n_test else "train"
+            plan.append(_Source(youtube_id, label, split, fps, width, height,
                                 round(length * fps), start, start + seg, int(rng.integers(2**62)),
                                 speed * float(rng.uniform(1 - _JITTER, 1 + _JITTER))))
     return plan
@@ -284,7 +296,7 @@ class SynthDataset:
 
     Args:
         root: the output folder.
-        annotations_dir: folder with ``train.csv`` and ``validate.csv``.
+        annotations_dir: folder with ``train.csv``, ``validate.csv`` (and ``test.csv``).
         raw_dir: folder with the raw sources.
         classes: class names used (sorted, as ``classes.txt`` will list them).
         csvs: split -> annotation CSV.
@@ -300,7 +312,8 @@ class SynthDataset:
 
 
 def make_dataset(out_dir: Path | str, num_classes: int = 4, per_class: int = 8, seed: int = 0, *,
-                 val_fraction: float = 0.25, sizes: Sequence[tuple[int, int]] = DEFAULT_SIZES,
+                 val_fraction: float = 0.25, test_fraction: float = 0.0,
+                 sizes: Sequence[tuple[int, int]] = DEFAULT_SIZES,
                  fps_choices: Sequence[int] = (24, 25, 30), source_seconds: tuple[float, float] = (4.0, 5.0),
                  segment_seconds: Sequence[int] = (2, 3), speed: float = 1.0, jobs: int = 1) -> SynthDataset:
     """Write a synthetic dataset in the official Kinetics layout (see the module docstring).
@@ -308,9 +321,10 @@ def make_dataset(out_dir: Path | str, num_classes: int = 4, per_class: int = 8, 
     Args:
         out_dir: output folder (``annotations/`` and ``raw/`` inside).
         num_classes: number of motion classes (at most ``len(CLASS_NAMES)``).
-        per_class: videos per class, over both splits.
+        per_class: videos per class, over all splits.
         seed: seed of everything (same seed, same dataset).
         val_fraction: share of each class's videos in ``validate`` (at least one if > 0 and per_class >= 2).
+        test_fraction: share of each class's videos in ``test`` (the same rule; 0: no test split).
         sizes: (width, height) choices of the sources (even numbers).
         fps_choices: frame-rate choices.
         source_seconds: range of source lengths.
@@ -331,10 +345,13 @@ def make_dataset(out_dir: Path | str, num_classes: int = 4, per_class: int = 8, 
     annotations_dir, raw_dir = root / "annotations", root / "raw"
     if speed <= 0:
         raise InputError(f"--speed must be > 0, got {speed}")
+    if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise InputError(f"--val-fraction {val_fraction} and --test-fraction {test_fraction} must be in [0, 1) and "
+                         "leave videos to train on")
     plan = _plan(num_classes, per_class, seed, val_fraction, sizes, fps_choices, source_seconds, segment_seconds,
-                 speed)
+                 speed, test_fraction)
     csvs = {}
-    for split in ("train", "validate"):
+    for split in ("train", "validate", "test") if test_fraction > 0 else ("train", "validate"):
         rows = sorted(((s.label, s.youtube_id, s.time_start, s.time_end, s.split) for s in plan if s.split == split))
         csvs[split] = annotations_dir / f"{split}.csv"
         write_text_atomic(csvs[split], csv_text(("label", "youtube_id", "time_start", "time_end", "split"), rows))
@@ -356,10 +373,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     """Add ``synth``'s arguments to ``parser``."""
     parser.add_argument("out", type=Path, help="output folder (annotations/ and raw/ are written inside)")
     parser.add_argument("--classes", type=int, default=4, help=f"number of motion classes (1..{len(CLASS_NAMES)})")
-    parser.add_argument("--per-class", type=int, default=8, help="videos per class (train + validate)")
+    parser.add_argument("--per-class", type=int, default=8, help="videos per class (train + validate + test)")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
     parser.add_argument("--val-fraction", "--split-fraction", dest="val_fraction", type=float, default=0.25,
                         help="share of each class in the validate split")
+    parser.add_argument("--test-fraction", type=float, default=0.0,
+                        help="share of each class in a test split (0: none; like Kinetics-400's labelled test split)")
     parser.add_argument("--speed", type=float, default=1.0, help="multiply every class's motion speed")
     parser.add_argument("--jobs", type=int, default=1, help="parallel worker processes")
 
@@ -367,7 +386,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``synth`` from parsed arguments; prints the summary line."""
     data = make_dataset(args.out, args.classes, args.per_class, args.seed, val_fraction=args.val_fraction,
-                        speed=args.speed, jobs=args.jobs)
+                        test_fraction=args.test_fraction, speed=args.speed, jobs=args.jobs)
     print(data.summary.line() + f" -> {data.raw_dir}; annotations in {data.annotations_dir}")
     return 0
 

@@ -119,3 +119,16 @@ def test_bad_arguments():
         make_dataset("/nonexistent", num_classes=len(CLASS_NAMES) + 1)
     with pytest.raises(InputError, match="even"):
         make_dataset("/nonexistent", sizes=((65, 48),))
+
+
+def test_three_splits_with_a_test_fraction(tmp_path):
+    """--test-fraction adds a labelled test split (the demo's: calibrated on validate, reported on test)."""
+    data = make_dataset(tmp_path / "synth", num_classes=2, per_class=5, seed=2, val_fraction=0.2, test_fraction=0.4,
+                        sizes=((64, 48),), source_seconds=(2.0, 2.5), segment_seconds=(1,))
+    counts = {split: len(read_annotations(path).segments) for split, path in data.csvs.items()}
+    assert counts == {"train": 4, "validate": 2, "test": 4}
+    ids = [{s.youtube_id for s in read_annotations(path).segments} for path in data.csvs.values()]
+    assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])  # no video in two splits
+    assert all(s.split == "test" for s in read_annotations(data.csvs["test"]).segments)
+    with pytest.raises(InputError, match="leave videos to train on"):
+        make_dataset(tmp_path / "x", val_fraction=0.5, test_fraction=0.5)
