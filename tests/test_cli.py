@@ -16,7 +16,7 @@ import torch
 from tests.videos import make_dataset
 from videonorm.cli import main
 from videonorm.results.runs import find_offline_runs, iter_records, read_offline_run, read_record_run
-from videonorm.train.callbacks import ProgressBar
+from videonorm.train.progress import ProgressBar
 from videonorm.train.cli import run_lightning_cli
 from videonorm.train.schedule import EpochSchedule
 

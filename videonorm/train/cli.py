@@ -16,9 +16,9 @@ Besides the trainer, model and data sections, every subcommand has:
     precise_bn: PreciseBN (200 batches; a no-op for models without trainable BN)
     cpu_threads: CpuThreads (on CPU, torch threads = cores - data workers; ``--cpu_threads.enabled false``)
     data_wait: DataWait (data/wait_fraction and data/clips_per_s per epoch; warns above 5% wait)
-and always (``videonorm.train.callbacks``): DivergenceGuard, SkippedVideos, BestValidation, TestReport,
-CheckpointMetadata and, unless the bar is off or the config names one, our ProgressBar; beside the configured
-loggers, the run's local record (``RunRecordLogger``).
+and always: DivergenceGuard (``videonorm.train.guards``), SkippedVideos, BestValidation, TestReport,
+CheckpointMetadata (``videonorm.train.reports``) and, unless the bar is off or the config names one, our ProgressBar
+(``videonorm.train.progress``); beside the configured loggers, the run's local record (``RunRecordLogger``).
 The run directory and W&B run id are set here from the config (see ``videonorm.train.logger``), so
 ``--ckpt_path last`` resumes an interrupted fit into the same directory and W&B run, and ``validate``/``test``
 with ``--ckpt_path last|best`` find the trained run's checkpoints and log into its W&B run. A ``fit`` without
@@ -44,17 +44,8 @@ from pytorch_lightning.loggers import WandbLogger
 
 from videonorm.identity import flatten, run_name, run_setting
 from videonorm.record import RECORD_FILE, diverged
-from videonorm.train.callbacks import (
-    BestValidation,
-    CheckpointMetadata,
-    CpuThreads,
-    DivergenceGuard,
-    PreciseBN,
-    ProgressBar,
-    SkippedVideos,
-    TestReport,
-)
 from videonorm.train.data_wait import DataWait
+from videonorm.train.guards import DivergenceGuard
 from videonorm.train.logger import (
     CHECKPOINT_DIR,
     JOB_TYPES,
@@ -65,6 +56,10 @@ from videonorm.train.logger import (
     run_dir,
 )
 from videonorm.train.module import VideoClassifier
+from videonorm.train.precise_bn import PreciseBN
+from videonorm.train.progress import ProgressBar
+from videonorm.train.reports import BestValidation, CheckpointMetadata, SkippedVideos, TestReport
+from videonorm.train.threads import CpuThreads
 
 SHIPPED_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

@@ -237,7 +237,7 @@ class VideoClassifier(pl.LightningModule):
     def on_test_epoch_end(self) -> None:
         metrics = self.test_accuracy.compute()
         self.test_accuracy.reset()
-        self.test_confusion = metrics.pop("confusion")  # (C, C) videos; written and logged by callbacks.TestReport
+        self.test_confusion = metrics.pop("confusion")  # (C, C) videos; written and logged by reports.TestReport
         for name, value in metrics.items():
             # identical on every rank (all-gathered keys, all-reduced sums): the mean over ranks changes
             # nothing, sync_dist only keeps Lightning from warning about unsynced epoch-level values
