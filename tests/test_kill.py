@@ -22,9 +22,10 @@ import pytest
 import torch
 
 from tests.videos import make_dataset
+from tests.wandb_files import find_offline_runs, read_offline_run
 from videonorm.record import RECORD_FILE
 from videonorm.results import compare
-from videonorm.results.runs import find_offline_runs, load_runs, read_offline_run
+from videonorm.results.runs import load_runs
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "videonorm" / "configs" / "demo" / "b4_8x2.yaml"

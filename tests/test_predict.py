@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from tests.videos import make_dataset, write_not_a_video
+from tests.wandb_files import find_offline_runs, read_offline_run
 from videonorm.cli import main
 from videonorm.data.dataset import VideoDataset
 from videonorm.data.manifest import manifest_text
-from videonorm.results.runs import find_offline_runs, read_offline_run
 from videonorm.train.module import VideoClassifier
 
 DEMO = Path(__file__).resolve().parents[1] / "videonorm" / "configs" / "demo"

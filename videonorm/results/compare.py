@@ -1,6 +1,6 @@
-"""``videonorm compare``: W&B runs side by side with the paper's Kinetics table, as Markdown/CSV + plots.
+"""``videonorm compare``: runs side by side with the paper's Kinetics table, as Markdown/CSV + plots.
 
-    videonorm compare runs/kinetics400                        # offline runs below a directory, no network
+    videonorm compare runs/kinetics400                        # local runs (their records) below a directory
     videonorm compare my-team/videonorm --group kinetics400   # a W&B project, filtered by group (or --tag)
     videonorm compare my-team/videonorm/1a2b3c4d runs/demo    # single online runs and local ones together
 
@@ -25,11 +25,12 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``videonorm compare`` argument parser."""
     p = argparse.ArgumentParser(
         prog="videonorm compare",
-        description="Put W&B runs side by side with the paper's Kinetics table: Markdown + CSV + plots.",
+        description="Put runs (local records or W&B) side by side with the paper's Kinetics table: Markdown + CSV + "
+                    "plots.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=(
-            "INPUTS: local paths (a run-*.wandb file, a run directory, or any directory above runs, searched "
-            "recursively; read offline, no network) or W&B paths: entity/project (all runs, filtered by --group/"
+            "INPUTS: local paths (a record.jsonl, a run directory, or any directory above runs, searched "
+            "recursively; read from the runs' records, no network) or W&B paths: entity/project (all runs, filtered by --group/"
             "--tag) or entity/project/run_id (uses wandb.Api: needs credentials and network)."
         ),
     )

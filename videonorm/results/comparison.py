@@ -22,7 +22,7 @@ from typing import Any
 from videonorm.identity import Setting, run_setting
 from videonorm.record import diverged_info
 from videonorm.results import paper
-from videonorm.results.runs import RunData
+from videonorm.results.run_data import RunData
 from videonorm.results.verdict import Estimate, Verdict, verdicts
 
 METRIC_KEYS = {"val": ("val/top1", "val/top5"), "test": ("test/top1", "test/top5")}
