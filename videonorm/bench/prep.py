@@ -27,15 +27,16 @@ import time
 from pathlib import Path
 
 from videonorm.bench.common import Row, cpu_seconds, machine_info, report
-from videonorm.bench.data import RAW, Pipeline, Settings, plan_clips
+from videonorm.bench.data_pipelines import RAW, Pipeline, plan_clips
 from videonorm.bench.videos import key_frame_interval
+from videonorm.data.dataset import ClipSpec
 from videonorm.data.video import available_backends
 
 
 def clips_per_second(files: list[Path], reader: Pipeline, clips: int, seed: int) -> tuple[float, float]:
     """(clips per wall second, clips per CPU second) for ``clips`` random 32x2 windows planned by ``bench data``'s
-    :func:`~videonorm.bench.data.plan_clips`, read by one of its raw readers (which check the frame count)."""
-    plan = plan_clips(files, clips, Settings(), seed)
+    :func:`~videonorm.bench.data_pipelines.plan_clips`, read by one of its raw readers (which check the frame count)."""
+    plan = plan_clips(files, clips, ClipSpec(window_align=2), seed)  # bench data's default clips: 32 x 2, even starts
     reader(plan[0])  # warm-up (imports, caches)
     begin, cpu = time.perf_counter(), cpu_seconds()
     for clip in plan:
