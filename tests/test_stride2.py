@@ -8,7 +8,8 @@ import pytest
 import torch
 from av.video.frame import PictureType
 
-from data_prep.encode import EncodeSettings, transcode
+from data_prep.encode import transcode
+from data_prep.writer import EncodeSettings
 from tests.videos import frame_indices, write_video
 from videonorm.data.decoders.pyav import Reader
 from videonorm.data.manifest import STRIDE2_LAYOUT

@@ -57,9 +57,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark (see the module docstring)."""
-    from data_prep.encode import EncodeSettings
     from data_prep.synth import make_dataset
     from data_prep.trim import trim
+    from data_prep.writer import EncodeSettings
 
     width, height = (int(x) for x in args.size.split("x"))
     jobs_list = [int(j) for j in args.jobs.split(",") if j.strip()]
