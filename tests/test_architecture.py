@@ -68,6 +68,7 @@ LAYERS = [
     ("videonorm.files", ("videonorm.",)),
     ("videonorm.identity", ("videonorm.",)),
     ("videonorm.record", ("videonorm.",)),
+    ("videonorm.metric_keys", ("videonorm.",)),
 ]
 
 
@@ -103,6 +104,7 @@ def test_decoding_imports_no_lightning():
 
 
 @pytest.mark.parametrize("module", ["videonorm/files.py", "videonorm/identity.py", "videonorm/record.py",
+                                    "videonorm/metric_keys.py",
                                     "videonorm/data/manifest.py", "videonorm/__init__.py", "videonorm/data/__init__.py",
                                     "videonorm/data/decoders/__init__.py"])
 def test_shared_modules_stay_light(module):

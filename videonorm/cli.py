@@ -59,8 +59,8 @@ def _run(argv: list[str]) -> int:
         module = importlib.import_module(EXTRA_COMMANDS[argv[0]][0])
         return int(module.main(argv[1:]) or 0)
     from videonorm.data.decoders import DecoderUnavailableError
-    from videonorm.train.guards import TrainingDiverged
     from videonorm.train.cli import run_lightning_cli
+    from videonorm.train.guards import TrainingDiverged
 
     try:
         run_lightning_cli(argv)

@@ -41,6 +41,7 @@ from pathlib import Path
 
 import yaml
 
+from videonorm import metric_keys as keys
 from videonorm.data.manifest import read_manifest
 
 # The synthetic task, calibrated on the largest-batch BN cell only (README: how): six motion classes (moving left /
@@ -196,7 +197,7 @@ def _metric(run_dir: Path, stage: str) -> str:
     if not runs:
         return "no metrics"
     summary = runs[-1].summary  # a resumed or re-tested run appends to the same W&B run
-    top1, top5 = summary.get(f"{stage}/top1"), summary.get(f"{stage}/top5")
+    top1, top5 = (summary.get(key) for key in keys.ACCURACY[stage])
     if top1 is None or top5 is None:
         return "no metrics"
     return f"{100 * top1:.1f} / {100 * top5:.1f}"

@@ -32,6 +32,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from videonorm import metric_keys as keys
 from videonorm.data.dataset import ClipSpec
 from videonorm.data.manifest import ManifestError, read_classes, read_manifest
 from videonorm.data.video import VideoDecodeError, read_clip
@@ -225,9 +226,9 @@ def _log_wandb(out: Path, args: argparse.Namespace, ckpt: Checkpoint, results: l
     table = wandb.Table(columns=["path", "top1_class", "top1_prob", "error"],
                         data=[[r["path"], *((r["top"][0]["class"], r["top"][0]["prob"]) if "top" in r
                                             else (None, None)), r.get("error")] for r in results])
-    run.log({"predict/predictions": table})
-    run.summary.update({"predict/videos": sum("top" in r for r in results),
-                        "predict/failed": sum("error" in r for r in results)})
+    run.log({keys.PREDICT_PREDICTIONS: table})
+    run.summary.update({keys.PREDICT_VIDEOS: sum("top" in r for r in results),
+                        keys.PREDICT_FAILED: sum("error" in r for r in results)})
     run.finish()
     wandb.teardown()
     if mode == "offline":

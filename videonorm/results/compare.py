@@ -30,8 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=(
             "INPUTS: local paths (a record.jsonl, a run directory, or any directory above runs, searched "
-            "recursively; read from the runs' records, no network) or W&B paths: entity/project (all runs, filtered by --group/"
-            "--tag) or entity/project/run_id (uses wandb.Api: needs credentials and network)."
+            "recursively; read from the runs' records, no network) or W&B paths: entity/project (all runs, filtered "
+            "by --group/--tag) or entity/project/run_id (uses wandb.Api: needs credentials and network)."
         ),
     )
     p.add_argument("inputs", nargs="+", metavar="INPUTS", help="local run files/directories or W&B paths")

@@ -42,6 +42,7 @@ from pytorch_lightning.callbacks import ProgressBar as AnyProgressBar
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.loggers import WandbLogger
 
+from videonorm import metric_keys as keys
 from videonorm.identity import flatten, run_name, run_setting
 from videonorm.record import RECORD_FILE, diverged
 from videonorm.train.data_wait import DataWait
@@ -186,7 +187,7 @@ class VideonormCLI(LightningCLI):
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults(
             {
-                "checkpoint.monitor": "val/top1",
+                "checkpoint.monitor": keys.VAL_TOP1,
                 "checkpoint.mode": "max",
                 "checkpoint.save_last": False,  # see last_checkpoint
                 "checkpoint.save_top_k": 1,

@@ -17,6 +17,7 @@ import pytorch_lightning as pl
 import torch.distributed as dist
 from pytorch_lightning.trainer.states import TrainerFn
 
+from videonorm import metric_keys as keys
 from videonorm.files import csv_text, write_text_atomic
 
 
@@ -105,13 +106,13 @@ class BestValidation(pl.Callback):
         if trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING:
             return
         metrics = trainer.callback_metrics
-        if "val/top1" not in metrics:
+        if keys.VAL_TOP1 not in metrics:
             return
-        top1 = float(metrics["val/top1"])
-        if not math.isfinite(top1) or (self.best is not None and top1 <= self.best["val/best_top1"]):
+        top1 = float(metrics[keys.VAL_TOP1])
+        if not math.isfinite(top1) or (self.best is not None and top1 <= self.best[keys.VAL_BEST_TOP1]):
             return
-        top5 = float(metrics["val/top5"]) if "val/top5" in metrics else None
-        self.best = {"val/best_epoch": trainer.current_epoch, "val/best_top1": top1, "val/best_top5": top5}
+        top5 = float(metrics[keys.VAL_TOP5]) if keys.VAL_TOP5 in metrics else None
+        self.best = {keys.VAL_BEST_EPOCH: trainer.current_epoch, keys.VAL_BEST_TOP1: top1, keys.VAL_BEST_TOP5: top5}
         for logger in trainer.loggers:
             if hasattr(logger, "log_summary"):
                 logger.log_summary(self.best)
