@@ -184,8 +184,6 @@ def _ckpt_tensors(path: Path) -> list[torch.Tensor]:
 
 def test_diverged_fit_stops_is_marked_and_compare_leaves_it_out(dataset, tmp_path, capsys):
     """Issue 13.1: lr 1e6 used to exit 0 with NaN checkpoints, and compare averaged the run in at chance."""
-    from videonorm.results import compare
-
     runs = tmp_path / "runs"
     _run("fit", "bn", dataset, runs, "--trainer.max_epochs", "1")  # a healthy run beside it
     run_dir = runs / "demo" / "i3d_r14-gn-g4-w16-b4-8x2"
@@ -213,7 +211,7 @@ def test_diverged_fit_stops_is_marked_and_compare_leaves_it_out(dataset, tmp_pat
     assert part.summary["diverged"] is True and "diverged" in part.tags and part.exit_code == 1
 
     out = tmp_path / "out"
-    assert compare.main([str(runs), "--out", str(out), "--metric", "val"]) == 0
+    assert main(["compare", str(runs), "--out", str(out), "--metric", "val"]) == 0
     md = (out / "compare.md").read_text()
     rows = (out / "compare.csv").read_text().splitlines()
     assert len(rows) == 2 and rows[1].startswith("bn,")  # the healthy run alone

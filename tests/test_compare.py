@@ -23,8 +23,9 @@ import yaml
 
 from tests.test_runs import offline_wandb, write_record_run  # noqa: F401 - offline_wandb: autouse fixture
 from tests.wandb_files import read_offline_run
+from videonorm.cli import main as videonorm
 from videonorm.identity import run_setting
-from videonorm.results import compare, comparison, paper, report
+from videonorm.results import comparison, paper, report
 from videonorm.results.run_data import RunData
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -107,7 +108,7 @@ def assert_valid_png(path: Path, min_bytes: int = 10_000) -> None:
 
 def test_table_matches_logged_test_metrics(grid_runs, tmp_path, capsys):
     out = tmp_path / "out"
-    assert compare.main([str(grid_runs), "--out", str(out)]) == 0
+    assert videonorm(["compare", str(grid_runs), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     rows = read_csv(out / "compare.csv")
     assert set(rows) == {(n, b, f) for n, b, f, _, _ in GRID}
@@ -150,7 +151,7 @@ def test_table_matches_logged_test_metrics(grid_runs, tmp_path, capsys):
 
 def test_val_metric_is_the_best_epoch(grid_runs, tmp_path):
     out = tmp_path / "out"
-    assert compare.main([str(grid_runs), "--out", str(out), "--metric", "val"]) == 0
+    assert videonorm(["compare", str(grid_runs), "--out", str(out), "--metric", "val"]) == 0
     rows = read_csv(out / "compare.csv")
     for (norm, b, f, _, seed), (val, _) in GRID.items():
         if seed == 0 and (norm, b, f) != ("gn", 4, 32):
@@ -162,7 +163,7 @@ def test_val_metric_is_the_best_epoch(grid_runs, tmp_path):
 
 def test_dataset_option_picks_the_other_copy(grid_runs, tmp_path):
     out = tmp_path / "out"
-    assert compare.main([str(grid_runs), "--out", str(out), "--dataset", "k400-b"]) == 0
+    assert videonorm(["compare", str(grid_runs), "--out", str(out), "--dataset", "k400-b"]) == 0
     rows = read_csv(out / "compare.csv")
     assert list(rows) == [("bn", 8, 32)] and float(rows[("bn", 8, 32)]["top1"]) == pytest.approx(90.0)
     assert "differs from the chosen k400-b" in (out / "compare.md").read_text()
@@ -182,7 +183,7 @@ def test_corrupted_and_truncated_runs(grid_runs, tmp_path, capsys):
     truncated.write_bytes(cut)
     cut_line = len(cut.splitlines())
 
-    assert compare.main([str(tree), "--out", str(tmp_path / "out"), "--metric", "val"]) == 0
+    assert videonorm(["compare", str(tree), "--out", str(tmp_path / "out"), "--metric", "val"]) == 0
     md = (tmp_path / "out" / "compare.md").read_text()
     assert f"unreadable: {corrupted}:{len(lines) // 2 + 1}: not a record entry" in md
     assert f"{truncated}:{cut_line}: the last line is incomplete" in md
@@ -194,12 +195,12 @@ def test_corrupted_and_truncated_runs(grid_runs, tmp_path, capsys):
     assert float(rows[("gn", 4, 64)]["top1"]) == pytest.approx(100 * best[0])  # what the truncated run wrote
     assert "†" in md  # and its cell is marked
     # with --metric test the truncated run lacks its test and is listed as such
-    assert compare.main([str(tree), "--out", str(tmp_path / "out2"), "--metric", "test"]) == 0
+    assert videonorm(["compare", str(tree), "--out", str(tmp_path / "out2"), "--metric", "test"]) == 0
     assert "i3d_r50-gn-b4-64x1" in (tmp_path / "out2" / "compare.md").read_text().split("## Not compared")[1]
 
 
 def test_nothing_to_compare(tmp_path, capsys):
-    assert compare.main([str(tmp_path), "--out", str(tmp_path / "out")]) == 1
+    assert videonorm(["compare", str(tmp_path), "--out", str(tmp_path / "out")]) == 1
     printed = capsys.readouterr().out
     assert "no runs found below it (no record.jsonl, no W&B run-*.wandb file)" in printed
     assert "Nothing written" in printed
@@ -208,10 +209,10 @@ def test_nothing_to_compare(tmp_path, capsys):
 
 def test_a_mistyped_path_never_replaces_an_earlier_report(grid_runs, tmp_path, capsys):
     out = tmp_path / "out"
-    assert compare.main([str(grid_runs), "--out", str(out)]) == 0
+    assert videonorm(["compare", str(grid_runs), "--out", str(out)]) == 0
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     assert set(before) == {"compare.md", "compare.csv", "val_error_curves.png", "top1_vs_batch.png"}
-    assert compare.main([str(grid_runs) + "_typo", "--out", str(out)]) == 1
+    assert videonorm(["compare", str(grid_runs) + "_typo", "--out", str(out)]) == 1
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing replaced, nothing removed
     assert "Nothing written" in capsys.readouterr().out
 
@@ -220,18 +221,18 @@ def test_out_that_is_a_file_is_a_clear_error(grid_runs, tmp_path, capsys):
     out = tmp_path / "report.md"
     out.write_text("mine")
     with pytest.raises(SystemExit) as info:
-        compare.main([str(grid_runs), "--out", str(out)])
+        videonorm(["compare", str(grid_runs), "--out", str(out)])
     assert info.value.code == 2 and "is a file" in capsys.readouterr().err and out.read_text() == "mine"
 
 
 def test_a_figure_without_data_does_not_stay_behind(grid_runs, tmp_path):
     out = tmp_path / "out"
-    assert compare.main([str(grid_runs), "--out", str(out)]) == 0
+    assert videonorm(["compare", str(grid_runs), "--out", str(out)]) == 0
     assert (out / "val_error_curves.png").is_file()
     # a run with a test result but no validation history: nothing to draw as curves
     bare = tmp_path / "bare"
     write_record_run(bare, "bare", kinetics_config("gn", 8, 32, 2), [{"test/top1": 0.7, "test/top5": 0.9}])
-    assert compare.main([str(bare), "--out", str(out)]) == 0
+    assert videonorm(["compare", str(bare), "--out", str(out)]) == 0
     assert not (out / "val_error_curves.png").exists() and (out / "top1_vs_batch.png").is_file()
 
 
@@ -524,7 +525,7 @@ def fit_run_dir(runs: Path, norm: str, batch: int) -> Path:
 
 def test_real_fit_runs_table_matches_what_they_logged(fitted, tmp_path, capsys):
     out = tmp_path / "out"
-    assert compare.main([str(fitted["runs"]), str(fitted["other"]), "--out", str(out)]) == 0
+    assert videonorm(["compare", str(fitted["runs"]), str(fitted["other"]), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     md = (out / "compare.md").read_text()
     rows = read_csv(out / "compare.csv")
@@ -559,7 +560,7 @@ def test_real_fit_runs_table_matches_what_they_logged(fitted, tmp_path, capsys):
 
 def test_real_fit_runs_test_metric(fitted, tmp_path):
     out = tmp_path / "out"
-    assert compare.main([str(fitted["runs"]), "--out", str(out), "--metric", "test"]) == 0
+    assert videonorm(["compare", str(fitted["runs"]), "--out", str(out), "--metric", "test"]) == 0
     rows = read_csv(out / "compare.csv")
     md = (out / "compare.md").read_text()
     assert set(rows) == {(norm, batch, 8) for norm, batch, tested in FITS if tested}
@@ -581,7 +582,7 @@ def test_real_fit_runs_without_records_are_named_not_read(fitted, tmp_path, caps
     for record in tree.rglob("record.jsonl"):
         record.unlink()
     out = tmp_path / "out"
-    assert compare.main([str(tree), "--out", str(out)]) == 1
+    assert videonorm(["compare", str(tree), "--out", str(out)]) == 1
     printed = capsys.readouterr().out
     for norm, batch, _ in FITS:
         run_dir = fit_run_dir(tree, norm, batch)
@@ -602,7 +603,7 @@ def test_real_fit_runs_are_read_from_their_records(fitted, tmp_path):
         for wandb_file in run_dir.glob("wandb/offline-run-*/run-*.wandb"):
             wandb_file.write_bytes(b"junk")
     out = tmp_path / "out"
-    assert compare.main([str(tree), "--out", str(out), "--metric", "val"]) == 0
+    assert videonorm(["compare", str(tree), "--out", str(out), "--metric", "val"]) == 0
     md = (out / "compare.md").read_text()
     assert "unreadable" not in md and "junk" not in md
     rows = read_csv(out / "compare.csv")

@@ -9,6 +9,7 @@ import matplotlib.image
 import pytest
 
 from videonorm import demo
+from videonorm.cli import main as videonorm
 from videonorm.results.runs import load_runs
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -18,7 +19,7 @@ def test_demo_study_end_to_end_then_rerun_reuses_the_data(tmp_path, wandb_offlin
     out = tmp_path / "demo"
     args = ["--out", str(out), "--classes", "3", "--per-class", "4", "--epochs", "1", "--batches", "4", "2",
             "--seeds", "0", "1", "--jobs", "2", "--", "--trainer.check_val_every_n_epoch", "1"]
-    assert demo.main(args) == 0
+    assert videonorm(["demo", *args]) == 0
     printed, errors = capfd.readouterr()  # file descriptors: the spawned runs' output too
     assert "FutureWarning" not in errors  # the entry point's dependency filters reach the spawned runs
 
@@ -62,7 +63,7 @@ def test_demo_study_end_to_end_then_rerun_reuses_the_data(tmp_path, wandb_offlin
 
     # a rerun reuses the prepared data (nothing re-encoded) and the finished runs
     mtimes = {p: p.stat().st_mtime_ns for p in (data / "videos").rglob("*.mp4")}
-    assert demo.main([*args[:-5], "--jobs", "1", "--norms", "gn", "--batches", "2", "--seeds", "1"]) == 0
+    assert videonorm(["demo", *args[:-5], "--jobs", "1", "--norms", "gn", "--batches", "2", "--seeds", "1"]) == 0
     assert "reusing prepared data" in capfd.readouterr().out
     assert {p: p.stat().st_mtime_ns for p in (data / "videos").rglob("*.mp4")} == mtimes
 
@@ -76,5 +77,5 @@ def test_grids():
 
 def test_demo_help(capsys):
     with pytest.raises(SystemExit) as info:
-        demo.main(["--help"])
+        videonorm(["demo", "--help"])
     assert info.value.code == 0 and "--full" in capsys.readouterr().out

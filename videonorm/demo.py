@@ -228,6 +228,7 @@ def run_grid(grid: Grid, data: Path, runs: Path, extra: list[str], jobs: int) ->
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``videonorm demo`` with parsed ``args``: data, the grid of runs, then compare; returns compare's status."""
     start = time.perf_counter()
     os.environ.setdefault("WANDB_SILENT", "true")
     out = args.out.resolve()
@@ -245,16 +246,15 @@ def run(args: argparse.Namespace) -> int:
     runs_dir = out / "runs"
     extra = [] if args.epochs is None else ["--trainer.max_epochs", str(args.epochs)]
     run_grid(grid, data, runs_dir, extra + args.extra, args.jobs)
-    from videonorm.results.compare import main as compare
+    from videonorm.cli import main as videonorm
 
-    status = compare([str(runs_dir), "--out", str(out / "compare")])
+    status = videonorm(["compare", str(runs_dir), "--out", str(out / "compare")])
     print(f"[demo] done in {time.perf_counter() - start:.0f} s; runs in {runs_dir}, comparison in {out / 'compare'}")
     return status
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="videonorm demo", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the ``videonorm demo`` options to ``parser``."""
     parser.add_argument("--out", type=Path, default=Path("demo_out"), help="where data, runs and plots go")
     parser.add_argument("--full", action="store_true",
                         help=f"the fuller grid: norms {', '.join(FULL_GRID.norms)}, clips per device "
@@ -272,4 +272,3 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-class", type=int, default=DEMO_PER_CLASS,
                         help=f"videos per class, {DEMO_VAL_FRACTION:.0%}% held out (a smaller task)")
     parser.add_argument("extra", nargs="*", help="extra Lightning CLI overrides after --, e.g. -- --data.decoder pyav")
-    return run(parser.parse_args(argv))

@@ -235,10 +235,8 @@ def _log_wandb(out: Path, args: argparse.Namespace, ckpt: Checkpoint, results: l
         print(f"W&B run saved offline; upload it with: wandb sync {out / 'wandb'}")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``videonorm predict`` argument parser."""
-    p = argparse.ArgumentParser(prog="videonorm predict", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def configure(p: argparse.ArgumentParser) -> None:
+    """Add the ``videonorm predict`` options to ``p``."""
     p.add_argument("checkpoint", help="a checkpoint of `videonorm fit` (e.g. runs/<group>/<run>/checkpoints/last.ckpt)")
     p.add_argument("videos", nargs="*", help="video files")
     p.add_argument("--manifest", help="a manifest of videos (paths, optionally labels), e.g. an unlabelled test split")
@@ -252,16 +250,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="decoding processes")
     p.add_argument("--wandb", action="store_true", help="also log the predictions as a W&B run (job type predict)")
     p.add_argument("--wandb-project", default="videonorm", help="W&B project for --wandb (default: videonorm)")
-    return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run ``videonorm predict``; 0 when at least one video was predicted, 1 otherwise.
-
-    Args:
-        argv: arguments after ``predict`` (``sys.argv[2:]`` when None).
-    """
-    args = build_parser().parse_args(sys.argv[2:] if argv is None else argv)
+def run(args: argparse.Namespace) -> int:
+    """Run ``videonorm predict`` with parsed ``args``; 0 when at least one video was predicted, 1 otherwise."""
     try:
         ckpt = load_checkpoint(args.checkpoint)
         overrides = {k: v for k, v in (("test_clips", args.clips), ("test_crops", args.crops)) if v is not None}
