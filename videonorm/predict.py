@@ -14,8 +14,8 @@ A file that cannot be decoded is listed with the reason (in both files and on sc
 exit status is 1 only when no video could be predicted (then nothing is written, and one line says why).
 
 What the checkpoint must hold besides the weights (class names, test clip geometry, decoder) is stored by the
-``CheckpointMetadata`` callback of every ``videonorm fit``; for an older checkpoint it is read from the run's
-``config.yaml`` and ``classes.txt``. Checkpoints are loaded with ``weights_only=True`` (no code runs from them).
+``CheckpointMetadata`` callback of every ``videonorm fit``; a checkpoint without it is refused in one line.
+Checkpoints are loaded with ``weights_only=True`` (no code runs from them).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from videonorm import metric_keys as keys
 from videonorm.data.dataset import ClipSpec
-from videonorm.data.manifest import ManifestError, read_classes, read_manifest
+from videonorm.data.manifest import ManifestError, read_manifest
 from videonorm.data.video import VideoDecodeError, read_clip
 from videonorm.files import csv_text, write_text_atomic
 
@@ -78,30 +78,16 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         model.load_state_dict(ckpt["state_dict"])
     except Exception as err:  # unpickling, missing keys, a state dict of another model
         raise PredictError(f"{path}: not a videonorm checkpoint ({type(err).__name__}: {err})") from None
-    meta = ckpt.get("videonorm") or _metadata_from_run_dir(path)
+    meta = ckpt.get("videonorm")
+    if not meta:  # CheckpointMetadata stores it in every checkpoint the CLI saves
+        raise PredictError(f"{path}: the checkpoint has no class names or clip settings (it was not saved by "
+                           "`videonorm fit`, or by a version before they were stored); predict needs them")
     fields = {f.name for f in dataclasses.fields(ClipSpec)}
     clip = {k: v for k, v in meta["clip"].items() if k in fields}
     classes = list(meta["classes"])
     if len(classes) != hparams.get("num_classes", len(classes)):
         raise PredictError(f"{path}: {len(classes)} class names for a model with {hparams['num_classes']} outputs")
     return Checkpoint(model.eval(), classes, ClipSpec(**clip), meta.get("decoder") or "pyav")
-
-
-def _metadata_from_run_dir(path: Path) -> dict[str, Any]:
-    """Class names and clip settings of an older checkpoint: its run's ``config.yaml`` and the data's class list."""
-    import yaml
-
-    config_file = path.resolve().parent.parent / "config.yaml"  # <run dir>/checkpoints/<file>.ckpt
-    if not config_file.is_file():
-        raise PredictError(f"{path}: the checkpoint has no class names or clip settings (saved before videonorm "
-                           f"stored them) and there is no {config_file} to read them from")
-    data = (yaml.safe_load(config_file.read_text()) or {}).get("data") or {}
-    classes_file = Path(data.get("root", ".")) / data.get("classes_file", "classes.txt")
-    try:
-        classes = read_classes(classes_file)
-    except ManifestError as err:
-        raise PredictError(f"{path}: class names: {err}") from None
-    return {"classes": classes, "clip": data, "decoder": data.get("decoder")}
 
 
 class _Views(Dataset):

@@ -244,11 +244,6 @@ class VideoClassifier(pl.LightningModule):
             # nothing, sync_dist only keeps Lightning from warning about unsynced epoch-level values
             self.log(keys.TEST_PREFIX + name, value, on_step=False, on_epoch=True, sync_dist=True)
 
-    def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
-        """Per-view class probabilities with the view's video index and view index."""
-        probs = self(batch["video"]).float().softmax(dim=1)
-        return {"index": batch["index"], "view": batch["view"], "probs": probs}
-
     # ---- optimization ----------------------------------------------------------------------------------
     def parameter_groups(self) -> list[dict[str, Any]]:
         """SGD parameter groups: conv/linear weights get ``weight_decay``; the parameters of every norm layer (gamma,
