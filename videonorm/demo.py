@@ -190,13 +190,13 @@ def _worker_init() -> None:
 
 
 def _metric(run_dir: Path, stage: str) -> str:
-    """``top-1 / top-5`` (percent) of a finished run, read back from its W&B run (what compare sees)."""
+    """``top-1 / top-5`` (percent) of a finished run, read back from its local record (what compare sees)."""
     from videonorm.results.runs import load_runs
 
     runs, _ = load_runs([str(run_dir)])
     if not runs:
         return "no metrics"
-    summary = runs[-1].summary  # a resumed or re-tested run appends to the same W&B run
+    summary = runs[-1].summary  # a resumed or re-tested run appends a part to the same record
     top1, top5 = (summary.get(key) for key in keys.ACCURACY[stage])
     if top1 is None or top5 is None:
         return "no metrics"

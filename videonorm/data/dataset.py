@@ -193,7 +193,7 @@ class VideoDataset(Dataset):
         candidate, skipped, failures = video, 0, []
         for attempt in range(MAX_TRIES):
             try:
-                frames = self._read(candidate, clip)  # (T, 3, H, W) uint8
+                frames = self._read(candidate, clip)  # (T, 3, H, W) uint8; deferred: the chosen indices (T,) int64
                 break
             except VideoDecodeError as error:
                 self._record_failure(error)

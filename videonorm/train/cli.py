@@ -43,6 +43,7 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveCon
 from pytorch_lightning.loggers import WandbLogger
 
 from videonorm import metric_keys as keys
+from videonorm.data.datamodule import KineticsDataModule
 from videonorm.identity import flatten, run_name, run_setting
 from videonorm.record import RECORD_FILE, diverged
 from videonorm.train.data_wait import DataWait
@@ -325,16 +326,12 @@ def run_lightning_cli(argv: list[str], run: bool = True) -> VideonormCLI:
     """Run ``fit``/``validate``/``test`` (``argv`` starts with the subcommand).
 
     Args:
-        argv: Arguments after the program name, e.g. ``["fit", "--config", "configs/demo/bn_b8.yaml"]``.
+        argv: Arguments after the program name, e.g. ``["fit", "--config", "demo/b4_8x2.yaml"]``.
         run: ``False`` parses and instantiates without running (``argv`` then has no subcommand).
 
     Returns:
         The CLI object (``.trainer``, ``.model``, ``.datamodule``, ``.config``, ``.run_dir``).
     """
-    from videonorm.data.datamodule import (
-        KineticsDataModule,  # imported here: ``videonorm --help`` stays fast
-    )
-
     with warnings.catch_warnings():
         # we pass args explicitly (expanded configs); Lightning warns whenever sys.argv also has arguments
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
