@@ -170,23 +170,14 @@ def _train_indices(clip: Clip, spec: ClipSpec) -> Callable[[int], torch.Tensor]:
 
 
 def videonorm_train(backend: str, threads: int, spec: ClipSpec) -> Pipeline:
-    """Our training pipeline, as ``VideoDataset`` runs it for a train item: read_clip + train_transform."""
-    transform = spec.transforms("train")[0]
-
-    def run(clip: Clip) -> tuple[int, float]:
-        torch.manual_seed(clip.seed)
-        start = time.process_time()
-        frames, _ = read_clip(clip.path, _train_indices(clip, spec), backend, threads)
-        decode = time.process_time() - start
-        out = transform(frames)  # (3, T, crop, crop) uint8
-        _check_output(out, spec)
-        return 1, decode
-
-    return run
+    """Our training pipeline, as ``VideoDataset`` runs it for a train item: read_clip + train_transform (one
+    augmentation of one decoded window)."""
+    return videonorm_repeat_window(backend, threads, spec, 1)
 
 
 def videonorm_repeat_window(backend: str, threads: int, spec: ClipSpec, k: int) -> Pipeline:
-    """Repeated augmentation, k clips from one decoded window (k random crops/scales/flips)."""
+    """Repeated augmentation, k clips from one decoded window (k random crops/scales/flips); k = 1 is the training
+    item."""
     transform = spec.transforms("train")[0]
 
     def run(clip: Clip) -> tuple[int, float]:
@@ -195,7 +186,7 @@ def videonorm_repeat_window(backend: str, threads: int, spec: ClipSpec, k: int) 
         frames, _ = read_clip(clip.path, _train_indices(clip, spec), backend, threads)
         decode = time.process_time() - start
         for _ in range(k):
-            _check_output(transform(frames), spec)
+            _check_output(transform(frames), spec)  # (3, T, crop, crop) uint8
         return k, decode
 
     return run
