@@ -17,28 +17,20 @@ Exit status: see :mod:`data_prep.runner` (0 ran, 1 bad videos left by ``verify``
 from __future__ import annotations
 
 import argparse
-from types import ModuleType
 
-from data_prep import download, manifest, prepare, resize, synth, trim, verify
 from data_prep.runner import execute
+from videonorm.commands import Command, add_commands
 
-STEPS: dict[str, ModuleType] = {"download": download, "trim": trim, "resize": resize, "manifest": manifest,
-                                "verify": verify, "prepare": prepare, "synth": synth}
-
-
-def _summary(module: ModuleType) -> str:
-    return (module.__doc__ or "").strip().splitlines()[0]
+# step -> its module (configure(parser), run(args)); the help line is the first line of the module's docstring
+STEPS = {name: Command(f"data_prep.{name}") for name in
+         ("download", "trim", "resize", "manifest", "verify", "prepare", "synth")}
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``kinetics-prep`` parser with one subparser per step."""
     parser = argparse.ArgumentParser(prog="kinetics-prep", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module in STEPS.items():
-        sub = commands.add_parser(name, help=_summary(module), description=module.__doc__,
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-        module.configure(sub)
+    add_commands(parser, STEPS, required=False, metavar="COMMAND")
     return parser
 
 
@@ -56,4 +48,4 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    return execute(STEPS[args.command], args)
+    return execute(STEPS[args.command].load(), args)

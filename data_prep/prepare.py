@@ -39,7 +39,7 @@ from pathlib import Path
 
 from data_prep.annotations import SEGMENT_COLUMNS, SPLITS, Segment, find_split_csv, read_annotations
 from data_prep.download import DownloadSettings, add_section_arguments, download
-from data_prep.encode import EncodeSettings, add_encode_arguments, settings_from
+from data_prep.encode_options import add_encode_arguments, settings_from
 from data_prep.errors import InputError
 from data_prep.manifest import build_manifest, check_labels, write_classes
 from data_prep.report import FAILED, FLAGGED, Summary
@@ -47,6 +47,7 @@ from data_prep.resize import resize, video_files
 from data_prep.runner import run_step
 from data_prep.trim import trim
 from data_prep.verify import check_entries
+from data_prep.writer import EncodeSettings
 from videonorm.data.manifest import CLASSES_FILE, manifest_text, read_classes
 from videonorm.files import remove_stale_partials, write_text_atomic
 

@@ -18,18 +18,13 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from data_prep.encode import (
-    EncodeJob,
-    EncodeSettings,
-    add_encode_arguments,
-    encode_all,
-    remove_interrupted,
-    settings_from,
-)
+from data_prep.encode_jobs import EncodeJob, encode_all, remove_interrupted
+from data_prep.encode_options import add_encode_arguments, settings_from
 from data_prep.errors import InputError
 from data_prep.raw import SOURCE_EXTS
 from data_prep.report import Summary, report_path
 from data_prep.runner import run_step
+from data_prep.writer import EncodeSettings
 from videonorm.files import PARTIAL_TAG
 
 

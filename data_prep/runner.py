@@ -18,6 +18,7 @@ import threading
 from types import ModuleType
 
 from data_prep.errors import NO_SPACE, InputError
+from videonorm.commands import command_parser
 from videonorm.data.manifest import ManifestError
 
 
@@ -67,7 +68,5 @@ def run_step(step: ModuleType, argv: list[str] | None = None) -> int:
         step: the step module.
         argv: arguments after the program name (default: ``sys.argv[1:]``).
     """
-    parser = argparse.ArgumentParser(prog=f"python -m data_prep.{step_name(step)}", description=step.__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    step.configure(parser)
+    parser = command_parser(f"python -m data_prep.{step_name(step)}", step)
     return execute(step, parser.parse_args(argv))

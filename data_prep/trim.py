@@ -31,17 +31,12 @@ import sys
 from pathlib import Path
 
 from data_prep.annotations import SEGMENT_COLUMNS, read_annotations
-from data_prep.encode import (
-    EncodeJob,
-    EncodeSettings,
-    add_encode_arguments,
-    encode_all,
-    remove_interrupted,
-    settings_from,
-)
+from data_prep.encode_jobs import EncodeJob, encode_all, remove_interrupted
+from data_prep.encode_options import add_encode_arguments, settings_from
 from data_prep.raw import index_sources, source_for
 from data_prep.report import FAILED, Outcome, Summary, read_report, report_path
 from data_prep.runner import run_step
+from data_prep.writer import EncodeSettings
 
 
 def trim(annotations: Path | str, raw_dir: Path | str, out_dir: Path | str,

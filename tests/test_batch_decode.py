@@ -12,7 +12,7 @@ from tests.videos import frame_indices, make_dataset
 from videonorm.data.batch_decode import BatchDecoder
 from videonorm.data.datamodule import KineticsDataModule
 from videonorm.data.dataset import ClipSpec, VideoDataset
-from videonorm.data.sampling import test_clip_indices
+from videonorm.data.sampling import multiview_clip_indices
 from videonorm.data.video import DecoderUnavailableError, read_clip, require_backend, video_info
 
 try:
@@ -67,7 +67,7 @@ def test_workers_choose_the_same_frames_as_the_cpu_path(data):
     path = data["root"] / data["videos"]["val"][0][0]
     deferred = VideoDataset(data["root"], data["manifests"]["val"], "test", CLIP, deferred=True)
     views = [deferred[i] for i in range(CLIP.test_clips * CLIP.test_crops)]
-    expected = test_clip_indices(video_info(path)[0], 4, 2, 2)
+    expected = multiview_clip_indices(video_info(path)[0], 4, 2, 2)
     for view in views:
         clip, crop = divmod(view["view"], 3)
         assert torch.equal(view["frames"], expected[clip]) and view["crop"] == crop

@@ -134,9 +134,7 @@ def test_bench_data_reads_a_manifest(tiny_videos, tmp_path):
     out = tmp_path / "out"
     argv = ["data", "--videos", str(manifest), "--clips", "1", "--rounds", "1", "--threads", "1", "--workers", "",
             "--repeat", "", "--backends", "pyav", "--no-reference", "--out", str(out), *TINY_CLIPS]  # fmt: skip
-    from videonorm.bench import main as bench_main
-
-    assert bench_main(argv) == 0
+    assert cli_main(["bench", *argv]) == 0
     tables = json.loads((out / "data.json").read_text())["tables"]
     assert tables["files"]["rows"][0]["files"] == 2
     assert tables["files"]["rows"][0]["key_interval"] == 15

@@ -14,10 +14,11 @@ import pytest
 import torch
 
 from tests.videos import make_dataset
+from tests.wandb_files import find_offline_runs, read_offline_run
 from videonorm.cli import main
-from videonorm.results.runs import find_offline_runs, iter_records, read_offline_run, read_record_run
-from videonorm.train.callbacks import ProgressBar
+from videonorm.results.records import read_record_run
 from videonorm.train.cli import run_lightning_cli
+from videonorm.train.progress import ProgressBar
 from videonorm.train.schedule import EpochSchedule
 
 DEMO = Path(__file__).resolve().parents[1] / "videonorm" / "configs" / "demo"
@@ -183,8 +184,6 @@ def _ckpt_tensors(path: Path) -> list[torch.Tensor]:
 
 def test_diverged_fit_stops_is_marked_and_compare_leaves_it_out(dataset, tmp_path, capsys):
     """Issue 13.1: lr 1e6 used to exit 0 with NaN checkpoints, and compare averaged the run in at chance."""
-    from videonorm.results import compare
-
     runs = tmp_path / "runs"
     _run("fit", "bn", dataset, runs, "--trainer.max_epochs", "1")  # a healthy run beside it
     run_dir = runs / "demo" / "i3d_r14-gn-g4-w16-b4-8x2"
@@ -212,7 +211,7 @@ def test_diverged_fit_stops_is_marked_and_compare_leaves_it_out(dataset, tmp_pat
     assert part.summary["diverged"] is True and "diverged" in part.tags and part.exit_code == 1
 
     out = tmp_path / "out"
-    assert compare.main([str(runs), "--out", str(out), "--metric", "val"]) == 0
+    assert main(["compare", str(runs), "--out", str(out), "--metric", "val"]) == 0
     md = (out / "compare.md").read_text()
     rows = (out / "compare.csv").read_text().splitlines()
     assert len(rows) == 2 and rows[1].startswith("bn,")  # the healthy run alone
@@ -319,9 +318,10 @@ def test_checkpoints_are_logged_as_artifacts_when_online(dataset, tmp_path, monk
     runs = tmp_path / "runs"
     _run("fit", "gn", dataset, runs, "--trainer.max_epochs", "1", "--trainer.logger.init_args.offline", "false")
     (wandb_file,) = find_offline_runs(runs / "demo" / "i3d_r14-gn-g4-w16-b4-8x2")
-    artifacts = [r.artifact for r in iter_records(wandb_file) if r.WhichOneof("record_type") == "artifact"]
-    run_id = read_offline_run(wandb_file).run_id
-    assert [(a.name, a.type, [c.path for c in a.manifest.contents], sorted(a.aliases)) for a in artifacts] == [
+    run = read_offline_run(wandb_file)
+    artifacts, run_id = run.artifacts, run.run_id
+    assert [(a["name"], a["type"], [c["path"] for c in a["manifest"]["contents"]], sorted(a["aliases"]))
+            for a in artifacts] == [
         (f"model-{run_id}", "model", ["best.ckpt"], ["best", "latest"]),  # W&B moves "latest" on to the next
         (f"model-{run_id}", "model", ["last.ckpt"], ["latest"]),
     ]

@@ -1,20 +1,19 @@
-"""videonorm compare: table, CSV, plots and the runs it leaves out, on real offline W&B runs.
+"""videonorm compare: table, CSV, plots and the runs it leaves out.
 
-Two sets of runs: (1) runs written here with ``wandb.init(mode="offline")`` following the logging contract of
+Two sets of runs: (1) run records written here by the real ``RunRecordLogger`` following the logging contract of
 ``videonorm fit`` (exact known values: the table must show them); (2) runs from tiny real ``videonorm fit``
-runs (BN and GN, two batch sizes) on real tiny videos: the table must show what those runs logged.
+runs (BN and GN, two batch sizes) on real tiny videos: the table must show what those runs logged (as W&B's own
+reader sees their W&B files).
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 import shutil
 import statistics
 import subprocess
-import sys
 from pathlib import Path
 
 import matplotlib.image
@@ -22,10 +21,12 @@ import pytest
 import torch
 import yaml
 
-from tests.test_runs import offline_wandb, write_offline_run  # noqa: F401 - offline_wandb: autouse fixture
+from tests.test_runs import offline_wandb, write_record_run  # noqa: F401 - offline_wandb: autouse fixture
+from tests.wandb_files import read_offline_run
+from videonorm.cli import main as videonorm
 from videonorm.identity import run_setting
-from videonorm.results import compare, comparison, paper, report
-from videonorm.results.runs import RunData, read_offline_run
+from videonorm.results import comparison, paper, report
+from videonorm.results.run_data import RunData
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -47,7 +48,7 @@ def kinetics_config(norm: str, batch: int, frames: int, rate: int, seed: int = 0
 
 
 def history(val: list[tuple[float, float]], test: tuple[float, float] | None) -> list[dict]:
-    """``wandb.log`` rows as Lightning writes them: train + val per epoch, then test."""
+    """Logged rows as Lightning writes them: train + val per epoch, then test."""
     rows = []
     for epoch, (top1, top5) in enumerate(val):
         rows.append({"train/loss": 3.0 - epoch, "train/top1": top1 / 2, "epoch": epoch,
@@ -81,12 +82,12 @@ def grid_runs(tmp_path_factory) -> Path:
     """The paper's grid (GN b4 32f with 3 seeds) + a run on another dataset copy + one without metrics."""
     root = tmp_path_factory.mktemp("k400_runs")
     for (norm, b, f, r, seed), (val, test) in GRID.items():
-        write_offline_run(root, run_name(norm, b, f, r, seed), kinetics_config(norm, b, f, r, seed), history(val, test),
-                          group="kinetics400", tags=("kinetics400",))
-    write_offline_run(root, "other-copy", kinetics_config("bn", 8, 32, 2, seed=7, data="k400-b"),
-                      history([(0.9, 0.99)], (0.9, 0.99)), group="kinetics400")
-    write_offline_run(root, "crashed-early", kinetics_config("gn", 8, 32, 2, seed=9),
-                      [{"train/loss": 3.0, "epoch": 0}], group="kinetics400")
+        write_record_run(root, run_name(norm, b, f, r, seed), kinetics_config(norm, b, f, r, seed), history(val, test),
+                         group="kinetics400", tags=("kinetics400",))
+    write_record_run(root, "other-copy", kinetics_config("bn", 8, 32, 2, seed=7, data="k400-b"),
+                     history([(0.9, 0.99)], (0.9, 0.99)), group="kinetics400")
+    write_record_run(root, "crashed-early", kinetics_config("gn", 8, 32, 2, seed=9),
+                     [{"train/loss": 3.0, "epoch": 0}], group="kinetics400")
     return root
 
 
@@ -107,7 +108,7 @@ def assert_valid_png(path: Path, min_bytes: int = 10_000) -> None:
 
 def test_table_matches_logged_test_metrics(grid_runs, tmp_path, capsys):
     out = tmp_path / "out"
-    assert compare.main([str(grid_runs), "--out", str(out)]) == 0
+    assert videonorm(["compare", str(grid_runs), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     rows = read_csv(out / "compare.csv")
     assert set(rows) == {(n, b, f) for n, b, f, _, _ in GRID}
@@ -150,7 +151,7 @@ def test_table_matches_logged_test_metrics(grid_runs, tmp_path, capsys):
 
 def test_val_metric_is_the_best_epoch(grid_runs, tmp_path):
     out = tmp_path / "out"
-    assert compare.main([str(grid_runs), "--out", str(out), "--metric", "val"]) == 0
+    assert videonorm(["compare", str(grid_runs), "--out", str(out), "--metric", "val"]) == 0
     rows = read_csv(out / "compare.csv")
     for (norm, b, f, _, seed), (val, _) in GRID.items():
         if seed == 0 and (norm, b, f) != ("gn", 4, 32):
@@ -162,7 +163,7 @@ def test_val_metric_is_the_best_epoch(grid_runs, tmp_path):
 
 def test_dataset_option_picks_the_other_copy(grid_runs, tmp_path):
     out = tmp_path / "out"
-    assert compare.main([str(grid_runs), "--out", str(out), "--dataset", "k400-b"]) == 0
+    assert videonorm(["compare", str(grid_runs), "--out", str(out), "--dataset", "k400-b"]) == 0
     rows = read_csv(out / "compare.csv")
     assert list(rows) == [("bn", 8, 32)] and float(rows[("bn", 8, 32)]["top1"]) == pytest.approx(90.0)
     assert "differs from the chosen k400-b" in (out / "compare.md").read_text()
@@ -171,19 +172,22 @@ def test_dataset_option_picks_the_other_copy(grid_runs, tmp_path):
 def test_corrupted_and_truncated_runs(grid_runs, tmp_path, capsys):
     tree = tmp_path / "runs"
     shutil.copytree(grid_runs, tree, symlinks=True)
-    files = {p.parents[2].name: p for p in tree.rglob("run-*.wandb")}
+    files = {p.parent.name: p for p in tree.rglob("record.jsonl")}
     corrupted = files[run_name("bn", 8, 32, 2, 0)]
-    data = bytearray(corrupted.read_bytes())
-    data[len(data) // 2] ^= 0x55
-    corrupted.write_bytes(bytes(data))
+    lines = corrupted.read_text().splitlines(keepends=True)
+    lines[len(lines) // 2] = lines[len(lines) // 2][:25] + "\n"  # a damaged line in the middle
+    corrupted.write_text("".join(lines))
     truncated = files[run_name("gn", 4, 64, 1, 0)]
     cut = truncated.read_bytes()
-    truncated.write_bytes(cut[: cut.index(b"test/top1") - 20])  # killed before its test: val rows survive
+    cut = cut[: cut.index(b"test/top1") + 5]  # killed while writing its test: val rows survive
+    truncated.write_bytes(cut)
+    cut_line = len(cut.splitlines())
 
-    assert compare.main([str(tree), "--out", str(tmp_path / "out"), "--metric", "val"]) == 0
+    assert videonorm(["compare", str(tree), "--out", str(tmp_path / "out"), "--metric", "val"]) == 0
     md = (tmp_path / "out" / "compare.md").read_text()
-    assert f"unreadable: {corrupted}: corrupted at byte" in md
-    assert f"{truncated}: truncated at byte" in md and f"{truncated}: no exit record" in md
+    assert f"unreadable: {corrupted}:{len(lines) // 2 + 1}: not a record entry" in md
+    assert f"{truncated}:{cut_line}: the last line is incomplete" in md
+    assert f"{truncated}: no end entry" in md
     rows = read_csv(tmp_path / "out" / "compare.csv")
     assert ("bn", 8, 32) not in rows  # the corrupted run is not in the table ...
     assert len(rows) == 5  # ... the others are
@@ -191,12 +195,12 @@ def test_corrupted_and_truncated_runs(grid_runs, tmp_path, capsys):
     assert float(rows[("gn", 4, 64)]["top1"]) == pytest.approx(100 * best[0])  # what the truncated run wrote
     assert "†" in md  # and its cell is marked
     # with --metric test the truncated run lacks its test and is listed as such
-    assert compare.main([str(tree), "--out", str(tmp_path / "out2"), "--metric", "test"]) == 0
+    assert videonorm(["compare", str(tree), "--out", str(tmp_path / "out2"), "--metric", "test"]) == 0
     assert "i3d_r50-gn-b4-64x1" in (tmp_path / "out2" / "compare.md").read_text().split("## Not compared")[1]
 
 
 def test_nothing_to_compare(tmp_path, capsys):
-    assert compare.main([str(tmp_path), "--out", str(tmp_path / "out")]) == 1
+    assert videonorm(["compare", str(tmp_path), "--out", str(tmp_path / "out")]) == 1
     printed = capsys.readouterr().out
     assert "no runs found below it (no record.jsonl, no W&B run-*.wandb file)" in printed
     assert "Nothing written" in printed
@@ -205,10 +209,10 @@ def test_nothing_to_compare(tmp_path, capsys):
 
 def test_a_mistyped_path_never_replaces_an_earlier_report(grid_runs, tmp_path, capsys):
     out = tmp_path / "out"
-    assert compare.main([str(grid_runs), "--out", str(out)]) == 0
+    assert videonorm(["compare", str(grid_runs), "--out", str(out)]) == 0
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     assert set(before) == {"compare.md", "compare.csv", "val_error_curves.png", "top1_vs_batch.png"}
-    assert compare.main([str(grid_runs) + "_typo", "--out", str(out)]) == 1
+    assert videonorm(["compare", str(grid_runs) + "_typo", "--out", str(out)]) == 1
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing replaced, nothing removed
     assert "Nothing written" in capsys.readouterr().out
 
@@ -217,18 +221,18 @@ def test_out_that_is_a_file_is_a_clear_error(grid_runs, tmp_path, capsys):
     out = tmp_path / "report.md"
     out.write_text("mine")
     with pytest.raises(SystemExit) as info:
-        compare.main([str(grid_runs), "--out", str(out)])
+        videonorm(["compare", str(grid_runs), "--out", str(out)])
     assert info.value.code == 2 and "is a file" in capsys.readouterr().err and out.read_text() == "mine"
 
 
 def test_a_figure_without_data_does_not_stay_behind(grid_runs, tmp_path):
     out = tmp_path / "out"
-    assert compare.main([str(grid_runs), "--out", str(out)]) == 0
+    assert videonorm(["compare", str(grid_runs), "--out", str(out)]) == 0
     assert (out / "val_error_curves.png").is_file()
     # a run with a test result but no validation history: nothing to draw as curves
     bare = tmp_path / "bare"
-    write_offline_run(bare, "bare", kinetics_config("gn", 8, 32, 2), [{"test/top1": 0.7, "test/top5": 0.9}])
-    assert compare.main([str(bare), "--out", str(out)]) == 0
+    write_record_run(bare, "bare", kinetics_config("gn", 8, 32, 2), [{"test/top1": 0.7, "test/top5": 0.9}])
+    assert videonorm(["compare", str(bare), "--out", str(out)]) == 0
     assert not (out / "val_error_curves.png").exists() and (out / "top1_vs_batch.png").is_file()
 
 
@@ -500,24 +504,16 @@ def fitted(tmp_path_factory) -> dict[str, Path]:
         for batch in (4, 2):
             named = ["--trainer.logger.init_args.name", f"{name}-b{batch}"]
             assert main(["fit", *_cli_args("gn", batch, root / "data", root / "recipes", epochs, lr), *named]) == 0
-    wandb.teardown()  # wait until wandb-core has written every offline run completely (see write_offline_run)
+    wandb.teardown()  # wait until wandb-core has written every offline run completely (see tests/test_runs.py)
     return {"runs": root / "runs", "other": root / "runs_other", "recipes": root / "recipes"}
 
 
 def leet_run(run_dir: Path) -> dict:
     """A run as wandb's own reader (`wandb leet inspect --json`) sees it: config, history, over all its files."""
-    wandb_bin = Path(sys.executable).with_name("wandb")
     config, history = {}, []
-    for path in sorted(run_dir.glob("wandb/offline-run-*/run-*.wandb")):
-        out = subprocess.run([str(wandb_bin), "leet", "inspect", "--json", str(path)], capture_output=True, text=True,
-                             check=True, env={**os.environ, "WANDB_MODE": "offline"}).stdout
-        for record in map(json.loads, out.splitlines()):
-            if record["type"] == "run":
-                config.update(record["run"]["config"]["update"])
-            elif record["type"] == "config":
-                config.update(record["config"].get("update", {}))
-            elif record["type"] == "history":
-                history.append(record["history"]["item"])
+    for part in map(read_offline_run, sorted(run_dir.glob("wandb/offline-run-*/run-*.wandb"))):
+        config.update(part.config)
+        history += part.history
     return {"config": config, "history": history}
 
 
@@ -535,7 +531,7 @@ def fit_run_dir(runs: Path, norm: str, batch: int) -> Path:
 
 def test_real_fit_runs_table_matches_what_they_logged(fitted, tmp_path, capsys):
     out = tmp_path / "out"
-    assert compare.main([str(fitted["runs"]), str(fitted["other"]), "--out", str(out)]) == 0
+    assert videonorm(["compare", str(fitted["runs"]), str(fitted["other"]), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     md = (out / "compare.md").read_text()
     rows = read_csv(out / "compare.csv")
@@ -570,7 +566,7 @@ def test_real_fit_runs_table_matches_what_they_logged(fitted, tmp_path, capsys):
 
 def test_real_fit_runs_test_metric(fitted, tmp_path):
     out = tmp_path / "out"
-    assert compare.main([str(fitted["runs"]), "--out", str(out), "--metric", "test"]) == 0
+    assert videonorm(["compare", str(fitted["runs"]), "--out", str(out), "--metric", "test"]) == 0
     rows = read_csv(out / "compare.csv")
     md = (out / "compare.md").read_text()
     assert set(rows) == {(norm, batch, 8) for norm, batch, tested in FITS if tested}
@@ -584,31 +580,21 @@ def test_real_fit_runs_test_metric(fitted, tmp_path):
     assert "test, video level" in md
 
 
-def test_real_fit_runs_with_a_corrupted_and_a_truncated_file(fitted, tmp_path):
-    """Runs without a local record (older runs) are read from their .wandb files: damage there is reported."""
+def test_real_fit_runs_without_records_are_named_not_read(fitted, tmp_path, capsys):
+    """Run directories with only W&B's offline files (no record.jsonl): compare does not read W&B's private format;
+    it names each such run in one line, says why and how to compare it, and writes nothing."""
     tree = tmp_path / "runs"
     shutil.copytree(fitted["runs"], tree, symlinks=True)
     for record in tree.rglob("record.jsonl"):
         record.unlink()
-    (corrupted,) = fit_run_dir(tree, "bn", 2).glob("wandb/offline-run-*/run-*.wandb")
-    data = bytearray(corrupted.read_bytes())
-    data[len(data) // 3] ^= 0x01
-    corrupted.write_bytes(bytes(data))
-    (truncated,) = fit_run_dir(tree, "gn", 2).glob("wandb/offline-run-*/run-*.wandb")
-    data = truncated.read_bytes()
-    truncated.write_bytes(data[: data.rindex(b"val/loss") - 5])  # killed while writing its last validation
-
     out = tmp_path / "out"
-    assert compare.main([str(tree), "--out", str(out), "--metric", "val"]) == 0
-    md = (out / "compare.md").read_text()
-    assert f"unreadable: {corrupted}: corrupted at byte" in md
-    assert f"{truncated}: truncated at byte" in md
-    rows = read_csv(out / "compare.csv")
-    assert set(rows) == {("bn", 4, 8), ("gn", 4, 8), ("gn", 2, 8)}  # the others still compare
-    partial = read_offline_run(truncated)
-    assert any("val/top1" in row for row in partial.history)
-    assert float(rows[("gn", 2, 8)]["top1"]) == pytest.approx(best_val(partial.history)[0])
-    assert "†" in next(line for line in md.splitlines() if line.startswith("| GN (G=4) |"))
+    assert videonorm(["compare", str(tree), "--out", str(out)]) == 1
+    printed = capsys.readouterr().out
+    for norm, batch, _ in FITS:
+        run_dir = fit_run_dir(tree, norm, batch)
+        (line,) = [line for line in printed.splitlines() if f"{run_dir}:" in line]
+        assert "W&B offline files only, no record.jsonl" in line and f"wandb sync {run_dir / 'wandb'}" in line
+    assert "Nothing written" in printed and not out.exists()
 
 
 def test_real_fit_runs_are_read_from_their_records(fitted, tmp_path):
@@ -623,7 +609,7 @@ def test_real_fit_runs_are_read_from_their_records(fitted, tmp_path):
         for wandb_file in run_dir.glob("wandb/offline-run-*/run-*.wandb"):
             wandb_file.write_bytes(b"junk")
     out = tmp_path / "out"
-    assert compare.main([str(tree), "--out", str(out), "--metric", "val"]) == 0
+    assert videonorm(["compare", str(tree), "--out", str(out), "--metric", "val"]) == 0
     md = (out / "compare.md").read_text()
     assert "unreadable" not in md and "junk" not in md
     rows = read_csv(out / "compare.csv")

@@ -16,8 +16,8 @@ from tests.videos import make_dataset, write_not_a_video
 from videonorm.data.datamodule import KineticsDataModule
 from videonorm.data.dataset import ClipSpec, VideoDataset
 from videonorm.data.manifest import ManifestError, read_classes, read_manifest
-from videonorm.data.sampling import center_clip_indices, test_clip_indices
-from videonorm.data.transforms import test_transform, val_transform
+from videonorm.data.sampling import center_clip_indices, multiview_clip_indices
+from videonorm.data.transforms import multiview_transform, val_transform
 from videonorm.data.video import read_frames, video_info
 
 SMALL_ARGS = dict(num_frames=4, sampling_rate=2, train_min_scale=48, train_max_scale=56, crop_size=40,
@@ -99,13 +99,13 @@ def test_test_views_count_order_and_content(dataset):
     ds = VideoDataset(dataset["root"], dataset["manifests"]["val"], "test", clip=replace(SMALL, test_clips=2,
                                                                                          test_crops=3))
     assert len(ds) == 6 * 2 * 3
-    crops = test_transform(48, 48, 3)
+    crops = multiview_transform(48, 48, 3)
     for item in range(len(ds)):
         out = ds[item]
         assert (out["index"], out["view"]) == (item // 6, item % 6)
         clip, crop = divmod(out["view"], 3)
         path = dataset["root"] / dataset["videos"]["val"][out["index"]][0]
-        indices = test_clip_indices(video_info(path)[0], 4, 2, 2)[clip]
+        indices = multiview_clip_indices(video_info(path)[0], 4, 2, 2)[clip]
         assert torch.equal(out["video"], crops[crop](read_frames(path, indices)))
         assert out["video"].shape == (3, 4, 48, 48)
 

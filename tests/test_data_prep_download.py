@@ -216,8 +216,8 @@ def test_missing_executable_is_a_clear_error(tmp_path):
 
 def test_download_fetches_sections_that_trim_cuts_exactly(fake, tmp_path):
     from data_prep.download import archive_path
-    from data_prep.encode import EncodeSettings
     from data_prep.trim import trim
+    from data_prep.writer import EncodeSettings
     from tests.videos import frame_index
     from tests.videos import write_video as write_index_video
 

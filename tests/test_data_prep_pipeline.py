@@ -19,7 +19,6 @@ import torch
 
 from data_prep import cli
 from data_prep.annotations import read_annotations
-from data_prep.encode import EncodeSettings
 from data_prep.errors import InputError
 from data_prep.manifest import write_manifest
 from data_prep.prepare import prepare
@@ -28,6 +27,7 @@ from data_prep.resize import resize
 from data_prep.synth import SynthDataset, make_dataset, render, write_video
 from data_prep.trim import trim
 from data_prep.verify import check_video
+from data_prep.writer import EncodeSettings
 from tests import videos as test_videos
 from tests.videos import write_annotations as write_rows
 from videonorm.data import decoders

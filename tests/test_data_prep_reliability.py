@@ -18,11 +18,12 @@ import av
 import numpy as np
 import pytest
 
-from data_prep.encode import EncodeSettings, transcode
+from data_prep.encode import transcode
 from data_prep.records import read_record
 from data_prep.synth import render
 from data_prep.synth import write_video as write_synth
 from data_prep.trim import trim
+from data_prep.writer import EncodeSettings
 from tests.videos import frame_index, index_frame, write_truncated_video, write_video
 from tests.videos import write_annotations as write_rows
 from videonorm.files import PARTIAL_TAG

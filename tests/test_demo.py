@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from videonorm import demo
+from videonorm.cli import main as videonorm
 from videonorm.results.runs import load_runs
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -19,7 +20,7 @@ def test_demo_study_end_to_end_then_rerun_reuses_the_data(tmp_path, wandb_offlin
     out = tmp_path / "demo"
     args = ["--out", str(out), "--classes", "3", "--per-class", "6", "--epochs", "1", "--batches", "4", "2",
             "--seeds", "0", "1", "--jobs", "2", "--", "--trainer.check_val_every_n_epoch", "1"]
-    assert demo.main(args) == 0
+    assert videonorm(["demo", *args]) == 0
     printed, errors = capfd.readouterr()  # file descriptors: the spawned runs' output too
     assert "FutureWarning" not in errors  # the entry point's dependency filters reach the spawned runs
 
@@ -70,20 +71,20 @@ def test_demo_study_end_to_end_then_rerun_reuses_the_data(tmp_path, wandb_offlin
     mtimes = {p: p.stat().st_mtime_ns for p in (data / "videos").rglob("*.mp4")}
     run_dir = out / "runs" / "demo" / "i3d_r14-gn-g4-w16-b2-8x2-s1"
     record = (run_dir / "record.jsonl").read_bytes()
-    assert demo.main([*args[:-5], "--jobs", "1", "--norms", "gn", "--batches", "2", "--seeds", "1"]) == 0
+    assert videonorm(["demo", *args[:-5], "--jobs", "1", "--norms", "gn", "--batches", "2", "--seeds", "1"]) == 0
     printed = capfd.readouterr().out
     assert "reusing prepared data" in printed and "another recipe" not in printed
     assert {p: p.stat().st_mtime_ns for p in (data / "videos").rglob("*.mp4")} == mtimes
     assert (run_dir / "record.jsonl").read_bytes()[:len(record)] == record  # re-tested, not retrained
     # ... but not a run of another recipe: asked for another lr, the demo trains a new run beside it and says so
-    assert demo.main([*args[:-5], "--jobs", "1", "--norms", "gn", "--batches", "2", "--seeds", "1", "--lr", "0.01"]) == 0
+    assert videonorm(["demo", *args[:-5], "--jobs", "1", "--norms", "gn", "--batches", "2", "--seeds", "1", "--lr", "0.01"]) == 0
     printed = capfd.readouterr().out
     assert f"{run_dir} holds a run of another recipe (model.lr 0.00375 (asked: 0.00125))" in printed
     (new,) = [p for p in run_dir.parent.glob("i3d_r14-gn-g4-w16-b2-8x2-s1-r*")]
     assert f"{new.name}: test top-1 / top-5" in printed
     # and data of other settings is not taken for the asked one
     with pytest.raises(SystemExit, match="holds demo data made with classes 3 \\(asked: 4\\)"):
-        demo.main(["--out", str(out), "--classes", "4", "--per-class", "6"])
+        videonorm(["demo", "--out", str(out), "--classes", "4", "--per-class", "6"])
 
 
 def test_calibration_runs_the_protocol_on_validation_and_the_study_uses_its_rates(tmp_path, wandb_offline, capfd):
@@ -92,10 +93,10 @@ def test_calibration_runs_the_protocol_on_validation_and_the_study_uses_its_rate
     out = tmp_path / "demo"
     common = ["--out", str(out), "--classes", "2", "--per-class", "6", "--epochs", "1", "--norms", "gn",
               "--batches", "4", "2", "--jobs", "2"]
-    with pytest.raises(SystemExit, match="a run of 1 epochs that validates every 2 does not validate its last"):  # 1 epoch, val every 2
-        demo.main([*common, "--calibrate"])
+    with pytest.raises(SystemExit, match="a run of 1 epochs that validates every 2 does not validate its last"):
+        videonorm(["demo", *common, "--calibrate"])
     common += ["--", "--trainer.check_val_every_n_epoch", "1"]
-    assert demo.main([*common[:-3], "--calibrate", *common[-3:]]) == 0
+    assert videonorm(["demo", *common[:-3], "--calibrate", *common[-3:]]) == 0
     printed = capfd.readouterr().out
     cal = out / "calibration"
     rows = list(csv.DictReader((cal / "calibration.csv").open()))
@@ -113,7 +114,7 @@ def test_calibration_runs_the_protocol_on_validation_and_the_study_uses_its_rate
     assert not list((cal / "runs").rglob("config_test.yaml"))
     assert "| lr per 16 clips" in printed and "**chosen**" in printed
     # the study with those rates
-    assert demo.main([*common[:-3], "--seeds", "0", "--lr-table", str(cal / "lr.yaml"), *common[-3:]]) == 0
+    assert videonorm(["demo", *common[:-3], "--seeds", "0", "--lr-table", str(cal / "lr.yaml"), *common[-3:]]) == 0
     (run,) = [r for r in load_runs([str(out / "runs")])[0] if r.config["data.batch_size"] == 2]
     assert run.config["model.lr"] == pytest.approx(yaml.safe_load((cal / "lr.yaml").read_text())["gn"] * 2 / 16)
 
@@ -147,5 +148,5 @@ def test_grids():
 
 def test_demo_help(capsys):
     with pytest.raises(SystemExit) as info:
-        demo.main(["--help"])
+        videonorm(["demo", "--help"])
     assert info.value.code == 0 and "--full" in capsys.readouterr().out

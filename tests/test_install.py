@@ -1,5 +1,5 @@
-"""The built wheel, installed (not editable) into a fresh venv and used from a directory outside the checkout: the
-shipped configs are found by name, a fit and a predict run on real tiny videos.
+"""The built wheel, installed (not editable) into a fresh venv and used from a directory outside the checkout: every
+config of the checkout is in it and found by name, a fit and a predict run on real tiny videos.
 
 The fresh venv gets the wheel alone (``pip install --no-deps``); its dependencies come from the test's own
 environment through a ``.pth`` line (a plain path: the checkout's editable hook in that environment is not run), so
@@ -9,6 +9,7 @@ checks that it does.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -80,3 +81,18 @@ def test_the_wheel_runs_the_shipped_configs_and_predict_outside_the_checkout(ins
     rows = (elsewhere / "preds" / "predictions.csv").read_text().splitlines()
     assert rows[0].startswith("path,") and len(rows) == 3
     assert any(row.startswith(str(video)) and "class_" in row for row in rows[1:])
+
+
+def test_every_config_of_the_checkout_is_in_the_wheel_and_resolves_by_name(installed, tmp_path):
+    """configs/ at any depth (kinetics400/extra/ too): `--config NAME` finds each in the installed package."""
+    configs = REPO / "videonorm" / "configs"
+    names = sorted(p.relative_to(configs).as_posix() for p in configs.rglob("*.yaml"))
+    assert "kinetics400/extra/i3d_r50_gn_b2_32x2.yaml" in names  # the tree has nested folders
+    code = ("import json, sys; from videonorm.train.cli import resolve_config; "
+            "print(json.dumps({n: resolve_config(n.removesuffix('.yaml')) for n in json.loads(sys.argv[1])}))")
+    out = _run([str(installed / "python"), "-c", code, json.dumps(names)], cwd=tmp_path).stdout
+    resolved = json.loads(out.strip().splitlines()[-1])
+    assert sorted(resolved) == names
+    for name, path in resolved.items():
+        assert Path(path).is_file() and Path(path).is_relative_to(installed.parent), (name, path)  # the wheel's copy
+        assert Path(path).read_bytes() == (configs / name).read_bytes(), name

@@ -22,9 +22,10 @@ import pytest
 import torch
 
 from tests.videos import make_dataset
+from tests.wandb_files import find_offline_runs, read_offline_run
+from videonorm.cli import main as videonorm
 from videonorm.record import RECORD_FILE
-from videonorm.results import compare
-from videonorm.results.runs import find_offline_runs, load_runs, read_offline_run
+from videonorm.results.runs import load_runs
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "videonorm" / "configs" / "demo" / "b4_8x2.yaml"
@@ -110,7 +111,7 @@ def test_killed_fit_keeps_its_history_and_resumes(data, tmp_path):
 
     # compare reads the killed run from its record: its best epoch, marked as unfinished
     out = tmp_path / "out"
-    assert compare.main([str(runs), "--out", str(out), "--metric", "val"]) == 0
+    assert videonorm(["compare", str(runs), "--out", str(out), "--metric", "val"]) == 0
     md = (out / "compare.md").read_text()
     best = max(killed_rows, key=lambda r: r["val/top1"])
     assert f"| BN | {100 * best['val/top1']:.1f} / {100 * best['val/top5']:.1f} †" in md

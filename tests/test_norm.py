@@ -298,7 +298,7 @@ def test_brn_schedule_in_steps():
 
 
 def test_precise_bn_recomputes_brn_statistics_as_for_bn_without_advancing_its_schedule():
-    from videonorm.train.callbacks import update_bn_stats
+    from videonorm.train.precise_bn import update_bn_stats
 
     torch.manual_seed(0)
     brn = nn.Sequential(nn.Conv3d(C, C, 1), _brn(warmup_steps=0))

@@ -12,11 +12,11 @@ import torch
 import yaml
 
 from tests.videos import make_dataset, write_not_a_video
+from tests.wandb_files import find_offline_runs, read_offline_run
 from videonorm.cli import main
 from videonorm.data.dataset import VideoDataset
 from videonorm.data.manifest import manifest_text
 from videonorm.predict import load_checkpoint
-from videonorm.results.runs import find_offline_runs, read_offline_run
 from videonorm.train.module import VideoClassifier
 
 DEMO = Path(__file__).resolve().parents[1] / "videonorm" / "configs" / "demo"
@@ -136,20 +136,20 @@ def test_predict_on_a_non_video_file_says_so_in_one_line(trained, tmp_path, caps
     assert not (tmp_path / "out").exists()  # nothing half written
 
 
-def test_checkpoint_without_metadata_reads_its_run_config(trained, tmp_path, capsys):
-    """A checkpoint saved before videonorm stored class names and clip settings: its run's config.yaml has them."""
+def test_checkpoint_without_metadata_is_a_clear_error(trained, tmp_path, capsys):
+    """Every checkpoint `videonorm fit` saves holds the class names and clip settings; one without them (another
+    tool's, or from before they were stored) is refused in one line."""
     ckpt = torch.load(trained["ckpt"], map_location="cpu", weights_only=True)
     assert ckpt["videonorm"]["classes"] == trained["data"]["classes"]
     del ckpt["videonorm"]
-    old = trained["ckpt"].with_name("old.ckpt")
+    old = tmp_path / "old.ckpt"
     torch.save(ckpt, old)
     video = str(trained["data"]["root"] / trained["data"]["videos"]["val"][0][0])
-    outputs = []
-    for path, out in ((trained["ckpt"], "new"), (old, "old")):
-        assert main(["predict", str(path), video, "--out", str(tmp_path / out), "--workers", "0"]) == 0
-        outputs.append(json.loads((tmp_path / out / "predictions.json").read_text())["videos"])
-    assert outputs[0] == outputs[1]
-    old.unlink()
+    assert main(["predict", str(old), video, "--out", str(tmp_path / "out"), "--workers", "0"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == (f"error: {old}: the checkpoint has no class names or clip settings (it was not saved by "
+                   "`videonorm fit`, or by a version before they were stored); predict needs them")
+    assert not (tmp_path / "out").exists()
 
 
 class _Payload:

@@ -28,6 +28,7 @@ import torchvision
 import yaml
 
 from tests.videos import make_dataset
+from tests.wandb_files import find_offline_runs, read_offline_run
 from videonorm.cli import main
 from videonorm.models import ModelSpec, build_model
 from videonorm.models.inflate import _BLOCK_PARTS, _name_map
@@ -39,7 +40,6 @@ from videonorm.models.pretrained import (
     read_caffe2_pickle,
     state_dict_sha256,
 )
-from videonorm.results.runs import find_offline_runs, read_offline_run
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,31 +1,24 @@
-"""videonorm.results.runs: reading real offline W&B runs (written here by wandb itself) without network."""
+"""videonorm.results: local runs read from their records (written here by the real ``RunRecordLogger``), ``load_runs``
+over paths (records, run directories with only W&B's offline files, missing paths) and W&B paths (no network)."""
 
 from __future__ import annotations
 
-import json
-import os
+import hashlib
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from videonorm.results.runs import (
-    RunReadError,
-    find_offline_runs,
-    flatten,
-    iter_records,
-    load_runs,
-    parse_wandb_path,
-    project_filters,
-    read_offline_run,
-)
+from videonorm.identity import flatten
+from videonorm.record import RECORD_FILE
+from videonorm.results.records import find_records, read_record_run
+from videonorm.results.run_data import RunReadError
+from videonorm.results.runs import load_runs
+from videonorm.results.wandb_api import parse_wandb_path, project_filters
 
 
 def write_offline_run(
     root: Path, name: str, config: dict, rows: list[dict], group: str = "demo", tags: tuple[str, ...] = ("demo",),
-    run_id: str | None = None,
 ) -> Path:
     """Write a real offline W&B run (``wandb.init(mode="offline")``) under ``root/name``; return its ``.wandb`` file.
 
@@ -36,15 +29,14 @@ def write_offline_run(
         rows: ``wandb.log`` calls, in order.
         group: W&B group.
         tags: W&B tags.
-        run_id: continue this run id (as a resumed fit or a ``videonorm test`` does: a second file, same id).
     """
     import wandb
 
     run_dir = root / name
-    run_dir.mkdir(parents=True, exist_ok=run_id is not None)
+    run_dir.mkdir(parents=True)
     before = set(run_dir.glob("wandb/offline-run-*/run-*.wandb"))
     run = wandb.init(mode="offline", dir=run_dir, project="videonorm", name=name, group=group, tags=list(tags),
-                     config=config, id=run_id, resume="allow" if run_id else None)
+                     config=config)
     for row in rows:
         run.log(row)
     run.finish()
@@ -84,102 +76,92 @@ def run_file(tmp_path_factory) -> Path:
                              tags=("demo", "t2"))
 
 
-def _user_keys(row: dict) -> dict:
-    return {k: v for k, v in row.items() if not k.startswith("_")}
+def record_part(run_dir: Path, stage: str, rows: list[tuple[int | None, dict]], status: str | None,
+                config: dict | None = None, summary: dict | None = None, name: str = "i3d_r50-gn-g4-w8-b4-8x2",
+                run_id: str = "abcd1234", group: str = "demo", tags: tuple[str, ...] = ("demo",)) -> Path:
+    """One part of a run's record, written by the real logger (``status`` None: the process died before its end).
+
+    Args:
+        run_dir: the run directory.
+        stage: the subcommand (``fit``, ``test``...).
+        rows: ``(step, values)`` of each logging call, in order.
+        status: the end status, or None for a part killed before its end.
+        config: the run config (default ``CONFIG``).
+        summary: explicit summary keys, logged after the rows.
+        name: run name.
+        run_id: run id.
+        group: W&B group.
+        tags: W&B tags.
+    """
+    from videonorm.train.logger import RunRecordLogger
+
+    logger = RunRecordLogger(run_dir, run_id, name, stage, group=group, tags=list(tags))
+    logger.log_hyperparams(config or CONFIG)
+    for step, values in rows:
+        logger.log_metrics(values, step)
+    if summary:
+        logger.log_summary(summary)
+    if status is not None:
+        logger.finalize(status)
+    return run_dir / RECORD_FILE
 
 
-def test_reads_what_was_logged(run_file):
-    run = read_offline_run(run_file)
+def write_record_run(root: Path, name: str, config: dict, rows: list[dict], group: str = "demo",
+                     tags: tuple[str, ...] = ("demo",)) -> Path:
+    """A finished run's record under ``root/name`` (one fit part); return the record file.
+
+    Args:
+        root: parent directory.
+        name: run name (also its directory; its hash the run id).
+        config: run config (flat keys, as ``videonorm fit`` logs them).
+        rows: logging calls, in order, as Lightning logs them (``trainer/global_step`` is the row's step).
+        group: W&B group.
+        tags: W&B tags.
+    """
+    steps = [({k: v for k, v in row.items() if k != "trainer/global_step"}, row.get("trainer/global_step"))
+             for row in rows]
+    run_id = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return record_part(root / name, "fit", [(step, values) for values, step in steps], "success", config=config,
+                       name=name, run_id=run_id, group=group, tags=tags)
+
+
+@pytest.fixture(scope="module")
+def record_file(tmp_path_factory) -> Path:
+    return write_record_run(tmp_path_factory.mktemp("runs"), "i3d_r50-gn-g4-w8-b4-8x2", CONFIG, ROWS,
+                            tags=("demo", "t2"))
+
+
+def test_reads_what_was_logged(record_file):
+    run = read_record_run(record_file)
     assert run.name == "i3d_r50-gn-g4-w8-b4-8x2" and run.group == "demo" and run.tags == ["demo", "t2"]
-    assert run.run_id and run_file.name == f"run-{run.run_id}.wandb"
+    assert run.run_id and run.source == str(record_file) and run.job_type == "train"
     expected_config = {k: v for k, v in CONFIG.items() if k != "model"} | {"model.nested.key": 3}
     assert run.config == expected_config
-    assert [_user_keys(r) for r in run.history] == ROWS
-    assert [r["_step"] for r in run.history] == list(range(len(ROWS)))
+    assert run.history == ROWS
     assert run.summary["val/top1"] == 0.5 and run.summary["test/top5"] == 0.875 and run.summary["epoch"] == 1
     assert run.complete and run.exit_code == 0 and run.problems == []
 
 
-def test_run_directory_and_trees_are_found(run_file):
-    run_dir = run_file.parent
-    assert read_offline_run(run_dir).run_id == read_offline_run(run_file).run_id
-    tree = run_dir.parents[2]  # root/<name>/wandb/offline-run-*/: wandb/latest-run links to the same run
-    assert (run_dir.parent / "latest-run").is_symlink()
-    assert find_offline_runs(tree) == [run_file]
-    assert find_offline_runs(run_dir.parent) == [run_file]
-    assert find_offline_runs(run_file) == [run_file]
+def test_run_directory_and_trees_are_found(record_file):
+    run_dir = record_file.parent
+    assert read_record_run(run_dir).run_id == read_record_run(record_file).run_id
+    assert find_records(run_dir.parent) == [record_file]
+    assert find_records(run_dir) == [record_file]
+    assert find_records(record_file) == [record_file]
+    assert find_records(run_dir / "config.yaml") == []
 
 
-def test_agrees_with_wandb_leet_inspect(tmp_path):
-    """Our framing reader against wandb's own (Go) reader, on a run whose records span several 32 KiB blocks."""
-    big = "x" * 70_000  # one config record split FIRST/MIDDLE/LAST over three blocks
-    rows = [{"val/top1": i / 400, "epoch": i, "pad": "y" * (i % 50)} for i in range(400)]
-    path = write_offline_run(tmp_path, "big", {"model.norm": "bn", "blob": big}, rows)
-    assert path.stat().st_size > 3 * 32768
-    ours = [(r.num, r.WhichOneof("record_type")) for r in iter_records(path)]
-    wandb_bin = Path(sys.executable).with_name("wandb")
-    out = subprocess.run([str(wandb_bin), "leet", "inspect", "--json", str(path)], capture_output=True, text=True,
-                         check=True, env={**os.environ, "WANDB_MODE": "offline"}).stdout
-    theirs = [json.loads(line) for line in out.splitlines() if line.strip()]
-    assert ours == [(r["num"], r["type"]) for r in theirs]
-    their_history = [r["history"]["item"] for r in theirs if r["type"] == "history"]
-    run = read_offline_run(path)
-    assert [_user_keys(h) for h in run.history] == [_user_keys(h) for h in their_history] == rows
-    assert run.config["blob"] == big
-
-
-def _copy(src: Path, dst_dir: Path) -> Path:
-    dst_dir.mkdir(parents=True, exist_ok=True)
-    return Path(shutil.copy(src, dst_dir / src.name))
-
-
-def test_truncated_file_gives_what_was_written_and_says_so(run_file, tmp_path):
-    data = run_file.read_bytes()
-    full = read_offline_run(run_file)
-    # cut inside the record of the third logged row: rows 1-2 are complete, the exit record is gone
-    third = data.index(b"trainer/global_step", data.index(b"1.5"))
-    path = _copy(run_file, tmp_path)
-    path.write_bytes(data[:third])
-    run = read_offline_run(path)
-    assert [_user_keys(r) for r in run.history] == [_user_keys(r) for r in full.history[:2]]
-    assert not run.complete
-    assert any(str(path) in p and "truncated at byte" in p for p in run.problems)
-    assert any("no exit record" in p for p in run.problems)
-
-
-def test_truncated_before_the_run_record_is_an_error(run_file, tmp_path):
-    path = _copy(run_file, tmp_path)
-    path.write_bytes(run_file.read_bytes()[:40])
-    with pytest.raises(RunReadError, match=f"{path}.*truncated"):
-        read_offline_run(path)
-
-
-def test_corrupted_file_is_an_error_naming_file_and_offset(run_file, tmp_path):
-    data = bytearray(run_file.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    path = _copy(run_file, tmp_path)
-    path.write_bytes(bytes(data))
-    with pytest.raises(RunReadError, match=rf"{path}: corrupted at byte \d+: checksum mismatch"):
-        read_offline_run(path)
-
-
-def test_not_a_wandb_file(tmp_path):
-    path = tmp_path / "run-x.wandb"
-    path.write_bytes(b"hello, this is not a transaction log")
-    with pytest.raises(RunReadError, match="not a W&B transaction log"):
-        read_offline_run(path)
-
-
-def test_load_runs_keeps_good_runs_and_reports_bad_ones(run_file, tmp_path):
-    bad = _copy(run_file, tmp_path / "bad" / "offline-run-x")
-    bad.write_bytes(b":W&B" + b"\x00" * 20)
-    runs, errors = load_runs([str(run_file.parents[2]), str(tmp_path / "bad"), str(tmp_path / "nope")])
-    assert [r.source for r in runs] == [str(run_file)]
+def test_load_runs_keeps_good_runs_and_reports_bad_ones(record_file, tmp_path):
+    bad = tmp_path / "bad" / "run" / RECORD_FILE
+    bad.parent.mkdir(parents=True)
+    bad.write_text("hello, this is not a record\n")
+    runs, errors = load_runs([str(record_file.parents[1]), str(tmp_path / "bad"), str(tmp_path / "nope")])
+    assert [r.source for r in runs] == [str(record_file)]
     assert len(errors) == 2
-    assert any(str(bad) in e and "not a W&B transaction log" in e for e in errors)
+    assert any(str(bad) in e and "not a record entry" in e for e in errors)
     assert any("nope: no such file or directory, and not a W&B path" in e for e in errors)
-    assert load_runs([str(run_file)], group="other")[0] == []
-    assert load_runs([str(run_file)], tag="t2")[0][0].name == "i3d_r50-gn-g4-w8-b4-8x2"
+    assert load_runs([str(record_file)], group="other")[0] == []
+    assert load_runs([str(record_file)], tag="t2")[0][0].name == "i3d_r50-gn-g4-w8-b4-8x2"
 
 
 def test_wandb_paths_and_filters():
@@ -208,57 +190,15 @@ def test_online_path_without_credentials_is_a_clear_error(tmp_path, monkeypatch)
     assert errors[1].startswith("my-team/videonorm: W&B API failed:")
 
 
-def test_parts_of_one_run_id_are_merged_in_order(tmp_path):
-    """A fit, its resumption and a test logged into the same run id: three files, one run."""
-    fit = write_offline_run(tmp_path, "r", {"model.norm": "bn", "data.batch_size": 4}, ROWS[:2])
-    run_id = read_offline_run(fit).run_id
-    # the first part was killed before its exit record: cut it off
-    data = fit.read_bytes()
-    fit.write_bytes(data[: data.rindex(b"val/top1") + 40])
-    resumed = write_offline_run(tmp_path, "r", {"model.norm": "bn", "data.batch_size": 4}, ROWS[2:4], run_id=run_id)
-    tested = write_offline_run(tmp_path, "r", {"ckpt_path": "best.ckpt"}, ROWS[4:], run_id=run_id)
-    assert len({fit.parent, resumed.parent, tested.parent}) == 3
-
-    (run,), errors = load_runs([str(tmp_path)])
-    assert errors == []
-    assert run.run_id == run_id and run.parts == [str(fit), str(resumed), str(tested)]
-    survived = [_user_keys(r) for r in read_offline_run(fit).history]  # what the cut first part still holds
-    assert survived == ROWS[: len(survived)] and len(survived) >= 1
-    assert [_user_keys(r) for r in run.history] == survived + ROWS[2:]
-    assert {k: run.config[k] for k in ("model.norm", "data.batch_size", "ckpt_path")} == {
-        "model.norm": "bn", "data.batch_size": 4, "ckpt_path": "best.ckpt"}
-    assert run.summary["test/top1"] == 0.375 and run.complete
-    # the cut first part: its truncation is reported, its missing exit record is not (the run went on)
-    assert len(run.problems) == 1 and str(fit) in run.problems[0] and "truncated" in run.problems[0]
-
-
-# ---------------------------------------------------------------- the local record (record.jsonl)
-
-
-def _record_part(run_dir: Path, stage: str, rows: list[tuple[int, dict]], status: str | None,
-                 config: dict | None = None, summary: dict | None = None) -> None:
-    """One part of a run's record, written by the real logger (``status`` None: the process died before its end)."""
-    from videonorm.train.logger import RunRecordLogger
-
-    logger = RunRecordLogger(run_dir, "abcd1234", "i3d_r50-gn-g4-w8-b4-8x2", stage, group="demo", tags=["demo"])
-    logger.log_hyperparams(config or CONFIG)
-    for step, values in rows:
-        logger.log_metrics(values, step)
-    if summary:
-        logger.log_summary(summary)
-    if status is not None:
-        logger.finalize(status)
+# ---------------------------------------------------------------- parts of a record, damage, W&B files beside it
 
 
 def test_record_parts_are_one_run_and_a_cut_last_line_is_reported(tmp_path):
     """A fit killed mid-write (no end, a cut last line), resumed to the end, then tested: one run, in order."""
     import math
 
-    from videonorm.record import RECORD_FILE
-    from videonorm.results.runs import read_record_run
-
     killed = [(3, {"train/loss": 2.5, "epoch": 0}), (3, {"val/top1": 0.25, "val/top5": 0.75, "epoch": 0})]
-    _record_part(tmp_path, "fit", killed, status=None)
+    record_part(tmp_path, "fit", killed, status=None)
     path = tmp_path / RECORD_FILE
     with path.open("ab") as f:
         f.write(b'{"kind": "row", "step": 5, "values": {"train/lo')  # the kill cut this line
@@ -270,9 +210,9 @@ def test_record_parts_are_one_run_and_a_cut_last_line_is_reported(tmp_path):
 
     path.write_bytes(path.read_bytes()[: path.read_bytes().rindex(b"\n") + 1])  # what a resume finds on disk
     resumed = [(7, {"train/loss": float("nan"), "epoch": 1}), (7, {"val/top1": 0.5, "val/top5": 1.0, "epoch": 1})]
-    _record_part(tmp_path, "fit", resumed, status="success", summary={"val/best_epoch": 1})
-    _record_part(tmp_path, "test", [(7, {"test/top1": 0.375, "test/top5": 0.875})], status="success",
-                 config={"ckpt_path": "last.ckpt"})
+    record_part(tmp_path, "fit", resumed, status="success", summary={"val/best_epoch": 1})
+    record_part(tmp_path, "test", [(7, {"test/top1": 0.375, "test/top5": 0.875})], status="success",
+                config={"ckpt_path": "last.ckpt"})
     run = read_record_run(tmp_path)  # the run directory works too
     assert (run.run_id, run.name, run.group, run.tags, run.job_type) == (
         "abcd1234", "i3d_r50-gn-g4-w8-b4-8x2", "demo", ["demo"], "train")
@@ -285,10 +225,7 @@ def test_record_parts_are_one_run_and_a_cut_last_line_is_reported(tmp_path):
 
 
 def test_damaged_record_line_is_an_error_naming_file_and_line(tmp_path):
-    from videonorm.record import RECORD_FILE
-    from videonorm.results.runs import read_record_run
-
-    _record_part(tmp_path, "fit", [(3, {"val/top1": 0.25, "epoch": 0})], status="success")
+    record_part(tmp_path, "fit", [(3, {"val/top1": 0.25, "epoch": 0})], status="success")
     path = tmp_path / RECORD_FILE
     lines = path.read_text().splitlines(keepends=True)
     lines[1] = lines[1][:20] + "\n"
@@ -297,15 +234,21 @@ def test_damaged_record_line_is_an_error_naming_file_and_line(tmp_path):
         read_record_run(path)
 
 
-def test_load_runs_reads_the_record_instead_of_the_wandb_files_of_its_run(run_file, tmp_path):
-    """A run directory with a record is read from it; .wandb files elsewhere are read as before."""
-    run_dir = tmp_path / "runs" / "demo" / "recorded"
-    shutil.copytree(run_file.parents[2], run_dir, symlinks=True)  # the W&B files of another run id ...
-    _record_part(run_dir, "fit", [(3, {"val/top1": 0.625, "val/top5": 1.0, "epoch": 0})], status="success")
-    shutil.copytree(run_file.parents[2], tmp_path / "runs" / "demo" / "wandb_only", symlinks=True)
-    runs, errors = load_runs([str(tmp_path / "runs")])
-    assert errors == []
-    by_source = {Path(r.source).name: r for r in runs}
-    assert set(by_source) == {"record.jsonl", run_file.name}  # ... are ignored beside the record
-    assert by_source["record.jsonl"].summary["val/top1"] == 0.625
-    assert by_source[run_file.name].summary["test/top5"] == 0.875
+def test_load_runs_reads_the_record_and_names_run_dirs_with_only_wandb_files(tmp_path):
+    """A run directory with a record is read from it (W&B files beside it are not read); one with only W&B's
+    offline files is not read: one line names it, says why and how to compare it (upload it)."""
+    recorded = tmp_path / "runs" / "demo" / "recorded"
+    write_offline_run(recorded.parent, recorded.name, CONFIG, ROWS[:2])
+    record_part(recorded, "fit", [(3, {"val/top1": 0.625, "val/top5": 1.0, "epoch": 0})], status="success")
+    wandb_only = tmp_path / "runs" / "demo" / "wandb_only"
+    run_file = write_offline_run(wandb_only.parent, wandb_only.name, CONFIG, ROWS)
+    (run,), errors = load_runs([str(tmp_path / "runs")])
+    assert run.source == str(recorded / RECORD_FILE) and run.summary["val/top1"] == 0.625
+    assert errors == [
+        f"{wandb_only}: W&B offline files only, no record.jsonl (a run of another tool, or from before videonorm "
+        "wrote records): compare reads local runs from their record, not W&B's private .wandb format; upload it "
+        f"(wandb sync {wandb_only / 'wandb'}) and compare the W&B project (entity/project)"]
+    assert load_runs([str(run_file)])[1] == errors  # the .wandb file itself: the same line
+    assert load_runs([str(recorded)]) == ([run], [])
+    shutil.rmtree(wandb_only)
+    assert load_runs([str(tmp_path / "runs")]) == ([run], [])

@@ -8,8 +8,7 @@ import torch
 from videonorm.data.sampling import (
     center_clip_indices,
     crop_offsets,
-    test_clip_indices,
-    three_crop,
+    multiview_clip_indices,
     train_clip_indices,
 )
 
@@ -37,7 +36,7 @@ def test_short_video_repeats_frames():
     # 5 frames, window 4 x 2 = 8: start at 0, clamp past the end
     assert train_clip_indices(5, 4, 2).tolist() == [0, 2, 4, 4]
     assert center_clip_indices(5, 4, 2).tolist() == [0, 2, 4, 4]
-    assert test_clip_indices(5, 4, 2, 3).tolist() == [[0, 2, 4, 4]] * 3
+    assert multiview_clip_indices(5, 4, 2, 3).tolist() == [[0, 2, 4, 4]] * 3
     assert train_clip_indices(1, 3, 1).tolist() == [0, 0, 0]
 
 
@@ -47,13 +46,13 @@ def test_center_clip():
 
 
 def test_test_clips_evenly_spaced_from_first_to_last_frame():
-    clips = test_clip_indices(100, 4, 2, 5)  # window 8, slack 92: starts 0, 23, 46, 69, 92
+    clips = multiview_clip_indices(100, 4, 2, 5)  # window 8, slack 92: starts 0, 23, 46, 69, 92
     assert clips.shape == (5, 4)
     assert clips[:, 0].tolist() == [0, 23, 46, 69, 92]
     assert int(clips[-1, -1]) == 98  # the last window ends on the video's last stride position
     assert torch.equal(clips[2], center_clip_indices(100, 4, 2))
-    assert torch.equal(test_clip_indices(100, 4, 2, 1), center_clip_indices(100, 4, 2)[None])
-    ten = test_clip_indices(300, 32, 2, 10)
+    assert torch.equal(multiview_clip_indices(100, 4, 2, 1), center_clip_indices(100, 4, 2)[None])
+    ten = multiview_clip_indices(300, 32, 2, 10)
     assert ten.shape == (10, 32) and ten.min() >= 0 and ten.max() <= 299
     assert (ten[1:, 0] > ten[:-1, 0]).all()
 
@@ -64,12 +63,12 @@ def test_bad_arguments():
     with pytest.raises(ValueError):
         center_clip_indices(10, 0, 2)
     with pytest.raises(ValueError, match="num_clips"):
-        test_clip_indices(10, 4, 2, 0)
+        multiview_clip_indices(10, 4, 2, 0)
 
 
 def test_crop_offsets_along_the_long_side():
-    assert three_crop(256, 340, 256) == [(0, 0), (0, 42), (0, 84)]  # landscape: left, center, right
-    assert three_crop(340, 256, 256) == [(0, 0), (42, 0), (84, 0)]  # portrait: top, center, bottom
+    assert crop_offsets(256, 340, 256, 3) == [(0, 0), (0, 42), (0, 84)]  # landscape: left, center, right
+    assert crop_offsets(340, 256, 256, 3) == [(0, 0), (42, 0), (84, 0)]  # portrait: top, center, bottom
     assert crop_offsets(256, 340, 224, 3) == [(16, 0), (16, 58), (16, 116)]
     assert crop_offsets(256, 340, 224, 1) == [(16, 58)]
     with pytest.raises(ValueError, match="does not fit"):

@@ -8,11 +8,12 @@ import pytest
 import torch
 from av.video.frame import PictureType
 
-from data_prep.encode import EncodeSettings, transcode
+from data_prep.encode import transcode
+from data_prep.writer import EncodeSettings
 from tests.videos import frame_indices, write_video
 from videonorm.data.decoders.pyav import Reader
 from videonorm.data.manifest import STRIDE2_LAYOUT
-from videonorm.data.sampling import center_clip_indices, test_clip_indices, train_clip_indices
+from videonorm.data.sampling import center_clip_indices, multiview_clip_indices, train_clip_indices
 from videonorm.data.video import read_clip
 
 
@@ -91,6 +92,6 @@ def test_aligned_windows_start_on_even_frames():
     assert starts == set(range(0, 100 - 16 + 1, 2))  # every even start that fits, no odd one
     assert int(center_clip_indices(101, 8, 2, align=2)[0]) == 42  # (101 - 16) // 2 = 42
     assert int(center_clip_indices(103, 8, 2, align=2)[0]) == 42  # 43 rounds down
-    clips = test_clip_indices(100, 8, 2, 5, align=2)
+    clips = multiview_clip_indices(100, 8, 2, 5, align=2)
     assert all(int(c[0]) % 2 == 0 for c in clips) and int(clips[-1][-1]) <= 99
-    assert torch.equal(test_clip_indices(100, 8, 2, 5), test_clip_indices(100, 8, 2, 5, align=1))
+    assert torch.equal(multiview_clip_indices(100, 8, 2, 5), multiview_clip_indices(100, 8, 2, 5, align=1))

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torchvision.transforms.v2 import functional as F
 
-from videonorm.data.transforms import ClipNormalize, test_transform, train_transform, val_transform
+from videonorm.data.transforms import ClipNormalize, multiview_transform, train_transform, val_transform
 
 MEAN, STD = 0.45, 0.225
 NORMALIZE = ClipNormalize()  # the Kinetics mean/std, as the model applies it to a batch
@@ -93,15 +93,15 @@ def test_val_is_resize_then_center_crop(clip):
 
 
 def test_test_views_are_three_crops_along_the_long_side(clip):
-    views = [float_path(t)(clip) for t in test_transform(48, 48, 3)]
+    views = [float_path(t)(clip) for t in multiview_transform(48, 48, 3)]
     resized = F.resize(clip, 48, antialias=True)  # 48 x 64 already: short side 48
     for view, left in zip(views, (0, 8, 16)):  # left, center, right
         assert view.shape == (3, 4, 48, 48)
         assert torch.allclose(view, normalize(resized[..., left : left + 48]), atol=1e-5)
     portrait = clip.transpose(2, 3).contiguous()  # (T, 3, 64, 48)
-    for view, top in zip([float_path(t)(portrait) for t in test_transform(48, 48, 3)], (0, 8, 16)):
+    for view, top in zip([float_path(t)(portrait) for t in multiview_transform(48, 48, 3)], (0, 8, 16)):
         assert torch.allclose(view, normalize(portrait[:, :, top : top + 48]), atol=1e-5)
-    (single,) = [t(clip) for t in test_transform(48, 40, 1)]
+    (single,) = [t(clip) for t in multiview_transform(48, 40, 1)]
     assert torch.equal(single, val_transform(48, 40)(clip))
 
 
@@ -160,7 +160,7 @@ def _worker_float_path(clip_tchw: torch.Tensor) -> torch.Tensor:
 
 
 def test_uint8_hand_off_then_device_normalization_is_bit_for_bit_the_float_path(clip):
-    transforms = [train_transform(56, 72, 40), val_transform(56, 40), *test_transform(48, 48, 3)]
+    transforms = [train_transform(56, 72, 40), val_transform(56, 40), *multiview_transform(48, 48, 3)]
     for transform in transforms:
         torch.manual_seed(7)
         batch = torch.stack([transform(clip), transform(clip.flip(0))])  # (2, 3, T, H, W) uint8, as collated

@@ -1,22 +1,24 @@
 """The ``videonorm`` entry point.
 
 ``videonorm fit|validate|test`` go through Lightning's CLI; ``predict``, ``compare``, ``demo`` and ``bench`` are
-our own subcommands, each owned by its module (imported lazily so ``--help`` stays fast).
+our own subcommands, each owned by its module (``configure(parser)`` and ``run(args)``, see :mod:`videonorm.commands`;
+imported only when its command runs, so ``--help`` stays fast).
 """
 
 from __future__ import annotations
 
-import importlib
 import sys
 import warnings
 
-# subcommand -> (module, one-line help). Each module exposes ``main(argv: list[str] | None) -> int``.
-EXTRA_COMMANDS = {
-    "predict": ("videonorm.predict", "class predictions (top-5, multi-view) for video files from a checkpoint"),
-    "compare": ("videonorm.results.compare",
-                "put W&B runs side by side with the paper's table, as CSV/Markdown + plots"),
-    "demo": ("videonorm.demo", "prepare built-in synthetic data, train BN/GN x 2 batch sizes, compare (CPU, < 5 min)"),
-    "bench": ("videonorm.bench", "measure data pipeline and model throughput"),
+from videonorm.commands import Command, run_command
+
+COMMANDS = {
+    "predict": Command("videonorm.predict", "class predictions (top-5, multi-view) for video files from a checkpoint"),
+    "compare": Command("videonorm.results.compare",
+                       "put runs (local records or W&B) side by side with the paper's table, as CSV/Markdown + plots"),
+    "demo": Command("videonorm.demo", "prepare built-in synthetic data, train BN and GN at 16, 4 and 2 clips per "
+                                      "device, compare (CPU, < 5 min)"),
+    "bench": Command("videonorm.bench", "measure data pipeline and model throughput"),
 }
 LIGHTNING_COMMANDS = ("fit", "validate", "test")
 # Deprecation notices our dependencies raise at import or on every run, about their own code: nothing a
@@ -31,8 +33,8 @@ def _usage() -> str:
     lines = ["usage: videonorm {fit,validate,test,predict,compare,demo,bench} ...", "", "subcommands:"]
     for name in LIGHTNING_COMMANDS:
         lines.append(f"  {name:<9} Lightning CLI: {name} with --config YAML (see configs/)")
-    for name, (_, text) in EXTRA_COMMANDS.items():
-        lines.append(f"  {name:<9} {text}")
+    for name, command in COMMANDS.items():
+        lines.append(f"  {name:<9} {command.help}")
     lines.append("")
     lines.append("Run 'videonorm SUBCOMMAND --help' for its options.")
     return "\n".join(lines)
@@ -55,13 +57,12 @@ def _run(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
         return 0
-    if argv[0] in EXTRA_COMMANDS:
-        module = importlib.import_module(EXTRA_COMMANDS[argv[0]][0])
-        return int(module.main(argv[1:]) or 0)
+    if argv[0] in COMMANDS:
+        return run_command(f"videonorm {argv[0]}", COMMANDS[argv[0]], argv[1:])
     from videonorm.data.decoders import DecoderUnavailableError
     from videonorm.data.manifest import ManifestError
-    from videonorm.train.callbacks import TrainingDiverged
     from videonorm.train.cli import run_lightning_cli
+    from videonorm.train.guards import TrainingDiverged
 
     try:
         run_lightning_cli(argv)

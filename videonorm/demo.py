@@ -44,6 +44,7 @@ from typing import Any
 
 import yaml
 
+from videonorm import metric_keys as keys
 from videonorm.calibrate import LR_GRID, SEEDS, calibrate, read_rates, table_markdown, write
 from videonorm.data.manifest import read_manifest
 from videonorm.files import write_text_atomic
@@ -284,11 +285,12 @@ def final_scores(run_dir: Path) -> tuple[float, float] | None:
     from videonorm.results.runs import load_runs
 
     runs, _ = load_runs([str(run_dir)])
-    rows = [row for run in runs for row in run.history if row.get("val/top1") is not None]
+    top1, top5 = keys.ACCURACY["val"]
+    rows = [row for run in runs for row in run.history if row.get(top1) is not None]
     if not rows:
         return None
     last = max(rows, key=lambda row: row.get("epoch", -1))
-    return 100 * last["val/top1"], 100 * last.get("val/top5", math.nan)
+    return 100 * last[top1], 100 * last.get(top5, math.nan)
 
 
 def _metric(run_dir: Path, stage: str) -> str:
@@ -302,8 +304,8 @@ def _metric(run_dir: Path, stage: str) -> str:
     runs, _ = load_runs([str(run_dir)])
     if not runs:
         return "no metrics"
-    summary = runs[-1].summary  # a resumed or re-tested run appends to the same W&B run
-    top1, top5 = summary.get(f"{stage}/top1"), summary.get(f"{stage}/top5")
+    summary = runs[-1].summary  # a resumed or re-tested run appends a part to the same record
+    top1, top5 = (summary.get(key) for key in keys.ACCURACY[stage])
     if top1 is None or top5 is None:
         return "no metrics"
     return f"{100 * top1:.1f} / {100 * top5:.1f}"
@@ -388,6 +390,7 @@ def run_calibration(grid: Grid, data: Path, out: Path, extra: list[str], jobs: i
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``videonorm demo`` with parsed ``args``: data, the grid of runs, then compare; returns compare's status."""
     start = time.perf_counter()
     os.environ.setdefault("WANDB_SILENT", "true")
     out = args.out.resolve()
@@ -411,16 +414,15 @@ def run(args: argparse.Namespace) -> int:
     runs_dir = out / "runs"
     run_jobs([Job(norm, batch, seed, rates[norm]) for norm, batch, seed in grid.cells()], data, runs_dir,
              extra + args.extra, args.jobs)
-    from videonorm.results.compare import main as compare
+    from videonorm.cli import main as videonorm
 
-    status = compare([str(runs_dir), "--out", str(out / "compare")])
+    status = videonorm(["compare", str(runs_dir), "--out", str(out / "compare")])
     print(f"[demo] done in {time.perf_counter() - start:.0f} s; runs in {runs_dir}, comparison in {out / 'compare'}")
     return status
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="videonorm demo", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the ``videonorm demo`` options to ``parser``."""
     parser.add_argument("--out", type=Path, default=Path("demo_out"), help="where data, runs and plots go")
     parser.add_argument("--full", action="store_true",
                         help=f"the fuller grid: norms {', '.join(FULL_GRID.norms)}, clips per device "
@@ -444,4 +446,3 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-class", type=int, default=DEMO_PER_CLASS,
                         help=f"videos per class, {DEMO_VAL_FRACTION:.0%}% held out (a smaller task)")
     parser.add_argument("extra", nargs="*", help="extra Lightning CLI overrides after --, e.g. -- --data.decoder pyav")
-    return run(parser.parse_args(argv))

@@ -14,8 +14,8 @@ A file that cannot be decoded is listed with the reason (in both files and on sc
 exit status is 1 only when no video could be predicted (then nothing is written, and one line says why).
 
 What the checkpoint must hold besides the weights (class names, test clip geometry, decoder) is stored by the
-``CheckpointMetadata`` callback of every ``videonorm fit``; for an older checkpoint it is read from the run's
-``config.yaml`` and ``classes.txt``. Checkpoints are loaded with ``weights_only=True`` (no code runs from them).
+``CheckpointMetadata`` callback of every ``videonorm fit``; a checkpoint without it is refused in one line.
+Checkpoints are loaded with ``weights_only=True`` (no code runs from them).
 """
 
 from __future__ import annotations
@@ -32,8 +32,9 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from videonorm import metric_keys as keys
 from videonorm.data.dataset import ClipSpec
-from videonorm.data.manifest import ManifestError, read_classes, read_manifest
+from videonorm.data.manifest import ManifestError, read_manifest
 from videonorm.data.video import VideoDecodeError, read_clip
 from videonorm.files import csv_text, write_text_atomic
 from videonorm.models.spec import lift_legacy
@@ -78,30 +79,16 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         model.load_state_dict(ckpt["state_dict"])
     except Exception as err:  # unpickling, missing keys, a state dict of another model
         raise PredictError(f"{path}: not a videonorm checkpoint ({type(err).__name__}: {err})") from None
-    meta = ckpt.get("videonorm") or _metadata_from_run_dir(path)
+    meta = ckpt.get("videonorm")
+    if not meta:  # CheckpointMetadata stores it in every checkpoint the CLI saves
+        raise PredictError(f"{path}: the checkpoint has no class names or clip settings (it was not saved by "
+                           "`videonorm fit`, or by a version before they were stored); predict needs them")
     fields = {f.name for f in dataclasses.fields(ClipSpec)}
     clip = {k: v for k, v in meta["clip"].items() if k in fields}
     classes = list(meta["classes"])
     if len(classes) != model.net.num_classes:
         raise PredictError(f"{path}: {len(classes)} class names for a model with {model.net.num_classes} outputs")
     return Checkpoint(model.eval(), classes, ClipSpec(**clip), meta.get("decoder") or "pyav")
-
-
-def _metadata_from_run_dir(path: Path) -> dict[str, Any]:
-    """Class names and clip settings of an older checkpoint: its run's ``config.yaml`` and the data's class list."""
-    import yaml
-
-    config_file = path.resolve().parent.parent / "config.yaml"  # <run dir>/checkpoints/<file>.ckpt
-    if not config_file.is_file():
-        raise PredictError(f"{path}: the checkpoint has no class names or clip settings (saved before videonorm "
-                           f"stored them) and there is no {config_file} to read them from")
-    data = (yaml.safe_load(config_file.read_text()) or {}).get("data") or {}
-    classes_file = Path(data.get("root", ".")) / data.get("classes_file", "classes.txt")
-    try:
-        classes = read_classes(classes_file)
-    except ManifestError as err:
-        raise PredictError(f"{path}: class names: {err}") from None
-    return {"classes": classes, "clip": data, "decoder": data.get("decoder")}
 
 
 class _Views(Dataset):
@@ -226,19 +213,17 @@ def _log_wandb(out: Path, args: argparse.Namespace, ckpt: Checkpoint, results: l
     table = wandb.Table(columns=["path", "top1_class", "top1_prob", "error"],
                         data=[[r["path"], *((r["top"][0]["class"], r["top"][0]["prob"]) if "top" in r
                                             else (None, None)), r.get("error")] for r in results])
-    run.log({"predict/predictions": table})
-    run.summary.update({"predict/videos": sum("top" in r for r in results),
-                        "predict/failed": sum("error" in r for r in results)})
+    run.log({keys.PREDICT_PREDICTIONS: table})
+    run.summary.update({keys.PREDICT_VIDEOS: sum("top" in r for r in results),
+                        keys.PREDICT_FAILED: sum("error" in r for r in results)})
     run.finish()
     wandb.teardown()
     if mode == "offline":
         print(f"W&B run saved offline; upload it with: wandb sync {out / 'wandb'}")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``videonorm predict`` argument parser."""
-    p = argparse.ArgumentParser(prog="videonorm predict", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def configure(p: argparse.ArgumentParser) -> None:
+    """Add the ``videonorm predict`` options to ``p``."""
     p.add_argument("checkpoint", help="a checkpoint of `videonorm fit` (e.g. runs/<group>/<run>/checkpoints/last.ckpt)")
     p.add_argument("videos", nargs="*", help="video files")
     p.add_argument("--manifest", help="a manifest of videos (paths, optionally labels), e.g. an unlabelled test split")
@@ -252,16 +237,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="decoding processes")
     p.add_argument("--wandb", action="store_true", help="also log the predictions as a W&B run (job type predict)")
     p.add_argument("--wandb-project", default="videonorm", help="W&B project for --wandb (default: videonorm)")
-    return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run ``videonorm predict``; 0 when at least one video was predicted, 1 otherwise.
-
-    Args:
-        argv: arguments after ``predict`` (``sys.argv[2:]`` when None).
-    """
-    args = build_parser().parse_args(sys.argv[2:] if argv is None else argv)
+def run(args: argparse.Namespace) -> int:
+    """Run ``videonorm predict`` with parsed ``args``; 0 when at least one video was predicted, 1 otherwise."""
     try:
         ckpt = load_checkpoint(args.checkpoint)
         overrides = {k: v for k, v in (("test_clips", args.clips), ("test_crops", args.crops)) if v is not None}

@@ -1,7 +1,7 @@
 """A run's local record: ``<run dir>/record.jsonl``, every logged metric flushed as it is logged.
 
 Written by training (:class:`videonorm.train.logger.RunRecordLogger`), read by ``videonorm compare``
-(:mod:`videonorm.results.runs`), so the format lives here, between the two (standard library only).
+(:mod:`videonorm.results.records`), so the format lives here, between the two (standard library only).
 
 One JSON object per line, appended and never rewritten, so a killed process loses at most the line it was
 writing (which the reader reports and skips) and the metrics it had not logged yet: nothing logged before.

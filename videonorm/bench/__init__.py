@@ -1,4 +1,5 @@
-"""``videonorm bench``: measure the data pipeline (``bench data``) and the model (``bench model``).
+"""``videonorm bench``: measure the data pipeline (``bench data``), the model (``bench model``) and the data
+preparation's encode (``bench prep``).
 
     videonorm bench data  [--videos DIR_OR_MANIFEST] [--clips N] [--backends pyav,torchcodec,decord] [--threads 1,2]
                           [--workers 0,1,2] [--out DIR]
@@ -14,30 +15,22 @@ they run and write well-formed tables. Measured results: ``docs/BENCHMARKS.md``.
 from __future__ import annotations
 
 import argparse
-import importlib
 
-# subcommand -> (module, help); each module has configure(parser) and run(args) -> int
+from videonorm.commands import Command, add_commands
+
 COMMANDS = {
-    "data": ("videonorm.bench.data", "decode + transform throughput of the training pipeline vs raw decoders"),
-    "model": ("videonorm.bench.model", "training-step time, memory and FLOP/s per normalization layer"),
-    "prep": ("videonorm.bench.prep", "kinetics-prep trim throughput and short- vs default-GOP random clip reads"),
+    "data": Command("videonorm.bench.data", "decode + transform throughput of the training pipeline vs raw decoders"),
+    "model": Command("videonorm.bench.model", "training-step time, memory and FLOP/s per normalization layer"),
+    "prep": Command("videonorm.bench.prep",
+                    "kinetics-prep trim throughput and short- vs default-GOP random clip reads"),
 }
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``videonorm bench {data,model} ...``; ``argv`` excludes ``bench`` itself.
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add ``data``, ``model`` and ``prep`` to ``parser``, one subcommand each (a command is required)."""
+    add_commands(parser, COMMANDS, required=True, metavar="{" + ",".join(COMMANDS) + "}")
 
-    Args:
-        argv: Arguments (``sys.argv[2:]`` when None).
 
-    Returns:
-        Exit status.
-    """
-    parser = argparse.ArgumentParser(prog="videonorm bench", description=__doc__.split("\n\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{" + ",".join(COMMANDS) + "}")
-    for name, (module, text) in COMMANDS.items():
-        sub = commands.add_parser(name, help=text, description=importlib.import_module(module).__doc__,
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-        importlib.import_module(module).configure(sub)
-    args = parser.parse_args(argv)
-    return int(importlib.import_module(COMMANDS[args.command][0]).run(args) or 0)
+def run(args: argparse.Namespace) -> int:
+    """Run ``videonorm bench data|model|prep`` with parsed ``args``; returns the exit status."""
+    return int(COMMANDS[args.command].load().run(args) or 0)

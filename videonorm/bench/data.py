@@ -50,32 +50,27 @@ Tables (printed as Markdown, saved in ``--out`` as ``data_<table>.csv`` and all 
 from __future__ import annotations
 
 import argparse
-import math
-import os
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from videonorm.bench.common import Row, cpu_seconds, machine_info, median, report
-from videonorm.bench.videos import key_frame_interval, make_bench_videos
-from videonorm.data.decoders.pyav import rgb_converter
-from videonorm.data.manifest import STRIDE2_LAYOUT
-from videonorm.data.sampling import train_clip_indices
-from videonorm.data.transforms import KINETICS_MEAN, KINETICS_STD, train_transform
-from videonorm.data.video import (
-    BACKENDS,
-    DecoderUnavailableError,
-    available_backends,
-    read_clip,
-    require_backend,
-    video_info,
+from videonorm.bench.common import Row, machine_info, median, report
+from videonorm.bench.data_measure import Entry, full_decode, measure_interleaved, measure_loader, spread
+from videonorm.bench.data_pipelines import (
+    RAW,
+    find_videos,
+    plan_clips,
+    pytorchvideo_reference,
+    videonorm_decode,
+    videonorm_repeat_video,
+    videonorm_repeat_window,
+    videonorm_train,
 )
-
-VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".avi", ".mov")
+from videonorm.bench.data_stages import CORE_COLUMNS, STAGE_COLUMNS, cores_needed, stage_breakdown
+from videonorm.bench.videos import key_frame_interval, make_bench_videos
+from videonorm.data.dataset import ClipSpec
+from videonorm.data.video import BACKENDS, DecoderUnavailableError, available_backends, require_backend, video_info
 
 CLIP_COLUMNS = [
     "videos", "pipeline", "backend", "threads", "repeat", "clips", "clips_per_s", "spread_pct", "cpu_ms_per_clip",
@@ -87,469 +82,6 @@ LOADER_COLUMNS = ["videos", "backend", "threads", "workers", "batch", "clips", "
                   "cpu_ms_per_clip"]
 RATIO_COLUMNS = ["videos", "ratio", "value", "cpu_value", "target", "met"]
 FILE_COLUMNS = ["videos", "files", "width", "height", "frames", "fps", "key_interval", "mb_per_file"]
-
-
-# ---- what to read -------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Clip:
-    """One planned training clip: the file, its frame rate, the window's frame indices and the seed of the
-    clip's augmentation."""
-
-    path: str
-    fps: float
-    indices: torch.Tensor  # (T,) int64
-    seed: int
-
-
-@dataclass
-class Settings:
-    """Clip shape and augmentation ranges (the paper's recipe by default)."""
-
-    num_frames: int = 32
-    sampling_rate: int = 2
-    min_scale: int = 256
-    max_scale: int = 320
-    crop: int = 224
-    window_align: int = 2  # windows start on even frames: kinetics-prep's stride-2 files then skip the odd ones
-
-
-def find_videos(spec: str | os.PathLike, limit: int) -> list[Path]:
-    """Video files from a folder (recursively) or a manifest (``relative/path label`` lines; paths relative to
-    the manifest's folder, the dataset root).
-
-    Args:
-        spec: Folder or manifest file.
-        limit: Keep at most this many (evenly spread over the sorted list).
-
-    Raises:
-        FileNotFoundError: No such folder/file, or no video in it.
-    """
-    from videonorm.data.manifest import read_manifest
-
-    spec = Path(spec)
-    if spec.is_dir():
-        files = sorted(p for p in spec.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file())
-    elif spec.is_file():
-        files = [spec.parent / entry.path for entry in read_manifest(spec)]
-        missing = [str(f) for f in files if not f.is_file()]
-        if missing:
-            raise FileNotFoundError(f"{spec}: {len(missing)} listed files do not exist, e.g. {missing[0]}")
-    else:
-        raise FileNotFoundError(f"--videos {spec}: no such folder or manifest")
-    if not files:
-        raise FileNotFoundError(f"--videos {spec}: no video files ({', '.join(VIDEO_SUFFIXES)})")
-    if len(files) > limit:
-        files = [files[round(i * (len(files) - 1) / max(limit - 1, 1))] for i in range(limit)]
-    return files
-
-
-def plan_clips(files: Sequence[Path], count: int, settings: Settings, seed: int) -> list[Clip]:
-    """``count`` random training windows over ``files`` (cycling through the files), drawn with
-    :func:`videonorm.data.sampling.train_clip_indices` from seeded generators, so every pipeline reads the same
-    clips."""
-    info = {str(f): video_info(f) for f in files}
-    clips = []
-    for i in range(count):
-        path = str(files[i % len(files)])
-        num_video_frames, fps = info[path]
-        generator = torch.Generator().manual_seed(seed * 1_000_003 + i)
-        indices = train_clip_indices(num_video_frames, settings.num_frames, settings.sampling_rate, generator,
-                                     settings.window_align)
-        clips.append(Clip(path, fps, indices, seed * 1_000_003 + i))
-    return clips
-
-
-# ---- the pipelines: each reads one planned clip and returns (clips produced, decode CPU seconds) --------------
-Pipeline = Callable[[Clip], tuple[int, float]]
-
-
-def raw_decord(threads: int) -> Pipeline:
-    """decord alone: ``VideoReader(path).get_batch(indices)`` as a numpy array."""
-    import decord
-
-    def run(clip: Clip) -> tuple[int, float]:
-        reader = decord.VideoReader(clip.path, ctx=decord.cpu(0), num_threads=threads)
-        frames = reader.get_batch(clip.indices.tolist()).asnumpy()  # (T, H, W, 3)
-        _check(frames, clip)
-        return 1, float("nan")
-
-    return run
-
-
-def raw_pyav(threads: int) -> Pipeline:
-    """PyAV alone: seek to the key frame before the window (frame pts from the average rate: constant frame
-    rate assumed), decode forward to the last wanted frame, RGB arrays (swscale on one thread)."""
-    import av
-
-    to_rgb = rgb_converter()
-
-    def run(clip: Clip) -> tuple[int, float]:
-        wanted = clip.indices.tolist()
-        with av.open(clip.path) as container:
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO" if threads > 1 else "SLICE"
-            stream.codec_context.thread_count = threads
-            step = 1 / (stream.average_rate * stream.time_base)  # pts per frame
-            origin = stream.start_time or 0
-            container.seek(int(origin + round(wanted[0] * step)), stream=stream, backward=True)
-            want, frames = set(wanted), {}
-            for frame in container.decode(stream):
-                index = round((frame.pts - origin) / step)
-                if index in want:
-                    frames[index] = to_rgb(frame)
-                if index >= wanted[-1]:
-                    break
-        _check(np.stack([frames[i] for i in wanted if i in frames]), clip)
-        return 1, float("nan")
-
-    return run
-
-
-def raw_torchcodec(threads: int) -> Pipeline:
-    """torchcodec alone: ``VideoDecoder(path, seek_mode="exact").get_frames_at(indices)``, (T, H, W, 3)."""
-    from torchcodec.decoders import VideoDecoder
-
-    def run(clip: Clip) -> tuple[int, float]:
-        decoder = VideoDecoder(clip.path, seek_mode="exact", num_ffmpeg_threads=threads, dimension_order="NHWC")
-        _check(decoder.get_frames_at(clip.indices.tolist()).data, clip)
-        return 1, float("nan")
-
-    return run
-
-
-RAW = {"pyav": raw_pyav, "torchcodec": raw_torchcodec, "decord": raw_decord}
-
-
-def _check(frames: np.ndarray | torch.Tensor, clip: Clip) -> None:
-    if frames.shape[0] != len(clip.indices):
-        raise RuntimeError(f"{clip.path}: {frames.shape[0]} frames decoded for {len(clip.indices)} indices")
-
-
-def videonorm_decode(backend: str, threads: int) -> Pipeline:
-    """:func:`videonorm.data.video.read_clip` only: uint8 (T, 3, H, W)."""
-
-    def run(clip: Clip) -> tuple[int, float]:
-        frames, _ = read_clip(clip.path, lambda n: clip.indices, backend, threads)
-        _check(frames, clip)
-        return 1, float("nan")
-
-    return run
-
-
-def _train_indices(clip: Clip, settings: Settings) -> Callable[[int], torch.Tensor]:
-    # the dataset draws the window from the frame count of the open file; a seeded generator gives the same
-    # window as the plan (and as every other pipeline)
-    def choose(num_video_frames: int) -> torch.Tensor:
-        generator = torch.Generator().manual_seed(clip.seed)
-        return train_clip_indices(num_video_frames, settings.num_frames, settings.sampling_rate, generator,
-                                  settings.window_align)
-
-    return choose
-
-
-def videonorm_train(backend: str, threads: int, settings: Settings) -> Pipeline:
-    """Our training pipeline, as ``VideoDataset`` runs it for a train item: read_clip + train_transform."""
-    transform = train_transform(settings.min_scale, settings.max_scale, settings.crop)
-
-    def run(clip: Clip) -> tuple[int, float]:
-        torch.manual_seed(clip.seed)
-        start = time.process_time()
-        frames, _ = read_clip(clip.path, _train_indices(clip, settings), backend, threads)
-        decode = time.process_time() - start
-        out = transform(frames)  # (3, T, crop, crop) uint8
-        _check_output(out, settings)
-        return 1, decode
-
-    return run
-
-
-def videonorm_repeat_window(backend: str, threads: int, settings: Settings, k: int) -> Pipeline:
-    """Repeated augmentation, k clips from one decoded window (k random crops/scales/flips)."""
-    transform = train_transform(settings.min_scale, settings.max_scale, settings.crop)
-
-    def run(clip: Clip) -> tuple[int, float]:
-        torch.manual_seed(clip.seed)
-        start = time.process_time()
-        frames, _ = read_clip(clip.path, _train_indices(clip, settings), backend, threads)
-        decode = time.process_time() - start
-        for _ in range(k):
-            _check_output(transform(frames), settings)
-        return k, decode
-
-    return run
-
-
-def videonorm_repeat_video(backend: str, threads: int, settings: Settings, k: int) -> Pipeline:
-    """Repeated augmentation, k random windows of one video decoded in one open, each augmented."""
-    transform = train_transform(settings.min_scale, settings.max_scale, settings.crop)
-    t = settings.num_frames
-
-    def choose(clip: Clip) -> Callable[[int], torch.Tensor]:
-        def indices(num_video_frames: int) -> torch.Tensor:
-            generator = torch.Generator().manual_seed(clip.seed)
-            draws = [train_clip_indices(num_video_frames, t, settings.sampling_rate, generator, settings.window_align)
-                     for _ in range(k)]
-            return torch.cat(draws)  # (k * T,); read_clip decodes each distinct frame once, in order
-
-        return indices
-
-    def run(clip: Clip) -> tuple[int, float]:
-        torch.manual_seed(clip.seed)
-        start = time.process_time()
-        frames, _ = read_clip(clip.path, choose(clip), backend, threads)  # (k * T, 3, H, W)
-        decode = time.process_time() - start
-        for j in range(k):
-            _check_output(transform(frames[j * t : (j + 1) * t]), settings)
-        return k, decode
-
-    return run
-
-
-def pytorchvideo_reference(settings: Settings) -> Pipeline:
-    """pytorchvideo's ``EncodedVideo`` (PyAV) ``get_clip`` + its usual Kinetics training chain in v2."""
-    from pytorchvideo.data.encoded_video import EncodedVideo
-    from torchvision.transforms import v2
-
-    transform = v2.Compose([
-        v2.Normalize(mean=list(KINETICS_MEAN), std=list(KINETICS_STD)),
-        # pytorchvideo's RandomShortSideScale draws the size in [min, max] inclusive and interpolates
-        # bilinearly without antialiasing
-        v2.RandomResize(settings.min_scale, settings.max_scale + 1, antialias=False),
-        v2.RandomCrop(settings.crop),
-        v2.RandomHorizontalFlip(),
-    ])  # fmt: skip
-    window = settings.num_frames * settings.sampling_rate
-
-    def run(clip: Clip) -> tuple[int, float]:
-        torch.manual_seed(clip.seed)
-        start = time.process_time()
-        video = EncodedVideo.from_path(clip.path, decode_audio=False, decoder="pyav")
-        start_sec = int(clip.indices[0]) / clip.fps
-        frames = video.get_clip(start_sec, start_sec + window / clip.fps)["video"]  # (C, T', H, W) float 0..255
-        video.close()
-        decode = time.process_time() - start
-        if frames is None:
-            raise RuntimeError(f"{clip.path}: pytorchvideo returned no frames at {start_sec:.2f} s")
-        keep = torch.linspace(0, frames.shape[1] - 1, settings.num_frames).round().long()  # UniformTemporalSubsample
-        x = frames[:, keep].permute(1, 0, 2, 3) / 255.0  # (T, C, H, W)
-        out = transform(x).permute(1, 0, 2, 3).contiguous()  # (C, T, crop, crop)
-        _check_output(out, settings, torch.float32)
-        return 1, decode
-
-    return run
-
-
-def _check_output(out: torch.Tensor, settings: Settings, dtype: torch.dtype = torch.uint8) -> None:
-    """Our pipelines end in the uint8 clip a worker hands over (normalized on the device); pytorchvideo's in float."""
-    expected = (3, settings.num_frames, settings.crop, settings.crop)
-    if tuple(out.shape) != expected or out.dtype != dtype:
-        raise RuntimeError(f"pipeline produced {tuple(out.shape)} {out.dtype}, expected {expected} {dtype}")
-
-
-# ---- measuring ----------------------------------------------------------------------------------------------
-@dataclass
-class _Totals:
-    clips: int = 0
-    wall: float = 0.0
-    cpu: float = 0.0
-    decode_cpu: float = 0.0
-
-
-@dataclass
-class _Entry:
-    row: Row
-    run: Pipeline
-    rounds: list[_Totals] = field(default_factory=list)
-
-
-def _spread(rates: list[float]) -> float:
-    if len(rates) < 2:
-        return float("nan")
-    return 100 * (max(rates) - min(rates)) / median(rates)
-
-
-def measure_interleaved(entries: list[_Entry], clips: list[Clip], rounds: int) -> list[Row]:
-    """Run every entry on every planned clip, ``rounds`` times, clip by clip round-robin over the entries.
-
-    Returns:
-        One row per entry: the entry's labels plus medians over rounds.
-    """
-    for entry in entries:  # warm-up: imports, first-open costs, allocator
-        entry.run(clips[0])
-    for _ in range(rounds):
-        totals = [_Totals() for _ in entries]
-        for clip in clips:
-            for entry, total in zip(entries, totals):
-                wall, cpu = time.perf_counter(), time.process_time()
-                produced, decode = entry.run(clip)
-                total.wall += time.perf_counter() - wall
-                total.cpu += time.process_time() - cpu
-                total.decode_cpu += decode
-                total.clips += produced
-        for entry, total in zip(entries, totals):
-            entry.rounds.append(total)
-    rows = []
-    for entry in entries:
-        rates = [t.clips / t.wall for t in entry.rounds]
-        cpu_ms = median(1000 * t.cpu / t.clips for t in entry.rounds)
-        decode_ms = median(1000 * t.decode_cpu / t.clips for t in entry.rounds)
-        rows.append({
-            **entry.row,
-            "clips": entry.rounds[0].clips,
-            "clips_per_s": median(rates),
-            "spread_pct": _spread(rates),
-            "cpu_ms_per_clip": cpu_ms,
-            "decode_cpu_ms": decode_ms if not math.isnan(decode_ms) else cpu_ms if entry.row["repeat"] == 1 else None,
-            "transform_cpu_ms": cpu_ms - decode_ms if not math.isnan(decode_ms) else None,
-        })  # fmt: skip
-    return rows
-
-
-STAGE_COLUMNS = ["videos", "hand_off", "clips", "demux_ms", "decode_ms", "convert_ms", "transforms_ms",
-                 "hand_off_ms", "total_ms", "hand_off_mb_per_clip"]
-CORE_COLUMNS = ["videos", "gpu_clips_per_s", "from", "cpu_ms_per_clip", "cores"]
-
-
-def stage_breakdown(clips: list[Clip], settings: Settings, batch: int) -> list[Row]:
-    """CPU ms per clip of each stage of a PyAV training item (see the module docstring), medians over the clips.
-
-    The decode loop is the reader's (:class:`videonorm.data.decoders.pyav.Reader`: seek to the key frame at or before
-    the first wanted frame, decode to the last one, skipping the odd frames of a stride-2 file when only even ones
-    are wanted); conversion is timed apart inside it.
-    """
-    import av
-
-    from videonorm.data.decoders.pyav import Reader
-
-    transform = train_transform(settings.min_scale, settings.max_scale, settings.crop)
-    to_rgb = rgb_converter()
-    times: dict[str, list[float]] = {"demux": [], "decode": [], "convert": [], "transforms": []}
-    outputs = []
-    for clip in clips:
-        start = time.process_time()
-        Reader(clip.path, 1).close()
-        times["demux"].append(time.process_time() - start)
-        wanted = sorted(set(clip.indices.tolist()))
-        convert, frames = 0.0, {}
-        start = time.process_time()
-        with av.open(clip.path) as container:
-            stream = container.streams.video[0]
-            stream.thread_type, stream.codec_context.thread_count = "SLICE", 1
-            if container.metadata.get("comment") == STRIDE2_LAYOUT and all(i % 2 == 0 for i in wanted):
-                stream.codec_context.skip_frame = "NONREF"  # as the reader does (videonorm.data.decoders.pyav)
-            step = 1 / (stream.average_rate * stream.time_base)
-            origin = stream.start_time or 0
-            container.seek(int(origin + round(wanted[0] * step)), stream=stream, backward=True)
-            for frame in container.decode(stream):
-                index = round((frame.pts - origin) / step)
-                if index in wanted:
-                    c = time.process_time()
-                    frames[index] = to_rgb(frame)
-                    convert += time.process_time() - c
-                if index >= wanted[-1]:
-                    break
-        times["decode"].append(time.process_time() - start - convert)
-        times["convert"].append(convert)
-        video = torch.from_numpy(np.stack([frames[i] for i in clip.indices.tolist()])).permute(0, 3, 1, 2)
-        torch.manual_seed(clip.seed)
-        start = time.process_time()
-        outputs.append(transform(video))
-        times["transforms"].append(time.process_time() - start)
-    rows = []
-    for dtype in (torch.uint8, torch.float32):
-        items = [o.to(dtype) for o in outputs]
-        hand_off = []
-        for first in range(0, len(items) - batch + 1, batch):
-            group = items[first:first + batch]
-            start = time.process_time()
-            # what default_collate does in a DataLoader worker: one batch tensor in shared memory
-            out = torch.empty((len(group), *group[0].shape), dtype=dtype).share_memory_()
-            torch.stack(group, out=out)
-            hand_off.append((time.process_time() - start) / len(group))
-        stages = {name: 1000 * median(values) for name, values in times.items()}
-        stages["hand_off"] = 1000 * median(hand_off)
-        rows.append({"hand_off": str(dtype).replace("torch.", ""), "clips": len(clips),
-                     **{f"{name}_ms": value for name, value in stages.items()}, "total_ms": sum(stages.values()),
-                     "hand_off_mb_per_clip": items[0].numel() * items[0].element_size() / 1e6})
-    return rows
-
-
-def cores_needed(stage_rows: list[Row], loader_rows: list[Row], videos: str, gpu_rates: Sequence[float]) -> list[Row]:
-    """Cores that feed a GPU consuming ``gpu_rates`` clips/s: clips/s x CPU ms per clip / 1000."""
-    sources = []
-    loaders = [r for r in loader_rows if r["videos"] == videos and r["workers"] == 1 and r["threads"] == 1]
-    if loaders:
-        best = min(loaders, key=lambda r: r["cpu_ms_per_clip"])
-        sources.append((f"DataLoader, 1 worker ({best['backend']})", best["cpu_ms_per_clip"]))
-    uint8 = [r for r in stage_rows if r["videos"] == videos and r["hand_off"] == "uint8"]
-    if uint8:
-        sources.append(("stage sum (pyav, uint8 hand-off)", uint8[0]["total_ms"]))
-    return [{"videos": videos, "gpu_clips_per_s": rate, "from": name, "cpu_ms_per_clip": ms, "cores": rate * ms / 1000}
-            for rate in gpu_rates for name, ms in sources]
-
-
-def full_decode(files: Sequence[Path], backend: str, threads: int, chunk: int) -> tuple[int, float, float]:
-    """Decode every frame of ``files`` in order to RGB arrays.
-
-    Returns:
-        ``(frames, wall seconds, CPU seconds)``.
-    """
-    wall, cpu, frames = time.perf_counter(), time.process_time(), 0
-    for path in files:
-        if backend == "decord":
-            import decord
-
-            reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=threads)
-            for first in range(0, len(reader), chunk):
-                frames += len(reader.get_batch(list(range(first, min(first + chunk, len(reader))))).asnumpy())
-            del reader
-        elif backend == "torchcodec":
-            from torchcodec.decoders import VideoDecoder
-
-            decoder = VideoDecoder(str(path), seek_mode="exact", num_ffmpeg_threads=threads, dimension_order="NHWC")
-            for first in range(0, len(decoder), chunk):
-                frames += len(decoder.get_frames_in_range(first, min(first + chunk, len(decoder))).data)
-            del decoder
-        else:
-            import av
-
-            to_rgb = rgb_converter()
-            with av.open(str(path)) as container:
-                stream = container.streams.video[0]
-                stream.thread_type = "AUTO" if threads > 1 else "SLICE"
-                stream.codec_context.thread_count = threads
-                for frame in container.decode(stream):
-                    to_rgb(frame)
-                    frames += 1
-    return frames, time.perf_counter() - wall, time.process_time() - cpu
-
-
-def measure_loader(
-    files: Sequence[Path], backend: str, threads: int, workers: int, batch: int, clips: int, settings: Settings,
-    seed: int,
-) -> tuple[float, float]:
-    """One pass of a real DataLoader over ``VideoDataset`` (train mode) drawing ``clips`` random items.
-
-    Returns:
-        ``(wall seconds, CPU seconds of this process and the loader's worker processes)``.
-    """
-    from torch.utils.data import DataLoader, RandomSampler
-
-    from videonorm.data.dataset import ClipSpec, VideoDataset
-
-    clip = ClipSpec(num_frames=settings.num_frames, sampling_rate=settings.sampling_rate,
-                    train_min_scale=settings.min_scale, train_max_scale=settings.max_scale, crop_size=settings.crop,
-                    window_align=settings.window_align)
-    dataset = VideoDataset("", [(str(f), 0) for f in files], "train", clip, decoder=backend, decoder_threads=threads)
-    sampler = RandomSampler(dataset, replacement=True, num_samples=clips, generator=torch.Generator().manual_seed(seed))
-    loader = DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=workers)
-    wall, cpu, seen = time.perf_counter(), cpu_seconds(), 0
-    for items in loader:  # workers exit (and are waited for) when the pass ends: their CPU time is counted
-        seen += len(items["video"])
-    wall, cpu = time.perf_counter() - wall, cpu_seconds() - cpu
-    if seen != clips:
-        raise RuntimeError(f"loader gave {seen} clips, expected {clips}")
-    return wall, cpu
 
 
 # ---- the benchmark ------------------------------------------------------------------------------------------
@@ -621,24 +153,24 @@ def _describe(name: str, files: Sequence[Path]) -> Row:
     }  # fmt: skip
 
 
-def _entries(args, backends, threads_list, repeats, settings) -> list[_Entry]:
+def _entries(args, backends, threads_list, repeats, spec) -> list[Entry]:
     entries = []
     for threads in threads_list:
         for backend in backends:
             label = {"backend": backend, "threads": threads, "repeat": 1}
-            entries.append(_Entry({"pipeline": "raw", **label}, RAW[backend](threads)))
-            entries.append(_Entry({"pipeline": "videonorm-decode", **label}, videonorm_decode(backend, threads)))
-            entries.append(_Entry({"pipeline": "videonorm", **label}, videonorm_train(backend, threads, settings)))
+            entries.append(Entry({"pipeline": "raw", **label}, RAW[backend](threads)))
+            entries.append(Entry({"pipeline": "videonorm-decode", **label}, videonorm_decode(backend, threads)))
+            entries.append(Entry({"pipeline": "videonorm", **label}, videonorm_train(backend, threads, spec)))
     if not args.no_reference:
         row = {"pipeline": "pytorchvideo", "backend": "pyav", "threads": "default", "repeat": 1}
-        entries.append(_Entry(row, pytorchvideo_reference(settings)))
+        entries.append(Entry(row, pytorchvideo_reference(spec)))
     for k in repeats:
         for backend in backends:
             label = {"backend": backend, "threads": threads_list[0], "repeat": k}
-            entries.append(_Entry({"pipeline": "videonorm-repeat-window", **label},
-                                  videonorm_repeat_window(backend, threads_list[0], settings, k)))
-            entries.append(_Entry({"pipeline": "videonorm-repeat-video", **label},
-                                  videonorm_repeat_video(backend, threads_list[0], settings, k)))  # fmt: skip
+            entries.append(Entry({"pipeline": "videonorm-repeat-window", **label},
+                                  videonorm_repeat_window(backend, threads_list[0], spec, k)))
+            entries.append(Entry({"pipeline": "videonorm-repeat-video", **label},
+                                  videonorm_repeat_video(backend, threads_list[0], spec, k)))  # fmt: skip
     return entries
 
 
@@ -712,24 +244,24 @@ def run(args: argparse.Namespace) -> int:
     threads_list, workers_list, repeats = _ints(args.threads), _ints(args.workers), _ints(args.repeat)
     if not threads_list:
         raise SystemExit("error: --threads needs at least one value")
-    settings = Settings(args.num_frames, args.sampling_rate, args.min_scale, args.max_scale, args.crop,
-                        args.window_align)
+    spec = ClipSpec(num_frames=args.num_frames, sampling_rate=args.sampling_rate, train_min_scale=args.min_scale,
+                    train_max_scale=args.max_scale, crop_size=args.crop, window_align=args.window_align)
     torch.set_num_threads(1)  # as in a DataLoader worker (torch sets 1 thread there)
     sets = _file_sets(args)
     meta = {"machine": machine_info(), "args": vars(args), "files": {k: [str(f) for f in v] for k, v in sets.items()}}
     print(f"[bench data] {meta['machine']['cpu']}, {meta['machine']['cores']} cores, load "
-          f"{meta['machine']['load_average_1min']}; {settings.num_frames}x{settings.sampling_rate} clips, "
+          f"{meta['machine']['load_average_1min']}; {spec.num_frames}x{spec.sampling_rate} clips, "
           f"{args.clips} per row x {args.rounds} rounds", flush=True)  # fmt: skip
     file_rows, clip_rows, full_rows, loader_rows, stage_rows = [], [], [], [], []
-    window = settings.num_frames * settings.sampling_rate
+    window = spec.num_frames * spec.sampling_rate
     for name, files in sets.items():
         file_rows.append(_describe(name, files))
-        clips = plan_clips(files, args.clips, settings, args.seed)
-        entries = _entries(args, backends, threads_list, repeats, settings)
+        clips = plan_clips(files, args.clips, spec, args.seed)
+        entries = _entries(args, backends, threads_list, repeats, spec)
         print(f"[bench data] {name}: {len(entries)} pipelines x {args.clips} clips x {args.rounds} rounds", flush=True)
         clip_rows += [{"videos": name, **row} for row in measure_interleaved(entries, clips, args.rounds)]
         if "pyav" in backends:
-            stage_rows += [{"videos": name, **row} for row in stage_breakdown(clips, settings, args.batch)]
+            stage_rows += [{"videos": name, **row} for row in stage_breakdown(clips, spec, args.batch)]
         for threads in threads_list:
             for backend in backends:
                 runs = [full_decode(files[:4], backend, threads, window) for _ in range(args.rounds)]
@@ -744,13 +276,13 @@ def run(args: argparse.Namespace) -> int:
         for threads in threads_list:
             for backend in backends:
                 for workers in workers_list:
-                    runs = [measure_loader(files, backend, threads, workers, args.batch, args.loader_clips, settings,
+                    runs = [measure_loader(files, backend, threads, workers, args.batch, args.loader_clips, spec,
                                            args.seed + r) for r in range(args.rounds)]  # fmt: skip
                     rates = [args.loader_clips / w for w, _ in runs]
                     loader_rows.append({
                         "videos": name, "backend": backend, "threads": threads, "workers": workers,
                         "batch": args.batch, "clips": args.loader_clips, "clips_per_s": median(rates),
-                        "spread_pct": _spread(rates),
+                        "spread_pct": spread(rates),
                         "cpu_ms_per_clip": median(1000 * c / args.loader_clips for _, c in runs),
                     })  # fmt: skip
     meta["load_average_1min_end"] = machine_info()["load_average_1min"]

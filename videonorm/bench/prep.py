@@ -27,15 +27,16 @@ import time
 from pathlib import Path
 
 from videonorm.bench.common import Row, cpu_seconds, machine_info, report
-from videonorm.bench.data import RAW, Pipeline, Settings, plan_clips
+from videonorm.bench.data_pipelines import RAW, Pipeline, plan_clips
 from videonorm.bench.videos import key_frame_interval
+from videonorm.data.dataset import ClipSpec
 from videonorm.data.video import available_backends
 
 
 def clips_per_second(files: list[Path], reader: Pipeline, clips: int, seed: int) -> tuple[float, float]:
     """(clips per wall second, clips per CPU second) for ``clips`` random 32x2 windows planned by ``bench data``'s
-    :func:`~videonorm.bench.data.plan_clips`, read by one of its raw readers (which check the frame count)."""
-    plan = plan_clips(files, clips, Settings(), seed)
+    :func:`~videonorm.bench.data_pipelines.plan_clips`, read by one of its raw readers (which check the frame count)."""
+    plan = plan_clips(files, clips, ClipSpec(window_align=2), seed)  # bench data's default clips: 32 x 2, even starts
     reader(plan[0])  # warm-up (imports, caches)
     begin, cpu = time.perf_counter(), cpu_seconds()
     for clip in plan:
@@ -56,9 +57,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark (see the module docstring)."""
-    from data_prep.encode import EncodeSettings
     from data_prep.synth import make_dataset
     from data_prep.trim import trim
+    from data_prep.writer import EncodeSettings
 
     width, height = (int(x) for x in args.size.split("x"))
     jobs_list = [int(j) for j in args.jobs.split(",") if j.strip()]

@@ -49,8 +49,9 @@ def make_bench_videos(
     Returns:
         ``{"long_gop": [paths], "short_gop": [paths]}``, the same content in both lists, in the same order.
     """
-    from data_prep.encode import EncodeSettings, transcode
+    from data_prep.encode import transcode
     from data_prep.synth import CLASS_NAMES, render, write_video
+    from data_prep.writer import EncodeSettings
 
     # v2: the short-GOP files have kinetics-prep's stride-2 layout (odd frames non-reference), as it now encodes
     folder = Path(out_dir or default_cache_dir()) / f"{width}x{height}_{fps}fps_{seconds:g}s_v2"

@@ -247,7 +247,7 @@ class KineticsDataModule(pl.LightningDataModule):
         return self._batch_decoder(batch)
 
     def setup(self, stage: str | None = None) -> None:
-        """Build the datasets the stage needs (``fit``: train + val; ``validate``: val; ``test``/``predict``)."""
+        """Build the datasets the stage needs (``fit``: train + val; ``validate``: val; ``test``: test)."""
         if stage in ("fit", None):
             if self.train_manifest is None and stage == "fit":
                 raise ValueError("fit needs data.train_manifest")
@@ -255,11 +255,11 @@ class KineticsDataModule(pl.LightningDataModule):
                 self.train_set = self._dataset(self.train_manifest, "train")
         if stage in ("fit", "validate", None) and self.val_manifest is not None:
             self.val_set = self._dataset(self.val_manifest, "val")
-        if stage in ("test", "predict", None) and self.test_manifest is not None:
+        if stage in ("test", None) and self.test_manifest is not None:
             self.test_set = self._dataset(self.test_manifest, "test")
         if stage == "validate" and self.val_set is None:
             raise ValueError("validate needs data.val_manifest")
-        if stage in ("test", "predict") and self.test_set is None:
+        if stage == "test" and self.test_set is None:
             raise ValueError(f"{stage} needs data.test_manifest or data.val_manifest")
 
     def fingerprint(self) -> dict:
@@ -321,7 +321,4 @@ class KineticsDataModule(pl.LightningDataModule):
         return self._loader(self.val_set, train=False) if self.val_manifest is not None else []
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, train=False)
-
-    def predict_dataloader(self) -> DataLoader:
         return self._loader(self.test_set, train=False)

@@ -49,8 +49,8 @@ import torch
 from torch.utils.data import Dataset, default_collate
 
 from videonorm.data.manifest import ManifestEntry, read_manifest
-from videonorm.data.sampling import center_clip_indices, test_clip_indices, train_clip_indices
-from videonorm.data.transforms import test_transform, train_transform, val_transform
+from videonorm.data.sampling import center_clip_indices, multiview_clip_indices, train_clip_indices
+from videonorm.data.transforms import multiview_transform, train_transform, val_transform
 from videonorm.data.video import DEFAULT_BACKEND, VideoDecodeError, read_clip, video_info
 
 log = logging.getLogger("videonorm.data")
@@ -103,8 +103,8 @@ class ClipSpec:
         if mode == "val":
             return lambda n: center_clip_indices(n, t, rate, align)
         if clip is None:
-            return lambda n: test_clip_indices(n, t, rate, self.test_clips, align).reshape(-1)
-        return lambda n: test_clip_indices(n, t, rate, self.test_clips, align)[clip]
+            return lambda n: multiview_clip_indices(n, t, rate, self.test_clips, align).reshape(-1)
+        return lambda n: multiview_clip_indices(n, t, rate, self.test_clips, align)[clip]
 
     def transforms(self, mode: str) -> list:
         """The transform of each crop position of ``mode`` (one for train and val, ``test_crops`` for test)."""
@@ -112,7 +112,7 @@ class ClipSpec:
             return [train_transform(self.train_min_scale, self.train_max_scale, self.crop_size, self.train_flip)]
         if mode == "val":
             return [val_transform(self.test_scale, self.crop_size)]
-        return test_transform(self.test_scale, self.test_crop_size, self.test_crops)
+        return multiview_transform(self.test_scale, self.test_crop_size, self.test_crops)
 
 
 class VideoDataset(Dataset):
@@ -193,7 +193,7 @@ class VideoDataset(Dataset):
         candidate, skipped, failures = video, 0, []
         for attempt in range(MAX_TRIES):
             try:
-                frames = self._read(candidate, clip)  # (T, 3, H, W) uint8
+                frames = self._read(candidate, clip)  # (T, 3, H, W) uint8; deferred: the chosen indices (T,) int64
                 break
             except VideoDecodeError as error:
                 self._record_failure(error)

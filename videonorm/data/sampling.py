@@ -71,7 +71,7 @@ def center_clip_indices(num_video_frames: int, num_frames: int, sampling_rate: i
     return _window(num_video_frames, num_frames, sampling_rate, start)
 
 
-def test_clip_indices(num_video_frames: int, num_frames: int, sampling_rate: int, num_clips: int,
+def multiview_clip_indices(num_video_frames: int, num_frames: int, sampling_rate: int, num_clips: int,
                       align: int = 1) -> torch.Tensor:
     """``num_clips`` clips evenly spaced over the video (multi-view testing).
 
@@ -125,10 +125,3 @@ def crop_offsets(height: int, width: int, crop_size: int, num_crops: int = 3) ->
         return [(0, center[1]), center, (height - crop_size, center[1])]
     return [(center[0], 0), center, (center[0], width - crop_size)]
 
-
-def three_crop(height: int, width: int, crop_size: int) -> list[tuple[int, int]]:
-    """The three test crops along the long side: ``crop_offsets(height, width, crop_size, 3)``."""
-    return crop_offsets(height, width, crop_size, 3)
-
-
-test_clip_indices.__test__ = False  # not a pytest test, even when imported into a test module

@@ -10,7 +10,7 @@ pixels are resampled.
   * train: short side scaled to a random size in ``[min_scale, max_scale]``, random square crop, horizontal flip;
   * val: short side to ``scale``, center crop;
   * test: short side to ``scale``, one of ``num_crops`` crops (see :func:`videonorm.data.sampling.crop_offsets`):
-    :func:`test_transform` returns one transform per spatial crop.
+    :func:`multiview_transform` returns one transform per spatial crop.
 
 Conversion to float and mean/std normalization (``/255``, Kinetics mean/std 0.45/0.225) happen on the training
 device, a whole batch at a time (:class:`ClipNormalize`, applied by the LightningModule after the batch is on its
@@ -186,7 +186,7 @@ def val_transform(scale: int = 256, crop_size: int = 224) -> v2.Compose:
     return v2.Compose([AsVideo(), v2.Resize(scale, antialias=True), v2.CenterCrop(crop_size), ToChannelFirst()])
 
 
-def test_transform(scale: int = 256, crop_size: int = 256, num_crops: int = 3) -> list[v2.Compose]:
+def multiview_transform(scale: int = 256, crop_size: int = 256, num_crops: int = 3) -> list[v2.Compose]:
     """Multi-view testing: short side to ``scale``, then ``num_crops`` fixed crops.
 
     Args:
@@ -203,5 +203,3 @@ def test_transform(scale: int = 256, crop_size: int = 256, num_crops: int = 3) -
     resize = [AsVideo(), v2.Resize(scale, antialias=True)]
     return [v2.Compose([*resize, FixedCrop(crop_size, j, num_crops), ToChannelFirst()]) for j in range(num_crops)]
 
-
-test_transform.__test__ = False  # not a pytest test, even when imported into a test module

@@ -37,6 +37,7 @@ import torch
 from videonorm.data.decoders import (
     BACKENDS,
     DEFAULT_BACKEND,
+    DEVICE_BACKENDS,
     REFERENCE,
     DecoderUnavailableError,
     NotExact,
@@ -72,7 +73,7 @@ def _chain(backend: str) -> list[str]:
 def _open(name: str, path: str, threads: int, failures: list[tuple[str, str, str]], device: str | None = None):
     """Backend ``name``'s reader on ``path``, or None (the failure appended to ``failures``, or a decline logged)."""
     try:
-        if device is not None and name == "torchcodec":  # the one backend that decodes on a GPU
+        if device is not None and name in DEVICE_BACKENDS:
             return backend_module(name).Reader(path, threads, device=device)
         return backend_module(name).Reader(path, threads)
     except NotExact as decline:
@@ -116,8 +117,8 @@ def read_clip(
             Called again with PyAV's frame count if the first backend declines or fails.
         backend: A name of :data:`BACKENDS`; backends other than PyAV hand files they decline or fail on to it.
         threads: Decoder threads.
-        device: Decode on this device where the backend can (torchcodec on CUDA); frames of a file another backend
-            decodes come back on the CPU.
+        device: Decode on this device where the backend can (:data:`DEVICE_BACKENDS`: torchcodec on CUDA); frames
+            of a file another backend decodes come back on the CPU.
 
     Returns:
         ``(frames, indices)``: frames (T, 3, H, W) uint8 (channels-last view), ``indices`` (T,) int64 as chosen.

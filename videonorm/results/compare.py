@@ -1,6 +1,6 @@
-"""``videonorm compare``: W&B runs side by side with the paper's Kinetics table, as Markdown/CSV + plots.
+"""``videonorm compare``: runs side by side with the paper's Kinetics table, as Markdown/CSV + plots.
 
-    videonorm compare runs/kinetics400                        # offline runs below a directory, no network
+    videonorm compare runs/kinetics400                        # local runs (their records) below a directory
     videonorm compare my-team/videonorm --group kinetics400   # a W&B project, filtered by group (or --tag)
     videonorm compare my-team/videonorm/1a2b3c4d runs/demo    # single online runs and local ones together
 
@@ -13,26 +13,21 @@ Outputs in ``--out``: ``compare.md`` (table + notes), ``compare.csv`` (one row p
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
+from videonorm.commands import UsageError
 from videonorm.results.comparison import build_comparison
 from videonorm.results.report import PLOTS, make_plots, report_markdown, write_csv, write_markdown
 from videonorm.results.runs import load_runs
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``videonorm compare`` argument parser."""
-    p = argparse.ArgumentParser(
-        prog="videonorm compare",
-        description="Put W&B runs side by side with the paper's Kinetics table: Markdown + CSV + plots.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=(
-            "INPUTS: local paths (a run-*.wandb file, a run directory, or any directory above runs, searched "
-            "recursively; read offline, no network) or W&B paths: entity/project (all runs, filtered by --group/"
-            "--tag) or entity/project/run_id (uses wandb.Api: needs credentials and network)."
-        ),
-    )
+def configure(p: argparse.ArgumentParser) -> None:
+    """Add the ``videonorm compare`` options to ``p`` (and its one-line description and the inputs' epilog)."""
+    p.description = ("Put runs (local records or W&B) side by side with the paper's Kinetics table: Markdown + CSV "
+                     "+ plots.")
+    p.epilog = ("INPUTS: local paths (a record.jsonl, a run directory, or any directory above runs, searched "
+                "recursively; read from the runs' records, no network) or W&B paths: entity/project (all runs, "
+                "filtered by --group/--tag) or entity/project/run_id (uses wandb.Api: needs credentials and network).")
     p.add_argument("inputs", nargs="+", metavar="INPUTS", help="local run files/directories or W&B paths")
     p.add_argument("--out", default="compare_out", help="output directory (default: compare_out)")
     p.add_argument("--group", help="only runs in this W&B group")
@@ -41,20 +36,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="val: best validation epoch (single clip); test: video-level test; auto: test if every "
                         "run has it, else val")
     p.add_argument("--dataset", metavar="HASH", help="compare runs with this dataset.hash (default: the majority's)")
-    return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run ``videonorm compare``; returns 0 when a table was written, 1 when no run could be compared.
+def run(args: argparse.Namespace) -> int:
+    """Run ``videonorm compare`` with parsed ``args``; 0 when a table was written, 1 when no run could be compared.
 
-    Args:
-        argv: arguments after ``compare`` (``sys.argv[2:]`` when None).
+    Raises:
+        UsageError: ``--out`` is a file.
     """
-    parser = build_parser()
-    args = parser.parse_args(sys.argv[2:] if argv is None else argv)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
-        parser.error(f"--out {out} is a file; give a directory for compare.md, compare.csv and the plots")
+        raise UsageError(f"--out {out} is a file; give a directory for compare.md, compare.csv and the plots")
     runs, errors = load_runs(args.inputs, group=args.group, tag=args.tag)
     comp = build_comparison(runs, metric=args.metric, dataset=args.dataset, read_errors=errors)
     if not comp.cells:  # a mistyped path must not replace an earlier report with an empty one

@@ -19,13 +19,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from videonorm import metric_keys as keys
 from videonorm.identity import Row, Setting, recipe_differences, run_setting
 from videonorm.record import diverged_info
 from videonorm.results import paper
-from videonorm.results.runs import RunData
+from videonorm.results.run_data import RunData
 from videonorm.results.verdict import Estimate, Verdict, verdicts
 
-METRIC_KEYS = {"val": ("val/top1", "val/top5"), "test": ("test/top1", "test/top5")}
 METRIC_TEXT = {
     "val": "best validation epoch, single center clip",
     "test": "test, video level (views averaged)",
@@ -108,7 +108,7 @@ def extract(run: RunData) -> RunResult:
         KeyError: identity config missing. ValueError: an accuracy that is not a fraction.
     """
     setting = run_setting(run.config)
-    top1_key, top5_key = METRIC_KEYS["val"]
+    top1_key, top5_key = keys.ACCURACY["val"]
     # One validation per epoch; an epoch validated twice (a run killed after validating, before its checkpoint,
     # then resumed) counts with its last result.
     val_rows: dict[Any, dict] = {}
@@ -124,7 +124,7 @@ def extract(run: RunData) -> RunResult:
             val = (top1, _percent(row.get(top5_key), top5_key), epoch)
     curve.sort()
     test = None
-    t1_key, t5_key = METRIC_KEYS["test"]
+    t1_key, t5_key = keys.ACCURACY["test"]
     for row in run.history:  # the last test wins (a later `videonorm test` on the same run)
         top1 = _percent(row.get(t1_key), t1_key)
         if top1 is not None:
@@ -224,7 +224,7 @@ def build_comparison(
     with_metric = []
     for r in kept:
         if (r.val if metric == "val" else r.test) is None:
-            excluded.append(f"{r.run.label} {r.run.source}: no {METRIC_KEYS[metric][0]} logged"
+            excluded.append(f"{r.run.label} {r.run.source}: no {keys.ACCURACY[metric][0]} logged"
                             + "".join(f"; {p}" for p in r.run.problems))
         else:
             with_metric.append(r)

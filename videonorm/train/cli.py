@@ -16,9 +16,9 @@ Besides the trainer, model and data sections, every subcommand has:
     precise_bn: PreciseBN (200 batches; a no-op for models without trainable BN)
     cpu_threads: CpuThreads (on CPU, torch threads = cores - data workers; ``--cpu_threads.enabled false``)
     data_wait: DataWait (data/wait_fraction and data/clips_per_s per epoch; warns above 5% wait)
-and always (``videonorm.train.callbacks``): DivergenceGuard, SkippedVideos, BestValidation, TestReport,
-CheckpointMetadata and, unless the bar is off or the config names one, our ProgressBar; beside the configured
-loggers, the run's local record (``RunRecordLogger``).
+and always: DivergenceGuard (``videonorm.train.guards``), SkippedVideos, BestValidation, TestReport,
+CheckpointMetadata (``videonorm.train.reports``) and, unless the bar is off or the config names one, our ProgressBar
+(``videonorm.train.progress``); beside the configured loggers, the run's local record (``RunRecordLogger``).
 The run directory and W&B run id are set here from the config (see ``videonorm.train.logger``), so
 ``--ckpt_path last`` resumes an interrupted fit into the same directory and W&B run, and ``validate``/``test``
 with ``--ckpt_path last|best`` find the trained run's checkpoints and log into its W&B run. A ``fit`` without
@@ -43,20 +43,13 @@ from pytorch_lightning.callbacks import ProgressBar as AnyProgressBar
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from pytorch_lightning.loggers import WandbLogger
 
+from videonorm import metric_keys as keys
+from videonorm.data.datamodule import KineticsDataModule
 from videonorm.identity import flatten, run_name, run_setting
 from videonorm.models.spec import lift_legacy
 from videonorm.record import RECORD_FILE, diverged
-from videonorm.train.callbacks import (
-    BestValidation,
-    CheckpointMetadata,
-    CpuThreads,
-    DivergenceGuard,
-    PreciseBN,
-    ProgressBar,
-    SkippedVideos,
-    TestReport,
-)
 from videonorm.train.data_wait import DataWait
+from videonorm.train.guards import DivergenceGuard
 from videonorm.train.logger import (
     CHECKPOINT_DIR,
     JOB_TYPES,
@@ -67,6 +60,10 @@ from videonorm.train.logger import (
     run_dir,
 )
 from videonorm.train.module import VideoClassifier
+from videonorm.train.precise_bn import PreciseBN
+from videonorm.train.progress import ProgressBar
+from videonorm.train.reports import BestValidation, CheckpointMetadata, SkippedVideos, TestReport
+from videonorm.train.threads import CpuThreads
 
 SHIPPED_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -74,7 +71,7 @@ SHIPPED_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 def shipped_configs() -> list[str]:
     """Names of the configs that ship inside the package (``kinetics400/i3d_r50_gn_b4_32x2.yaml``, ...)."""
     return sorted(p.relative_to(SHIPPED_CONFIGS).as_posix() for p in SHIPPED_CONFIGS.rglob("*.yaml")
-                  if p.parent.name != "sweeps" and p.name != "base.yaml")
+                  if p.parent.name != "sweeps" and p.name not in ("base.yaml", "lr.yaml"))  # lr.yaml: the demo's rates
 
 
 def resolve_config(path: str) -> str:
@@ -193,7 +190,7 @@ class VideonormCLI(LightningCLI):
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults(
             {
-                "checkpoint.monitor": "val/top1",
+                "checkpoint.monitor": keys.VAL_TOP1,
                 "checkpoint.mode": "max",
                 "checkpoint.save_last": False,  # see last_checkpoint
                 "checkpoint.save_top_k": 1,
@@ -346,16 +343,12 @@ def run_lightning_cli(argv: list[str], run: bool = True) -> VideonormCLI:
     """Run ``fit``/``validate``/``test`` (``argv`` starts with the subcommand).
 
     Args:
-        argv: Arguments after the program name, e.g. ``["fit", "--config", "configs/demo/bn_b8.yaml"]``.
+        argv: Arguments after the program name, e.g. ``["fit", "--config", "demo/b4_8x2.yaml"]``.
         run: ``False`` parses and instantiates without running (``argv`` then has no subcommand).
 
     Returns:
         The CLI object (``.trainer``, ``.model``, ``.datamodule``, ``.config``, ``.run_dir``).
     """
-    from videonorm.data.datamodule import (
-        KineticsDataModule,  # imported here: ``videonorm --help`` stays fast
-    )
-
     with warnings.catch_warnings():
         # we pass args explicitly (expanded configs); Lightning warns whenever sys.argv also has arguments
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter")

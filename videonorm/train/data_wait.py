@@ -19,6 +19,8 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.utilities import rank_zero_warn
 
+from videonorm import metric_keys as keys
+
 
 class DataWait(pl.Callback):
     """Measure the training loop's wait for data (see the module docstring).
@@ -73,8 +75,8 @@ class DataWait(pl.Callback):
         total = self.wait + self.step
         fraction, rate = self.wait / total, self.clips / total
         self.history.append({"wait_fraction": fraction, "clips_per_s": rate})
-        pl_module.log("data/wait_fraction", fraction, prog_bar=True, sync_dist=True)
-        pl_module.log("data/clips_per_s", rate, prog_bar=True, sync_dist=True)
+        pl_module.log(keys.WAIT_FRACTION, fraction, prog_bar=True, sync_dist=True)
+        pl_module.log(keys.CLIPS_PER_S, rate, prog_bar=True, sync_dist=True)
         if fraction > self.warn_above and not self._warned:
             self._warned = True
             rank_zero_warn(self._advice(trainer, fraction))

@@ -39,6 +39,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import Logger, WandbLogger
 from pytorch_lightning.utilities import rank_zero_only
 
+from videonorm import metric_keys as keys
 from videonorm.files import write_text_atomic
 from videonorm.identity import flatten
 from videonorm.record import DIVERGED_TAG, RECORD_FILE, append_entries, diverged_summary
@@ -174,7 +175,7 @@ class WandbRunLogger(WandbLogger):
         new = self._experiment is None
         run = super().experiment
         if new and self._experiment is not None and hasattr(run, "define_metric"):
-            for key in ("val/top1", "val/top5"):
+            for key in (keys.VAL_TOP1, keys.VAL_TOP5):
                 # a metric's own definition replaces the parent's "*" one: keep its x-axis
                 run.define_metric(key, step_metric="trainer/global_step", summary="max")
         return run
@@ -210,7 +211,7 @@ class WandbRunLogger(WandbLogger):
                                  wandb.Table(columns=["Actual", "Predicted", "nPredictions"], data=cells),
                                  {"Actual": "Actual", "Predicted": "Predicted", "nPredictions": "nPredictions"},
                                  {"title": "test confusion matrix (videos)"})
-        self.experiment.log({"test/per_class": per_class, "test/confusion_matrix": chart})
+        self.experiment.log({keys.TEST_PER_CLASS: per_class, keys.TEST_CONFUSION_MATRIX: chart})
 
     def after_save_checkpoint(self, checkpoint_callback: ModelCheckpoint) -> None:
         if self._log_model:

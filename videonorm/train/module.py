@@ -32,6 +32,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 from torchmetrics.functional.classification import multiclass_accuracy
 
+from videonorm import metric_keys as keys
 from videonorm.data.transforms import KINETICS_MEAN, KINETICS_STD, ClipNormalize
 from videonorm.identity import INIT_HASH_KEY, INIT_SOURCE_KEY, STEPS_PER_EPOCH_KEY
 from videonorm.models import ModelSpec, build_model
@@ -159,16 +160,16 @@ class VideoClassifier(pl.LightningModule):
         logits = self(video)
         loss = F.cross_entropy(logits, label)
         n = label.shape[0]
-        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=n)
+        self.log(keys.TRAIN_LOSS, loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=n)
         top1, top5 = (self._accuracy(logits, label, k) for k in (1, self.top_k))
-        self.log("train/top1", top1, on_step=True, on_epoch=False, prog_bar=True, batch_size=n)
-        self.log("train/top5", top5, on_step=True, on_epoch=False, batch_size=n)
-        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False)
+        self.log(keys.TRAIN_TOP1, top1, on_step=True, on_epoch=False, prog_bar=True, batch_size=n)
+        self.log(keys.TRAIN_TOP5, top5, on_step=True, on_epoch=False, batch_size=n)
+        self.log(keys.TRAIN_LR, self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False)
         self.train_loss_epoch.update(loss.detach(), weight=n)
         self.train_top1_epoch.update(logits.detach(), label)
-        self.log("train/loss_epoch", self.train_loss_epoch, on_step=False, on_epoch=True)
-        self.log("train/top1_epoch", self.train_top1_epoch, on_step=False, on_epoch=True)
-        self._log_skipped(batch, "data/skipped_videos")
+        self.log(keys.TRAIN_LOSS_EPOCH, self.train_loss_epoch, on_step=False, on_epoch=True)
+        self.log(keys.TRAIN_TOP1_EPOCH, self.train_top1_epoch, on_step=False, on_epoch=True)
+        self._log_skipped(batch, keys.SKIPPED_VIDEOS["train"])
         return loss
 
     # ---- validation: clip-level accuracy, each video counted once over all ranks --------------------------
@@ -179,8 +180,8 @@ class VideoClassifier(pl.LightningModule):
         self.val_accuracy.update(logits, label, batch["index"])
         n = label.shape[0]
         # the loss is a mean over batches, the sampler's padded duplicates included (at most world-1 clips)
-        self.log("val/loss", loss, on_step=False, on_epoch=True, sync_dist=True, batch_size=n, prog_bar=True)
-        self._log_skipped(batch, "data/skipped_videos_val")
+        self.log(keys.VAL_LOSS, loss, on_step=False, on_epoch=True, sync_dist=True, batch_size=n, prog_bar=True)
+        self._log_skipped(batch, keys.SKIPPED_VIDEOS["val"])
 
     def on_validation_epoch_end(self) -> None:
         """val/top1, val/top5 over the unique val videos: DistributedSampler pads the last shard with repeats."""
@@ -189,9 +190,9 @@ class VideoClassifier(pl.LightningModule):
         result = self.val_accuracy.compute()
         self.val_accuracy.reset()
         # identical on every rank (gathered rows): sync_dist only keeps Lightning from warning
-        self.log("val/top1", result["top1"], on_step=False, on_epoch=True, sync_dist=True, prog_bar=True)
-        self.log("val/top5", result["top5"], on_step=False, on_epoch=True, sync_dist=True)
-        self.log("val/videos", result["videos"], on_step=False, on_epoch=True, sync_dist=True)
+        self.log(keys.VAL_TOP1, result["top1"], on_step=False, on_epoch=True, sync_dist=True, prog_bar=True)
+        self.log(keys.VAL_TOP5, result["top5"], on_step=False, on_epoch=True, sync_dist=True)
+        self.log(keys.VAL_VIDEOS, result["videos"], on_step=False, on_epoch=True, sync_dist=True)
 
     def _accuracy(self, logits: Tensor, label: Tensor, k: int) -> Tensor:
         return multiclass_accuracy(logits.detach(), label, self.net.num_classes, top_k=k, average="micro")
@@ -205,21 +206,16 @@ class VideoClassifier(pl.LightningModule):
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         probs = self(batch["video"]).float().softmax(dim=1)  # (N, C); views are averaged in probability space
         self.test_accuracy.update(probs, batch["label"], batch["index"], batch["view"])
-        self._log_skipped(batch, "data/skipped_videos_test")
+        self._log_skipped(batch, keys.SKIPPED_VIDEOS["test"])
 
     def on_test_epoch_end(self) -> None:
         metrics = self.test_accuracy.compute()
         self.test_accuracy.reset()
-        self.test_confusion = metrics.pop("confusion")  # (C, C) videos; written and logged by callbacks.TestReport
+        self.test_confusion = metrics.pop("confusion")  # (C, C) videos; written and logged by reports.TestReport
         for name, value in metrics.items():
             # identical on every rank (all-gathered keys, all-reduced sums): the mean over ranks changes
             # nothing, sync_dist only keeps Lightning from warning about unsynced epoch-level values
-            self.log(f"test/{name}", value, on_step=False, on_epoch=True, sync_dist=True)
-
-    def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
-        """Per-view class probabilities with the view's video index and view index."""
-        probs = self(batch["video"]).float().softmax(dim=1)
-        return {"index": batch["index"], "view": batch["view"], "probs": probs}
+            self.log(keys.TEST_PREFIX + name, value, on_step=False, on_epoch=True, sync_dist=True)
 
     # ---- optimization ----------------------------------------------------------------------------------
     def parameter_groups(self) -> list[dict[str, Any]]:

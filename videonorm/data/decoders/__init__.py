@@ -7,7 +7,9 @@ A backend module (``pyav.py``, ``torchcodec.py``, ``decord.py``) defines
   * ``Reader(path, threads)``: opens one file; ``num_frames``, ``fps``, ``get(sorted unique indices) -> (U, H,
     W, 3) uint8 tensor`` in presentation order with the display matrix applied, ``close()``. It raises
     :class:`NotExact` for a file outside what the backend is tested exact on (the caller then uses the reference
-    backend for that file) and :class:`VideoDecodeError` for a broken file.
+    backend for that file) and :class:`VideoDecodeError` for a broken file. A backend that can decode on a GPU
+    (listed in :data:`DEVICE_BACKENDS`) also takes ``Reader(path, threads, device=...)`` and returns the frames on
+    that device; ``read_clip`` passes ``device`` to those backends only.
 
 :func:`videonorm.data.video.read_clip` is the only caller. Adding a decoder = one module + its name in
 :data:`BACKENDS`; ``tests/test_video.py`` runs every name on every file kind (give it the kinds the new backend
@@ -29,6 +31,8 @@ from types import ModuleType
 # Each name is a module of this package. Order: the reference first, then the optional ones.
 BACKENDS = ("pyav", "torchcodec", "decord")
 REFERENCE = "pyav"
+# The backends whose Reader also takes device= (decoding on a GPU: torchcodec with NVDEC, the batch decoder's path).
+DEVICE_BACKENDS = ("torchcodec",)
 # Chosen by exactness first (PyAV is exact on every file kind of tests/test_video.py, the others on a subset),
 # then by clips/s (README "Decoders"); PyAV is also the only one in the base install.
 DEFAULT_BACKEND = "pyav"

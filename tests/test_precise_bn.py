@@ -1,4 +1,4 @@
-"""PreciseBN: BN running statistics become the pooled mean and variance of everything each BN saw. CpuThreads."""
+"""PreciseBN: BN running statistics become the pooled mean and variance of everything each BN saw."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from videonorm.train.callbacks import CpuThreads, PreciseBN, update_bn_stats
 from videonorm.models import ModelSpec
 from videonorm.train.module import VideoClassifier
+from videonorm.train.precise_bn import PreciseBN, update_bn_stats
 
 
 def _tiny_bn_net() -> nn.Sequential:
@@ -169,47 +169,3 @@ def test_precise_bn_is_a_noop_for_gn(tmp_path, caplog):
 def test_precise_bn_rejects_negative_batches():
     with pytest.raises(ValueError, match="num_batches"):
         PreciseBN(num_batches=-1)
-
-
-class _Clips(pl.LightningDataModule):
-    def __init__(self, num_workers: int) -> None:
-        super().__init__()
-        self.num_workers = num_workers
-
-    def train_dataloader(self) -> DataLoader:
-        return DataLoader(_clip_batches(4), batch_size=2, num_workers=self.num_workers)
-
-
-class _ThreadProbe(pl.Callback):
-    def __init__(self) -> None:
-        self.seen: set[int] = set()
-
-    def on_train_batch_start(self, *args) -> None:
-        self.seen.add(torch.get_num_threads())
-
-
-@pytest.mark.parametrize(("workers", "omp", "enabled", "during"), [
-    (1, None, True, 1),  # 2 threads - 1 worker
-    (0, None, True, 2),  # no workers: nothing to make room for
-    (1, "2", True, 2),  # the user (or Lightning's DDP launcher) chose
-    (1, None, False, 2),
-])
-def test_cpu_threads_leave_cores_to_data_workers(tmp_path, monkeypatch, workers, omp, enabled, during):
-    if omp is None:
-        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    else:
-        monkeypatch.setenv("OMP_NUM_THREADS", omp)
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        probe = _ThreadProbe()
-        trainer = pl.Trainer(
-            max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-            enable_model_summary=False, callbacks=[CpuThreads(enabled=enabled), probe], default_root_dir=tmp_path,
-        )
-        module = VideoClassifier(ModelSpec(norm="gn", norm_groups=4, depth=50, width=8, num_classes=3, dropout=0.0))
-        trainer.fit(module, datamodule=_Clips(workers))
-        assert probe.seen == {during}
-        assert torch.get_num_threads() == 2  # restored after the fit
-    finally:
-        torch.set_num_threads(before)
