@@ -639,7 +639,8 @@ def test_runs_that_differ_only_in_lr_or_epochs_are_never_averaged(fitted, tmp_pa
     """GN at 4 and 2 clips per device three times over: the fixture's recipe, a third of its lr, half its epochs.
     Each recipe is its own row, named by what differs, with its own verdict; no cell has n > 1."""
     out = tmp_path / "out"
-    assert compare.main([str(fitted["runs"]), str(fitted["recipes"]), "--out", str(out), "--metric", "val"]) == 0
+    runs = [str(fitted["runs"]), str(fitted["recipes"])]
+    assert videonorm(["compare", *runs, "--out", str(out), "--metric", "val"]) == 0
     md = (out / "compare.md").read_text()
     rows = [line for line in md.splitlines() if line.startswith("| GN (G=4)")]
     assert len(rows) == 3, md

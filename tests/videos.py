@@ -359,7 +359,7 @@ def make_dataset(
     width: int = 64,
     height: int = 48,
     fps: int = 25,
-    splits: Sequence[str] = ("train", "val"),
+    splits: Sequence[str] = ("train", "val", "test"),
     broken: Sequence[str] = (),
     missing: int = 0,
 ) -> dict:
