@@ -17,6 +17,7 @@ does nothing. That is why the CLI adds it to every run (``--precise_bn.num_batch
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Callable, Iterable
 
@@ -41,7 +42,8 @@ def update_bn_stats(
     """Set BN running statistics to the pooled mean and variance of their inputs over ``num_batches`` batches.
 
     The model runs in train mode (frozen BN layers keep their own semantics) without gradients, so each BN
-    layer sees the activations training gives it; its training flag is restored afterwards. Each BN layer's
+    layer sees the activations training gives it; its training flag is restored afterwards. Layers with a
+    ``plain_statistics()`` context (Batch Renorm) normalize as plain BN during these passes. Each BN layer's
     input is summed per channel over (N, T, H, W) in float64: ``running_mean = E[x]`` and ``running_var =
     E[x^2] - E[x]^2`` over every element of every batch on every process (a population variance, as the
     Non-local code's; batches of different sizes count by their elements).
@@ -84,9 +86,13 @@ def update_bn_stats(
     used = 0
     model.train()
     try:
-        for batch in itertools.islice(inputs, num_batches):
-            forward(batch)
-            used += 1
+        with contextlib.ExitStack() as plain:
+            for bn in layers:
+                if hasattr(bn, "plain_statistics"):  # Batch Renorm: r = 1, d = 0 while its statistics are rewritten
+                    plain.enter_context(bn.plain_statistics())
+            for batch in itertools.islice(inputs, num_batches):
+                forward(batch)
+                used += 1
         if used == 0:
             raise ValueError("precise BN: the data gave no batches")
     except BaseException:
