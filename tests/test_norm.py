@@ -206,8 +206,9 @@ def test_frozen_bn_never_changes():
 
 
 def test_bn_modules_lists_only_recomputable_batch_norms():
-    model = nn.Sequential(*(norm_layer(name, groups=4)(C) for name in NORM_NAMES))
-    assert [type(m) for m in bn_modules(model)] == [nn.BatchNorm3d, SyncBatchNorm3d, BatchRenorm3d]
+    model = nn.Sequential(*(norm_layer(name, groups=4)(C) for name in NORM_NAMES),
+                          norm_layer("evonorm_b0")(C, apply_act=False), nn.BatchNorm3d(C, track_running_stats=False))
+    assert [type(m) for m in bn_modules(model)] == [nn.BatchNorm3d, SyncBatchNorm3d, BatchRenorm3d, EvoNormB0]
 
 
 # ---------------------------------------------------------------- Batch Renormalization
