@@ -11,14 +11,20 @@ Specs (``model.pretrained_2d``):
     torchvision:ResNet50_Weights.IMAGENET1K_V1   torchvision's weights API (downloads into torch's hub cache)
     timm:resnet50_gn                             timm (``pip install 'videonorm[timm]'``; Hugging Face cache)
 
-A Caffe2 pickle does not say which channel order its first convolution was trained on, so the spec must:
-Detectron's ImageNet models (``R-50-GN.pkl``, the Group Normalization paper's GN ResNet-50) take BGR input
-(Detectron's ``PIXEL_MEANS`` are "BGR order", detectron/core/config.py; detectron2 feeds the same file BGR),
-while video-nonlocal-net's ``r50_pretrain_c2_model_iter450450_clean.pkl`` comes from the trainer whose defaults
-are its lib/core/config.py (``MODEL.USE_BGR = False``, mean 114.75, std 57.375; ``SOLVER.STEP_SIZES`` 3 x 150150
-= the file's iteration 450450), i.e. RGB. ``caffe2-bgr:`` turns the stem to RGB (our clips are RGB). Whether the
-GN paper fed R-50-GN.pkl through the Non-local code's RGB input unchanged is not documented; ``caffe2-rgb:`` on it
-would reproduce that.
+A Caffe2 pickle does not say which channel order its first convolution was trained on, so the spec must; the
+configs feed each file the order its stem was trained on. Detectron's ImageNet models (``R-50-GN.pkl``, the
+Group Normalization paper's GN ResNet-50) take BGR input (Detectron's ``PIXEL_MEANS`` are "BGR order",
+detectron/core/config.py; detectron2 feeds the same file BGR). video-nonlocal-net's
+``r50_pretrain_c2_model_iter450450_clean.pkl`` comes from the trainer whose defaults are its lib/core/config.py
+(``MODEL.USE_BGR = False  # default is False for historical reason``, mean 114.75, std 57.375;
+``SOLVER.STEP_SIZES`` 3 x 150150 = the file's iteration 450450), i.e. RGB, and that trainer fed it RGB frames
+(RGB24 decoding, the input op's "rgb as is" unless ``use_bgr``) into conv1 as stored (lib/utils/checkpoints.py
+only inflates). The Non-local converter's "the input conv1_w to this function is always BGR"
+(process_data/convert_models/convert_to_finetune.py) belongs to ``absorb_std_to_conv1``, which that converter
+leaves commented out after "no need to revert rgb": it describes the Detectron-bound conversion, which reverts an
+RGB classifier to BGR first, not the video trainer's input. ``caffe2-bgr:`` turns the stem to RGB (our clips are
+RGB), what ``MODEL.USE_BGR: True`` does in the Non-local code. Whether the GN paper fed R-50-GN.pkl through the
+Non-local code's RGB default unchanged is not published; ``caffe2-rgb:`` on it would reproduce that.
 
 Input scale is not converted: clips are normalized with ``model.mean`` / ``model.std``, by default
 ``(x / 255 - 0.45) / 0.225``, the Non-local trainer's own normalization; torchvision/timm models saw ImageNet's
