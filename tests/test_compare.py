@@ -42,7 +42,8 @@ def kinetics_config(norm: str, batch: int, frames: int, rate: int, seed: int = 0
         "model.net.norm_groups": 32, "model.lr": 0.01 * batch / 8, "model.net.num_classes": 400,
         "model.pretrained_2d": f"/models/{source}", "init.source": source, "init.sha256": digest,
         "data.batch_size": batch, "data.num_frames": frames,
-        "data.sampling_rate": rate, "trainer.devices": 8, "trainer.num_nodes": 1, "seed_everything": seed,
+        "data.sampling_rate": rate, "trainer.devices": 8, "trainer.num_nodes": 1, "trainer.precision": "32-true",
+        "seed_everything": seed,
         "world_size": 8, "effective_batch_size": 8 * batch, "dataset.hash": data, "dataset.val.txt.clips": 19881,
     }
 
@@ -344,6 +345,7 @@ def _setup_variants() -> dict[str, dict]:
         "other-2d": {**base, "init.source": "timm:resnet50_gn", "init.sha256": "777777777777", "seed_everything": 3},
         "4-gpus": {**base, "world_size": 4, "seed_everything": 4},
         "600-classes": {**base, "model.net.num_classes": 600, "seed_everything": 5},
+        "bf16": {**base, "trainer.precision": "bf16-mixed", "seed_everything": 6},
     }
 
 
@@ -353,17 +355,30 @@ def test_runs_of_different_setups_are_never_averaged_and_only_the_papers_gets_it
     assert len(comp.cells) == len(runs) and all(c.n == 1 for c in comp.cells)
     by_run = {c.results[0].run.name: c for c in comp.cells}
     assert by_run["paper"].paper is not None
-    for name in ("scratch", "c2d", "4-gpus", "600-classes"):
+    for name in ("scratch", "c2d", "4-gpus", "600-classes", "bf16"):
         assert by_run[name].paper is None, name
     assert by_run["600-classes"].paper_gaps == ["600 classes (Kinetics-400 has 400)"]
     assert by_run["scratch"].paper_gaps == ["trained from scratch (the paper fine-tunes from ImageNet)"]
     assert by_run["c2d"].paper_gaps == ["architecture c2d_resnet (the paper's: i3d_resnet)"]
     assert by_run["4-gpus"].paper_gaps == ["4 devices (the paper's: 8 GPUs)"]
+    assert by_run["bf16"].paper_gaps == ["precision bf16-mixed (the paper's: fp32, 32-true)"]
     assert by_run["other-2d"].paper is not None  # another ImageNet source is still the paper's setup, a cell of its own
     md = report.report_markdown(comp)
     assert "from scratch" in md and "ImageNet init (timm:resnet50_gn 777777777777)" in md
     assert "whose setup is not the paper's" in md and "trained from scratch (the paper fine-tunes from ImageNet)" in md
     assert "x4 dev" in md and "x8 dev" in md
+
+
+def test_precision_is_one_recipe_under_lightnings_current_names():
+    base = kinetics_config("bn", 8, 32, 2)
+    missing = {k: v for k, v in base.items() if k != "trainer.precision"}
+    fp32 = {run_setting(c) for c in (base, missing, {**base, "trainer.precision": 32},
+                                     {**base, "trainer.precision": None})}  # fmt: skip
+    assert len(fp32) == 1  # null and 32: Lightning's default, 32-true
+    assert dict(fp32.pop().row.recipe.items)["precision"] == "32-true"
+    bf16 = run_setting({**base, "trainer.precision": "bf16"})
+    assert bf16 == run_setting({**base, "trainer.precision": "bf16-mixed"})
+    assert paper.setup_gaps(bf16) == ["precision bf16-mixed (the paper's: fp32, 32-true)"]
 
 
 # ---------------------------------------------------------------- sweeps and the plain-shell grid

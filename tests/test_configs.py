@@ -105,11 +105,13 @@ def test_kinetics_experiment_shows_merged_base(capsys):
     assert model["lr_steps"] == [40.92, 81.83] and trainer["max_epochs"] == 109
     assert (data["train_min_scale"], data["train_max_scale"], data["crop_size"]) == (256, 320, 224)
     assert (data["test_clips"], data["test_crops"], data["test_scale"], data["test_crop_size"]) == (10, 3, 256, 256)
-    assert (trainer["devices"], trainer["precision"], trainer["strategy"]) == (8, "bf16-mixed", "ddp")
+    assert (trainer["devices"], trainer["precision"], trainer["strategy"]) == (8, "32-true", "ddp")  # fp32: the paper's
     assert cfg["precise_bn"]["num_batches"] == 200
     # command-line overrides still win over both files
-    cfg = _print_config(path, capsys, "--model.lr", "0.02", "--trainer.num_nodes", "2")
+    cfg = _print_config(path, capsys, "--model.lr", "0.02", "--trainer.num_nodes", "2", "--trainer.precision",
+                        "bf16-mixed")  # fmt: skip
     assert cfg["model"]["lr"] == 0.02 and cfg["trainer"]["num_nodes"] == 2 and cfg["model"]["net"]["norm"] == "gn"
+    assert cfg["trainer"]["precision"] == "bf16-mixed"  # ours, one flag away
 
 
 def test_missing_base_is_a_clear_error(tmp_path, capsys):

@@ -206,8 +206,9 @@ def test_frozen_bn_never_changes():
 
 
 def test_bn_modules_lists_only_recomputable_batch_norms():
-    model = nn.Sequential(*(norm_layer(name, groups=4)(C) for name in NORM_NAMES))
-    assert [type(m) for m in bn_modules(model)] == [nn.BatchNorm3d, SyncBatchNorm3d, BatchRenorm3d]
+    model = nn.Sequential(*(norm_layer(name, groups=4)(C) for name in NORM_NAMES),
+                          norm_layer("evonorm_b0")(C, apply_act=False), nn.BatchNorm3d(C, track_running_stats=False))
+    assert [type(m) for m in bn_modules(model)] == [nn.BatchNorm3d, SyncBatchNorm3d, BatchRenorm3d, EvoNormB0]
 
 
 # ---------------------------------------------------------------- Batch Renormalization
@@ -298,17 +299,33 @@ def test_brn_schedule_in_steps():
 
 
 def test_precise_bn_recomputes_brn_statistics_as_for_bn_without_advancing_its_schedule():
+    """Two BRN layers in a row, past warm-up, with running statistics far from the batches': the second layer's
+    input depends on the first's r and d, so only passes with r = 1, d = 0 give BN's statistics."""
     from videonorm.train.precise_bn import update_bn_stats
 
     torch.manual_seed(0)
-    brn = nn.Sequential(nn.Conv3d(C, C, 1), _brn(warmup_steps=0))
-    bn = nn.Sequential(nn.Conv3d(C, C, 1), nn.BatchNorm3d(C))
+
+    def net(norm) -> nn.Sequential:
+        return nn.Sequential(nn.Conv3d(C, C, 1), norm(), nn.ReLU(), nn.Conv3d(C, C, 1), norm())
+
+    brn = net(lambda: _brn(warmup_steps=0, r_max_steps=0, d_max_steps=0))  # r_max 3, d_max 5 from step 1
+    with torch.no_grad():
+        for layer in (brn[1], brn[4]):
+            layer.num_batches_tracked.fill_(7)
+            layer.running_mean.fill_(-30.0)  # batch means ~ 0-5, batch variances ~ 1-30: r and d clip
+            layer.running_var.fill_(0.01)
+    assert brn[1].limits() == (3.0, 5.0)
+    bn = net(lambda: nn.BatchNorm3d(C))
     bn.load_state_dict(brn.state_dict(), strict=True)
     batches = [_video(seed) for seed in range(3)]
+    with torch.no_grad():  # what the BRN layers give in training, corrections on: far from BN's
+        assert not torch.allclose(brn.train()(batches[0]), bn.train()(batches[0]), atol=0.1)
+    bn.load_state_dict(brn.state_dict(), strict=True)  # that pass moved BN's buffers (BRN's did not: no-grad)
     assert update_bn_stats(brn, batches, 3) == update_bn_stats(bn, batches, 3) == 3
-    torch.testing.assert_close(brn[1].running_mean, bn[1].running_mean)
-    torch.testing.assert_close(brn[1].running_var, bn[1].running_var)
-    assert int(brn[1].num_batches_tracked) == 0  # no-grad passes are not training steps
+    for i in (1, 4):
+        torch.testing.assert_close(brn[i].running_mean, bn[i].running_mean)
+        torch.testing.assert_close(brn[i].running_var, bn[i].running_var)
+        assert int(brn[i].num_batches_tracked) == 7 and brn[i].renormalize  # schedule kept, corrections back on
 
 
 def test_brn_rejects_impossible_bounds():

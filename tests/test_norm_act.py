@@ -62,7 +62,9 @@ def test_evonorm_s0_over_groups_of_channels_time_space():
     torch.testing.assert_close(layer.eval()(x), expected)
     plain = _randomize(norm_layer("evonorm_s0", groups=G)(C, apply_act=False))
     assert plain.v is None
-    torch.testing.assert_close(plain(x), _affine(x, plain))  # the reference code's nonlinearity=False
+    # without the gate it still divides by the group std (timm's EvoNorm2dS0a): a block end stays normalized
+    torch.testing.assert_close(plain(x), _affine(x / std, plain))
+    assert plain(x).std() < x.std() / 2  # x has std 3
 
 
 def test_evonorm_b0_batch_std_against_instance_std_and_running_variance():
@@ -119,8 +121,9 @@ def _timm_pairs():
         "frn_no_act": (norm_layer("frn")(C, apply_act=False),
                        timm_layers.FilterResponseNormTlu2d(C, apply_act=False, eps=1e-6)),
         "evonorm_s0": (norm_layer("evonorm_s0", groups=G)(C), timm_layers.EvoNorm2dS0(C, groups=G, eps=1e-5)),
+        # timm's S0a form without the gate (divides by the group std); its EvoNorm2dS0 is the affine alone there
         "evonorm_s0_no_act": (norm_layer("evonorm_s0", groups=G)(C, apply_act=False),
-                              timm_layers.EvoNorm2dS0(C, groups=G, apply_act=False, eps=1e-5)),
+                              timm_layers.EvoNorm2dS0a(C, groups=G, apply_act=False, eps=1e-5)),
         "evonorm_b0": (norm_layer("evonorm_b0")(C), timm_layers.EvoNorm2dB0(C, eps=1e-5, momentum=0.1)),
         "evonorm_b0_no_act": (norm_layer("evonorm_b0")(C, apply_act=False),
                               timm_layers.EvoNorm2dB0(C, apply_act=False, eps=1e-5)),

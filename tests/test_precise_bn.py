@@ -13,6 +13,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from videonorm.models import ModelSpec
+from videonorm.models.norm import EvoNormB0
 from videonorm.train.module import VideoClassifier
 from videonorm.train.precise_bn import PreciseBN, update_bn_stats
 
@@ -67,6 +68,27 @@ def test_update_bn_stats_is_the_pooled_variance_of_the_data_it_saw():
     with torch.no_grad():
         per_batch = torch.stack([y.var(dim=(0, 2, 3, 4)) for y in net[0](torch.cat(batches)).split([2, 2, 2, 1])])
     assert torch.all(per_batch.mean(0) < net[1].running_var)
+
+
+def test_update_bn_stats_recomputes_evonorm_b0_running_variance():
+    """EvoNorm-B0 keeps a running variance of its input per channel over (N, T, H, W): precise BN sets it to the
+    pooled variance of everything the layer saw, unbiased (n / (n - 1)) like the layer's own running update."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv3d(3, 4, 1), EvoNormB0(4), nn.Conv3d(4, 4, 1), EvoNormB0(4),
+                        EvoNormB0(4, apply_act=False))  # fmt: skip
+    g = torch.Generator().manual_seed(1)
+    batches = [torch.randn(2 if i < 3 else 1, 3, 4, 5, 5, generator=g) * (1 + i) + i for i in range(4)]
+    with torch.no_grad():  # each B0's input by hand; a B0 in training normalizes with batch statistics only
+        first = [net[0](x) for x in batches]
+        second = [net[2](copy.deepcopy(net[1]).train()(y)) for y in first]
+    assert update_bn_stats(net.eval(), iter(batches), num_batches=10) == 4
+    for layer, inputs in ((net[1], first), (net[3], second)):
+        x = torch.cat(inputs).double()
+        pooled = x.var(dim=(0, 2, 3, 4), correction=0)
+        n = x.numel() // x.shape[1]
+        torch.testing.assert_close(layer.running_var.double(), pooled * n / (n - 1), atol=1e-5, rtol=1e-5)
+        assert not torch.allclose(layer.running_var, torch.ones(4), atol=0.5)  # far from where it started
+    assert net[4].running_var is None  # without its activation B0 keeps no statistics
 
 
 def test_update_bn_stats_uses_only_num_batches():
@@ -163,7 +185,7 @@ def test_precise_bn_is_a_noop_for_gn(tmp_path, caplog):
     with caplog.at_level(logging.INFO):
         _fit(module, callback, tmp_path)
     assert callback.last_num_batches == 0
-    assert sum("no trainable BatchNorm" in r.getMessage() for r in caplog.records) == 1
+    assert sum("no trainable BatchNorm or EvoNorm-B0" in r.getMessage() for r in caplog.records) == 1
 
 
 def test_precise_bn_rejects_negative_batches():

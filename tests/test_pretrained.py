@@ -37,6 +37,7 @@ from videonorm.models.pretrained import (
     describe,
     initialize_from,
     load_2d,
+    TRAINING_STATE_BLOBS,
     read_caffe2_pickle,
     state_dict_sha256,
 )
@@ -246,6 +247,27 @@ def test_caffe2_gn_pickles_in_bgr_and_rgb(gn2d, gn_pkl, tmp_path):
     assert all(torch.equal(v, reference.state_dict[k]) for k, v in loaded.state_dict.items())
 
 
+def test_caffe2_pickles_written_by_python3_at_protocol_2_with_training_state(gn2d, gn_pkl, tmp_path):
+    """Detectron's ``save_object`` under Python 3 (protocol 2: the arrays' bytes go through ``_codecs.encode``),
+    its ``cfg`` beside the blobs, and training state among them: epoch, lr, step count, momentum."""
+    blobs = _caffe2_blobs(gn2d, "gn", bgr=True)
+    state = {"epoch": np.array(90), "lr": np.array(0.1, dtype=np.float32), "model_iter": np.array(450450),
+             "conv1_w_momentum": np.zeros_like(blobs["conv1_w"]), "pred_b_momentum": np.zeros_like(blobs["pred_b"])}
+    data = pickle.dumps({"blobs": {**blobs, **state}, "cfg": "MODEL:\n  TYPE: generalized_rcnn\n"}, protocol=2)
+    assert b"c_codecs\nencode\n" in data and b"numpy" in data  # Python 3's protocol 2, not cPickle's str opcodes
+    path = tmp_path / "R-50-GN-py3.pkl"
+    path.write_bytes(data)
+    read = read_caffe2_pickle(path)
+    assert read.keys() == blobs.keys() and all(np.array_equal(read[k], v) for k, v in blobs.items())
+    assert set(TRAINING_STATE_BLOBS) == {"epoch", "lr", "model_iter"}  # the documented list
+    py3, py2 = load_2d(f"caffe2-bgr:{path}").state_dict, load_2d(f"caffe2-bgr:{gn_pkl}").state_dict
+    assert py3.keys() == py2.keys() and all(torch.equal(v, py2[k]) for k, v in py3.items())
+    # a blob that is neither weight nor listed training state still matches no layer and is named
+    path.write_bytes(pickle.dumps({"blobs": {**blobs, "iteration": np.array(3)}}, protocol=2))
+    with pytest.raises(ValueError, match=r"1 Caffe2 blob\(s\) match no ResNet layer:\n  iteration \(\)"):
+        load_2d(f"caffe2-bgr:{path}")
+
+
 def test_torchvision_weights_from_torchvisions_cache(bn2d, tmp_path, monkeypatch):
     """``torchvision:`` goes through torchvision's weights API; a file already in torch's hub cache is used."""
     weights = torchvision.models.ResNet50_Weights.IMAGENET1K_V1
@@ -326,6 +348,17 @@ def test_a_crafted_pickle_cannot_run_code(tmp_path):
             read_caffe2_pickle(path)
         with pytest.raises(pickle.UnpicklingError, match="holds only dicts, strings, numbers and numpy arrays"):
             load_2d(f"caffe2-bgr:{path}")
+    # _codecs.encode is allowed (Python 3's protocol 2 needs it for bytes), the rest of the file is still checked
+    mixed = tmp_path / "mixed.pkl"
+    mixed.write_bytes(pickle.dumps({"blobs": {"conv1_w": np.ones((2, 3), np.float32)}, "x": Payload()}, protocol=2))
+    assert b"c_codecs\nencode\n" in mixed.read_bytes()
+    with pytest.raises(pickle.UnpicklingError, match=r"refused global (posix|nt)\.system"):
+        read_caffe2_pickle(mixed)
+    decode = tmp_path / "decode.pkl"  # exactly encode: not its neighbours in _codecs
+    decode.write_bytes(b"c_codecs\ndecode\n(C\x01aX" + struct.pack("<I", 6) + b"latin1tR.")
+    assert pickle.loads(decode.read_bytes()) == "a"  # a real pickle, refused for its global alone
+    with pytest.raises(pickle.UnpicklingError, match=r"refused global _codecs\.decode"):
+        read_caffe2_pickle(decode)
     builtins_eval = tmp_path / "eval.pkl"
     builtins_eval.write_bytes(b"cbuiltins\neval\n(V__import__('os').system('touch " + str(marker).encode()
                               + b"')\ntR.")

@@ -151,6 +151,15 @@ RECIPE_KEYS = {
     "data.test_crops": "test crops",
 }  # fmt: skip
 STEPS_PER_EPOCH_KEY = "train.steps_per_epoch"  # logged by the module when a fit starts
+FP32 = "32-true"  # Lightning's fp32 training, its default: what a run with trainer.precision null (or 32) ran in
+# Lightning's older names of its precisions (it still takes them), and null: its default
+_PRECISION_NAMES = {"None": FP32, "32": FP32, "16": "16-mixed", "bf16": "bf16-mixed", "64": "64-true"}
+
+
+def precision_name(value: Any) -> str:
+    """A run's ``trainer.precision`` by Lightning's current name (``32`` and null are ``32-true``), so that one
+    precision is one recipe whatever spelling the config used."""
+    return _PRECISION_NAMES.get(str(value), str(value))
 
 
 def _canonical(value: Any) -> Any:
@@ -238,6 +247,7 @@ def run_recipe(config: Mapping[str, Any]) -> Recipe:
     values: dict[str, Any] = {"lr/clip": _lr_per_clip(config)}
     for key, name in RECIPE_KEYS.items():
         values[name] = net.get(key[4:]) if key.startswith("net.") else config.get(key)
+    values["precision"] = precision_name(values["precision"])
     values.update({f"norm option {k}": v for k, v in _norm_options(config, net).items()})
     return Recipe(tuple(sorted((name, _canonical(value)) for name, value in values.items())))
 

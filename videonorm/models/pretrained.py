@@ -11,14 +11,20 @@ Specs (``model.pretrained_2d``):
     torchvision:ResNet50_Weights.IMAGENET1K_V1   torchvision's weights API (downloads into torch's hub cache)
     timm:resnet50_gn                             timm (``pip install 'videonorm[timm]'``; Hugging Face cache)
 
-A Caffe2 pickle does not say which channel order its first convolution was trained on, so the spec must:
-Detectron's ImageNet models (``R-50-GN.pkl``, the Group Normalization paper's GN ResNet-50) take BGR input
-(Detectron's ``PIXEL_MEANS`` are "BGR order", detectron/core/config.py; detectron2 feeds the same file BGR),
-while video-nonlocal-net's ``r50_pretrain_c2_model_iter450450_clean.pkl`` comes from the trainer whose defaults
-are its lib/core/config.py (``MODEL.USE_BGR = False``, mean 114.75, std 57.375; ``SOLVER.STEP_SIZES`` 3 x 150150
-= the file's iteration 450450), i.e. RGB. ``caffe2-bgr:`` turns the stem to RGB (our clips are RGB). Whether the
-GN paper fed R-50-GN.pkl through the Non-local code's RGB input unchanged is not documented; ``caffe2-rgb:`` on it
-would reproduce that.
+A Caffe2 pickle does not say which channel order its first convolution was trained on, so the spec must; the
+configs feed each file the order its stem was trained on. Detectron's ImageNet models (``R-50-GN.pkl``, the
+Group Normalization paper's GN ResNet-50) take BGR input (Detectron's ``PIXEL_MEANS`` are "BGR order",
+detectron/core/config.py; detectron2 feeds the same file BGR). video-nonlocal-net's
+``r50_pretrain_c2_model_iter450450_clean.pkl`` comes from the trainer whose defaults are its lib/core/config.py
+(``MODEL.USE_BGR = False  # default is False for historical reason``, mean 114.75, std 57.375;
+``SOLVER.STEP_SIZES`` 3 x 150150 = the file's iteration 450450), i.e. RGB, and that trainer fed it RGB frames
+(RGB24 decoding, the input op's "rgb as is" unless ``use_bgr``) into conv1 as stored (lib/utils/checkpoints.py
+only inflates). The Non-local converter's "the input conv1_w to this function is always BGR"
+(process_data/convert_models/convert_to_finetune.py) belongs to ``absorb_std_to_conv1``, which that converter
+leaves commented out after "no need to revert rgb": it describes the Detectron-bound conversion, which reverts an
+RGB classifier to BGR first, not the video trainer's input. ``caffe2-bgr:`` turns the stem to RGB (our clips are
+RGB), what ``MODEL.USE_BGR: True`` does in the Non-local code. Whether the GN paper fed R-50-GN.pkl through the
+Non-local code's RGB default unchanged is not published; ``caffe2-rgb:`` on it would reproduce that.
 
 Input scale is not converted: clips are normalized with ``model.mean`` / ``model.std``, by default
 ``(x / 255 - 0.45) / 0.225``, the Non-local trainer's own normalization; torchvision/timm models saw ImageNet's
@@ -37,6 +43,7 @@ mis-shaped tensors are listed by ``inflate_2d``.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import pickle
 import re
@@ -194,11 +201,14 @@ def _norm_of_state_dict(state: Mapping[str, torch.Tensor]) -> str:
 
 
 class _WeightsUnpickler(pickle.Unpickler):
-    """Unpickles only containers, strings, numbers and numpy arrays: a crafted file cannot run code.
+    """Unpickles only containers, strings, bytes, numbers and numpy arrays: a crafted file cannot run code.
 
     A pickle runs code only through the globals it names (``find_class``); Caffe2's weights pickles (Python 2
     ``cPickle`` of ``{"blobs": {name: ndarray}}``, Detectron's ``save_object`` / Non-local's
-    ``save_model_params``) need numpy's array and scalar reconstructors and nothing else.
+    ``save_model_params``) need numpy's array and scalar reconstructors, and the same files written by Python 3
+    at protocol 2 (Detectron's ``save_object`` default, "so Python 2 can load it") name ``_codecs.encode``, the
+    only way that protocol has to rebuild ``bytes`` (the arrays' raw data); torch's own weights-only unpickler
+    allows it too. It turns a string into bytes and runs nothing. Every other global is refused.
     """
 
     _ALLOWED = {
@@ -206,6 +216,7 @@ class _WeightsUnpickler(pickle.Unpickler):
         ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
         ("numpy", "ndarray"), ("numpy", "dtype"),
         ("collections", "OrderedDict"),
+        ("_codecs", "encode"),
     }
 
     def find_class(self, module: str, name: str) -> Any:
@@ -215,18 +226,30 @@ class _WeightsUnpickler(pickle.Unpickler):
                 "numpy arrays (this file would run code when loaded)")
         if module == "collections":
             return OrderedDict
+        if module == "_codecs":
+            return codecs.encode
         if name in ("ndarray", "dtype"):
             return getattr(np, name)
         multiarray = getattr(getattr(np, "_core", None), "multiarray", None) or np.core.multiarray
         return getattr(multiarray, name)
 
 
-def read_caffe2_pickle(path: str | Path) -> dict[str, np.ndarray]:
-    """The weight blobs of a Caffe2 pickle: ``{"blobs": {...}}`` or the blob dict itself.
+# Training state that Caffe2 trainers save beside the weights, skipped by name: the step count and lr (Non-local
+# save_model_params: ``model_iter``, ``lr``) and the epoch of the classification trainers' files (the Non-local
+# converter drops exactly these three, ``remove_non_param_fields`` in process_data/convert_models/
+# convert_to_finetune.py), and each parameter's SGD momentum (``<param>_momentum``, which Detectron's
+# save_model_to_weights_file writes too; the Non-local loader leaves it out for a pretrained file,
+# ``load_momentum=False`` in lib/utils/checkpoints.py).
+TRAINING_STATE_BLOBS = ("epoch", "lr", "model_iter")
+TRAINING_STATE_SUFFIX = "_momentum"
 
-    Optimizer state (``*_momentum``) and bookkeeping (``lr``, ``model_iter``) are dropped: they are not weights
-    (the Non-local loader leaves the momentum out for a pretrained file, ``load_momentum=False`` in
-    lib/utils/checkpoints.py; PySlowFast's converter skips all three).
+
+def read_caffe2_pickle(path: str | Path) -> dict[str, np.ndarray]:
+    """The weight blobs of a Caffe2 pickle: ``{"blobs": {...}}`` or the blob dict itself (Python 2's cPickle, or
+    Python 3 at protocol 2 and up; other top-level keys, such as Detectron's ``cfg``, are not read).
+
+    Training state is dropped by name (``TRAINING_STATE_BLOBS``: ``epoch``, ``lr``, ``model_iter``; and every
+    ``*_momentum``): it is not weights.
 
     Args:
         path: the ``.pkl`` file.
@@ -245,7 +268,7 @@ def read_caffe2_pickle(path: str | Path) -> dict[str, np.ndarray]:
     blobs = {}
     for name, value in data.items():
         name = name.decode("latin1") if isinstance(name, bytes) else str(name)
-        if name in ("lr", "model_iter") or name.endswith("_momentum"):
+        if name in TRAINING_STATE_BLOBS or name.endswith(TRAINING_STATE_SUFFIX):
             continue
         if not isinstance(value, np.ndarray) or value.dtype.kind not in "fiu":
             raise ValueError(f"{path}: blob {name!r} is not a numeric array ({type(value).__name__})")

@@ -6,14 +6,14 @@ the paper's table, keyed like our runs (norm, clips per GPU, frames, temporal st
 
 A run stands beside these numbers only when its whole setup is the paper's (:func:`setup_gaps` lists what
 differs): the I3D ResNet-50 at width 64, initialized from a 2D ImageNet model, 400 classes, 8 devices, no repeated
-augmentation, and one of the paper's cells (32x2 or 64x1 frames, 8 or 4 clips per device).
+augmentation, fp32 training, and one of the paper's cells (32x2 or 64x1 frames, 8 or 4 clips per device).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from videonorm.identity import SCRATCH, Setting
+from videonorm.identity import FP32, SCRATCH, Setting
 
 CITATION = "Wu & He, Group Normalization, ECCV 2018 (Kinetics-400, ResNet-50 I3D)"
 # The paper's setup besides the grid cell.
@@ -23,6 +23,9 @@ MODEL_WIDTH = 64  # channels of the stem / first stage; our tiny CPU runs use le
 NUM_CLASSES = 400
 WORLD_SIZE = 8  # GPUs: the paper's per-GPU batch is only the paper's at its total batch
 STEM_POOL_PADDING = 0  # the Non-local code's stem pool: 55x55 at res2 (videonorm.models.i3d, stem_pool_padding)
+# The paper's runs trained in fp32: the Non-local code (Caffe2) has no reduced-precision path, and its loader casts
+# every blob to float32 (lib/utils/checkpoints.py). Lightning calls it "32-true".
+PRECISION = FP32
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,9 @@ def setup_gaps(setting: Setting) -> list[str]:
         gaps.append(f"{col.world_size} devices (the paper's: {WORLD_SIZE} GPUs)")
     if col.repeat_aug > 1:
         gaps.append(f"repeated augmentation x{col.repeat_aug}")
+    precision = dict(row.recipe.items).get("precision", PRECISION)  # a Row built without a recipe: unknown, no gap
+    if precision != PRECISION:
+        gaps.append(f"precision {precision} (the paper's: fp32, {PRECISION})")
     return gaps
 
 

@@ -13,7 +13,7 @@ Besides the trainer, model and data sections, every subcommand has:
         ``save_last=True``'s last.ckpt only when a top-k checkpoint is saved at the same step, so with
         ``save_top_k=1`` it was a copy of best.ckpt: ``--ckpt_path last`` resumed from the best epoch, not
         the latest, and tested a model that was not the final one. A monitor-less checkpoint saves every epoch.
-    precise_bn: PreciseBN (200 batches; a no-op for models without trainable BN)
+    precise_bn: PreciseBN (200 batches; a no-op for models without BN or EvoNorm-B0 running statistics)
     cpu_threads: CpuThreads (on CPU, torch threads = cores - data workers; ``--cpu_threads.enabled false``)
     data_wait: DataWait (data/wait_fraction and data/clips_per_s per epoch; warns above 5% wait)
 and always: DivergenceGuard (``videonorm.train.guards``), SkippedVideos, BestValidation, TestReport,

@@ -10,13 +10,14 @@ number taken here; this suite turns it on for every run. Averaging per-batch var
 ``update_bn_stats``, which PySlowFast calls) leaves out how the batch means vary, so it underestimates the
 population variance, the more the smaller the batch: the regime this suite studies.
 
-It touches only BN layers that track running statistics and can change (BN, SyncBN); frozen BN and the
-batch-independent norms (GN, LN, IN) have nothing to recompute, so for them the callback says so once and
-does nothing. That is why the CLI adds it to every run (``--precise_bn.num_batches 0`` turns it off).
+It touches only the layers whose running statistics can change (BN, SyncBN, Batch Renorm, and EvoNorm-B0's
+running variance: ``bn_modules``); frozen BN and the batch-independent norms (GN, LN, IN, FRN, EvoNorm-S0) have
+nothing to recompute, so for them the callback says so once and does nothing. That is why the CLI adds it to every run (``--precise_bn.num_batches 0`` turns it off).
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Callable, Iterable
 
@@ -38,16 +39,20 @@ def update_bn_stats(
     forward: Callable[[Tensor], object] | None = None,
     average: Callable[[Tensor], Tensor] | None = None,
 ) -> int:
-    """Set BN running statistics to the pooled mean and variance of their inputs over ``num_batches`` batches.
+    """Set running statistics (``bn_modules``) to the pooled mean and variance of their inputs over ``num_batches``
+    batches.
 
     The model runs in train mode (frozen BN layers keep their own semantics) without gradients, so each BN
-    layer sees the activations training gives it; its training flag is restored afterwards. Each BN layer's
+    layer sees the activations training gives it; its training flag is restored afterwards. Layers with a
+    ``plain_statistics()`` context (Batch Renorm) normalize as plain BN during these passes. Each layer's
     input is summed per channel over (N, T, H, W) in float64: ``running_mean = E[x]`` and ``running_var =
     E[x^2] - E[x]^2`` over every element of every batch on every process (a population variance, as the
-    Non-local code's; batches of different sizes count by their elements).
+    Non-local code's; batches of different sizes count by their elements). EvoNorm-B0 keeps a running variance
+    only, of the same per-channel quantity; it gets the pooled variance times n / (n - 1) (n: elements per
+    channel on one process), the unbiased form its own running update keeps.
 
     Args:
-        model: Model holding the BN layers.
+        model: Model holding the layers.
         inputs: Iterable of model inputs, e.g. (N, 3, T, H, W) clips already on the model's device.
         num_batches: Number of batches to use (fewer if ``inputs`` runs out).
         forward: Called on each input (default ``model``).
@@ -63,10 +68,16 @@ def update_bn_stats(
     forward = forward or model
     was_training = model.training
     # per layer: [sum of x, sum of x^2, element count] per channel, float64 against cancellation in E[x^2]-E[x]^2
-    sums = [[torch.zeros(bn.num_features, dtype=torch.float64, device=bn.running_mean.device) for _ in range(3)]
+    sums = [[torch.zeros(bn.num_features, dtype=torch.float64, device=bn.running_var.device) for _ in range(3)]
             for bn in layers]
-    # the passes update the buffers with their momentum on the way; put them back if the update fails
-    saved = [(bn.running_mean.clone(), bn.running_var.clone(), bn.num_batches_tracked.clone()) for bn in layers]
+    # the passes update the buffers with their momentum on the way: all of them go back if the update fails, the
+    # step counts (BN's num_batches_tracked) in any case
+    saved = [{name: b.clone() for name, b in bn.named_buffers(recurse=False)} for bn in layers]
+
+    def restore(names: Iterable[str]) -> None:
+        for bn, buffers in zip(layers, saved):
+            for name in set(names) & set(buffers):
+                getattr(bn, name).copy_(buffers[name])
 
     def accumulate(acc: list[Tensor]) -> Callable[[nn.Module, tuple], None]:
         def hook(module: nn.Module, args: tuple) -> None:
@@ -84,30 +95,34 @@ def update_bn_stats(
     used = 0
     model.train()
     try:
-        for batch in itertools.islice(inputs, num_batches):
-            forward(batch)
-            used += 1
+        with contextlib.ExitStack() as plain:
+            for bn in layers:
+                if hasattr(bn, "plain_statistics"):  # Batch Renorm: r = 1, d = 0 while its statistics are rewritten
+                    plain.enter_context(bn.plain_statistics())
+            for batch in itertools.islice(inputs, num_batches):
+                forward(batch)
+                used += 1
         if used == 0:
             raise ValueError("precise BN: the data gave no batches")
     except BaseException:
-        for bn, (mean, var, tracked) in zip(layers, saved):
-            bn.running_mean.copy_(mean)
-            bn.running_var.copy_(var)
-            bn.num_batches_tracked.copy_(tracked)
+        restore(("running_mean", "running_var", "num_batches_tracked"))
         raise
     finally:
         for handle in handles:
             handle.remove()
         model.train(was_training)
     average = average or (lambda t: t)
-    for bn, (sum_x, sum_x2, count), (_, _, tracked) in zip(layers, sums, saved):
+    for bn, (sum_x, sum_x2, count) in zip(layers, sums):
         count = average(count)
         mean = average(sum_x) / count
         var = (average(sum_x2) / count - mean**2).clamp(min=0)
         # copy_ into the existing buffers (never rebind): they stay ordinary tensors owned by the module
-        bn.running_mean.copy_(mean)
-        bn.running_var.copy_(var)
-        bn.num_batches_tracked.copy_(tracked)
+        if getattr(bn, "running_mean", None) is not None:
+            bn.running_mean.copy_(mean)
+            bn.running_var.copy_(var)
+        else:  # EvoNorm-B0: its running variance is unbiased, as its own update keeps it
+            bn.running_var.copy_(var * count / (count - 1).clamp(min=1))
+    restore(("num_batches_tracked",))
     return used
 
 
@@ -133,10 +148,12 @@ def _separate_iteration(loader: object) -> object:
 
 
 class PreciseBN(pl.Callback):
-    """Recompute BN running statistics on ``num_batches`` training batches before each validation of a fit.
+    """Recompute running statistics (BN's, EvoNorm-B0's variance) on ``num_batches`` training batches before each
+    validation of a fit.
 
     Skipped during the sanity check and in ``validate``/``test`` (stats come from the checkpoint there).
-    A no-op, announced once, for models without trainable BN (GN, LN, IN, frozen BN).
+    A no-op, announced once, for models without running statistics to recompute (GN, LN, IN, FRN, EvoNorm-S0,
+    frozen BN).
 
     Args:
         num_batches: Training batches per device to average over (PySlowFast's when on: 200); 0 disables.
@@ -161,7 +178,8 @@ class PreciseBN(pl.Callback):
         if trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING or self.num_batches == 0:
             return
         if not bn_modules(pl_module):
-            self._say_once("PreciseBN: the model has no trainable BatchNorm (GN/LN/IN/frozen BN): nothing to do.")
+            self._say_once("PreciseBN: the model has no trainable BatchNorm or EvoNorm-B0 "
+                           "(GN/LN/IN/FRN/EvoNorm-S0/frozen BN): nothing to do.")
             return
         loader = trainer.train_dataloader
         if loader is None:

@@ -6,6 +6,9 @@ and `brn` (and 2D BN checkpoints inflate into all of them).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 import torch.distributed as dist
 import torch.distributed.nn.functional as dist_fn
@@ -168,8 +171,9 @@ class BatchRenorm3d(nn.BatchNorm3d):
     do not count), saved in checkpoints so a resumed run continues the schedule.
 
     Running statistics follow BN exactly (the builder's momentum, unbiased variance), so a BN checkpoint loads
-    and precise BN recomputes them as for BN. The paper averages sigma rather than the variance (as Chainer's
-    implementation notes too); the difference is second order.
+    and precise BN recomputes them as for BN, inside :meth:`plain_statistics` (r = 1, d = 0: its train-mode
+    passes must not correct toward the very statistics they rewrite). The paper averages sigma rather than the
+    variance (as Chainer's implementation notes too); the difference is second order.
 
     Args:
         num_features: channel count C.
@@ -192,6 +196,21 @@ class BatchRenorm3d(nn.BatchNorm3d):
                              f"d_max_steps={d_max_steps}")  # fmt: skip
         self.r_max, self.d_max = float(r_max), float(d_max)
         self.warmup_steps, self.r_max_steps, self.d_max_steps = int(warmup_steps), int(r_max_steps), int(d_max_steps)
+        self.renormalize = True  # False inside plain_statistics(): training forwards are plain BN
+
+    @contextlib.contextmanager
+    def plain_statistics(self) -> Iterator[None]:
+        """Training forwards inside are plain BN (r = 1, d = 0), whatever the schedule says.
+
+        Precise BN recomputes the running statistics from train-mode passes; with the corrections on, each
+        pass would renormalize toward running statistics those same passes are rewriting (the layers after it
+        would then see other inputs than BN would give them), so the recomputation is BN's.
+        """
+        before, self.renormalize = self.renormalize, False
+        try:
+            yield
+        finally:
+            self.renormalize = before
 
     def limits(self, step: int | None = None) -> tuple[float, float]:
         """(r_max, d_max) at ``step`` (default: this layer's step count).
@@ -211,7 +230,7 @@ class BatchRenorm3d(nn.BatchNorm3d):
         return ramp(1.0, self.r_max, self.r_max_steps), ramp(0.0, self.d_max, self.d_max_steps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or not self.track_running_stats:
+        if not self.training or not self.track_running_stats or not self.renormalize:
             return super().forward(x)
         r_max, d_max = self.limits()
         dims = [0, *range(2, x.dim())]

@@ -182,17 +182,18 @@ def is_norm(module: nn.Module) -> bool:
     return isinstance(module, norm_types())
 
 
-def bn_modules(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
-    """The layers with BN running statistics that can be recomputed (precise BN): ``bn``, ``syncbn``, ``brn``.
+def bn_modules(model: nn.Module) -> list[nn.Module]:
+    """The layers whose running statistics precise BN recomputes: ``bn``, ``syncbn``, ``brn`` (a running mean and
+    variance), and ``evonorm_b0`` with its activation (a running variance only; without it, it keeps none).
 
-    Frozen BN and the batch-independent norms have no statistics to recompute; EvoNorm-B0 keeps only a
-    running variance (of a different quantity) and is left as trained.
+    Frozen BN and the batch-independent norms have no statistics to recompute, nor a BN built with
+    ``track_running_stats=False``.
 
     Args:
         model: the network to search.
     """
     types = _precise_bn_types()
-    return [m for m in model.modules() if isinstance(m, types) and m.track_running_stats]
+    return [m for m in model.modules() if isinstance(m, types) and getattr(m, "running_var", None) is not None]
 
 
 @functools.cache

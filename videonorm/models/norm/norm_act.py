@@ -2,15 +2,24 @@
 
 Each replaces a norm *and* the ReLU after it. Where a ResNet has a norm without an activation after it (the
 last norm of a bottleneck and the shortcut's norm, before the residual sum), the layer is built with
-``apply_act=False``: FRN then normalizes without TLU; the EvoNorms are the affine transform alone, as the
-authors' reference code does for ``nonlinearity=False`` (tensorflow/tpu ``resnet_model.evonorm``; timm's
-``apply_act=False`` is the same). All statistics are taken in fp32 (under autocast too); the output has the
-input's dtype.
+``apply_act=False``, and each then does what timm's layer of the same name does with ``apply_act=False``:
 
-The papers evaluate ResNets in the pre-activation form (EvoNorm's reference code refuses the post-activation
-one: "Evonorms require the pre-activation form"). videonorm's I3D is post-activation, like the GN paper's, so
-here the block-ending norms are affine only (EvoNorm) or TLU-free (FRN) and the ReLU after each residual sum
-stays: a faithful layer in a different block than the papers measured.
+* FRN normalizes, without TLU (timm ``FilterResponseNormTlu2d``).
+* EvoNorm-S0 divides by its group std, without the sigmoid gate: ``gamma * x / group_std(x) + beta`` (timm
+  ``EvoNorm2dS0a``). The authors' reference code (tensorflow/tpu ``resnet_model.evonorm``) and timm's
+  ``EvoNorm2dS0`` make ``nonlinearity=False`` the affine transform alone, but the reference never builds that
+  layer in a network it ran: its EvoNorm ResNets are pre-activation only (``resnet``: "Evonorms require the
+  pre-activation form"), where every norm has its activation. In a post-activation ResNet the affine form
+  leaves every residual branch, and the projection shortcuts, unnormalized where every other scheme normalizes
+  them; ``EvoNorm2dS0a``'s form is what timm's own post-activation EvoNorm networks use (byobnet's
+  ``regnetz_*_evos``), and it keeps the trunk normalized like the other schemes.
+* EvoNorm-B0 is the affine transform alone, as both the reference code and timm's ``EvoNorm2dB0`` do (no
+  source has a B0 that normalizes without its activation); it then keeps no running variance. Its residual
+  branches end unnormalized, unlike every other scheme's.
+
+All statistics are taken in fp32 (under autocast too); the output has the input's dtype. videonorm's I3D is
+post-activation, like the GN paper's, and keeps the ReLU after each residual sum: faithful layers in a different
+block than the EvoNorm paper measured.
 """
 
 from __future__ import annotations
@@ -92,7 +101,8 @@ class EvoNormS0(_AffineNormAct):
         num_features: channel count C.
         groups: G; must divide C.
         eps: added to the group variance.
-        apply_act: the nonlinear part; without it the layer is the affine transform alone (reference code).
+        apply_act: the sigmoid gate; without it ``y = gamma * x / group_std(x) + beta`` (timm's ``EvoNorm2dS0a``
+            with ``apply_act=False``; the module docstring says why not the reference code's affine alone).
     """
 
     act_name = "v"
@@ -106,15 +116,12 @@ class EvoNormS0(_AffineNormAct):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         xf = x.float()
-        if not self.apply_act:
-            return self._affine(xf).to(x.dtype)
         n, c = x.shape[:2]
         var = xf.reshape(n, self.groups, -1).var(dim=-1, correction=0)  # (N, G) over (C/G, T, H, W)
         inv_std = torch.rsqrt(var + self.eps).repeat_interleave(c // self.groups, dim=1)  # (N, C)
         scale = inv_std.view((n, c) + (1,) * (x.dim() - 2)) * _channel_view(self.weight, x.dim())  # gamma folded in
-        y = torch.addcmul(_channel_view(self.bias, x.dim()), xf * torch.sigmoid(_channel_view(self.v, x.dim()) * xf),
-                          scale)  # fmt: skip
-        return y.to(x.dtype)
+        gated = xf * torch.sigmoid(_channel_view(self.v, x.dim()) * xf) if self.apply_act else xf
+        return torch.addcmul(_channel_view(self.bias, x.dim()), gated, scale).to(x.dtype)
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, groups={self.groups}, eps={self.eps}, apply_act={self.apply_act}"
@@ -132,8 +139,8 @@ class EvoNormB0(_AffineNormAct):
         num_features: channel count C.
         eps: added to both variances.
         momentum: running-variance update factor.
-        apply_act: the nonlinear part; without it the layer is the affine transform alone (reference code) and
-            has no running variance.
+        apply_act: the nonlinear part; without it the layer is the affine transform alone (reference code and
+            timm's ``EvoNorm2dB0``) and has no running variance.
     """
 
     act_name = "v"

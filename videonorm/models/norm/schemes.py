@@ -50,7 +50,8 @@ class Scheme:
         norm_act: applies its own activation (``apply_act``): a builder drops the ReLU after it, and the norms
             that end a residual branch are built with ``apply_act=False``.
         batch_stats: normalizes with statistics of the batch in training (warned about at one clip).
-        precise_bn: has BN running statistics that precise BN recomputes (``bn_modules``).
+        precise_bn: has running statistics that precise BN recomputes (``bn_modules``): BN's mean and variance,
+            EvoNorm-B0's variance.
         checkpoint: the 2D ImageNet checkpoints whose norm tensors it takes: ``"bn"`` (running statistics),
             ``"gn"`` (GN affine only), or None (no 2D source has its layers).
     """
@@ -96,7 +97,7 @@ SCHEMES: dict[str, Scheme] = {
     "frn": Scheme("norm_act:FilterResponseNorm3d", options=FRN_PAPER, norm_act=True),
     "evonorm_s0": Scheme("norm_act:EvoNormS0", options=EVONORM_PAPER, groups="G", norm_act=True),
     "evonorm_b0": Scheme("norm_act:EvoNormB0", options=EVONORM_PAPER, momentum=True, norm_act=True,
-                         batch_stats=True),
+                         batch_stats=True, precise_bn=True),
 }
 NORM_NAMES = tuple(SCHEMES)
 
