@@ -127,29 +127,30 @@ def test_data_prep_imports_only_the_shared_modules(graph):
         assert found <= allowed, (path, found - allowed)
 
 
+def _loaded_after(code: str, heavy: tuple[str, ...]) -> list[str]:
+    """Which of ``heavy`` a fresh interpreter has loaded after running ``code``."""
+    code += f"; import sys; print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr
+    return ast.literal_eval(result.stdout.strip().splitlines()[-1])  # the printed list of names
+
+
 def test_decoding_imports_no_lightning():
     # kinetics-prep verify decodes through videonorm.data.video, every backend loaded, without the training stack;
     # and kinetics-prep itself starts without torch
     code = ("import sys, data_prep.cli; assert 'torch' not in sys.modules; "
             "import data_prep.verify, videonorm.data.video; from videonorm.data.decoders import available_backends; "
-            "available_backends(); "
-            "print(sorted(m for m in ('pytorch_lightning', 'lightning', 'wandb', 'torchvision') if m in sys.modules))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]"
+            "available_backends()")
+    assert _loaded_after(code, ("pytorch_lightning", "lightning", "wandb", "torchvision")) == []
 
 
 def test_tables_load_no_torch():
     # the model spec and the backbone and norm tables are what run identity (names, compare's cells) asks: a process
     # that names a run or reads the tables never loads torch
-    code = ("import sys, videonorm.identity, videonorm.models; from videonorm.models.norm import SCHEMES, uses_groups; "
-            "from videonorm.models import BACKBONES, ModelSpec; uses_groups('gn'); "
-            "print(sorted(m for m in ('torch', 'pytorch_lightning', 'pytorchvideo') if m in sys.modules))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]"
+    code = ("import videonorm.identity, videonorm.models; from videonorm.models.norm import SCHEMES, uses_groups; "
+            "from videonorm.models import BACKBONES, ModelSpec; uses_groups('gn')")
+    assert _loaded_after(code, ("torch", "pytorch_lightning", "pytorchvideo")) == []
 
 
 @pytest.mark.parametrize("module", ["videonorm/files.py", "videonorm/identity.py", "videonorm/record.py",
