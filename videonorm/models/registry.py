@@ -19,8 +19,8 @@ from typing import Any
 from videonorm.models.spec import DEFAULTS, ModelSpec
 
 # Fields every backbone honours; the others are read only by the backbones that list them in ``uses``.
-COMMON_FIELDS = ("arch", "norm", "norm_groups", "norm_sync_group", "norm_options", "num_classes", "dropout",
-                 "zero_init_residual", "head_init_std")
+COMMON_FIELDS = ("arch", "norm", "norm_groups", "norm_group_rule", "norm_sync_group", "norm_options", "num_classes",
+                 "dropout", "zero_init_residual", "head_init_std")
 
 
 @dataclass(frozen=True)
@@ -60,11 +60,32 @@ class Backbone:
 
 
 _RESNET = ("depth", "width", "stem_pool_padding")
+_DEPTH_WIDTH = ("depth", "width")
+_X3D_SMALL = {"norm_group_rule": "largest_divisor"}  # X3D-XS is small; no G > 6 divides all its widths
+_SLOWFAST_SMALL = {"depth": 14, "width": 32}  # the fast pathway has width / 8 channels: 4 in the stem
 BACKBONES: dict[str, Backbone] = {
     # the paper's (Non-local) I3D, and its 2D baseline (no temporal kernels)
     "i3d_resnet": Backbone("i3d:i3d_resnet", "i3d_r{depth}", "I3D ResNet-{depth}", _RESNET, inflate=True,
                            small={"depth": 14, "width": 8}),
     "c2d_resnet": Backbone("i3d:c2d_resnet", "c2d_r{depth}", "C2D ResNet-{depth}", _RESNET, inflate=True,
+                           small={"depth": 14, "width": 8}),
+    # X3D (pytorchvideo's create_x3d): XS, S and M are one network fed different clips (videonorm.models.x3d)
+    "x3d_xs": Backbone("x3d:x3d", "x3d_xs", "X3D-XS", small=_X3D_SMALL),
+    "x3d_s": Backbone("x3d:x3d", "x3d_s", "X3D-S", small=_X3D_SMALL),
+    "x3d_m": Backbone("x3d:x3d", "x3d_m", "X3D-M", small=_X3D_SMALL),
+    "x3d_l": Backbone("x3d:x3d", "x3d_l", "X3D-L", small=_X3D_SMALL),
+    # SlowFast R50 (pytorchvideo's create_slowfast), one clip in: the slow pathway's frames are picked inside
+    "slowfast_8x8_resnet": Backbone("slowfast:slowfast", "slowfast_8x8_r{depth}", "SlowFast 8x8 ResNet-{depth}",
+                                    _DEPTH_WIDTH, small=_SLOWFAST_SMALL),
+    "slowfast_4x16_resnet": Backbone("slowfast:slowfast", "slowfast_4x16_r{depth}", "SlowFast 4x16 ResNet-{depth}",
+                                     _DEPTH_WIDTH, small=_SLOWFAST_SMALL),
+    # R(2+1)D: pytorchvideo's bottleneck R50 16x4, and torchvision's R(2+1)D-18 (fixed widths; videonorm.models.r2plus1d)
+    "r2plus1d_resnet": Backbone("r2plus1d:r2plus1d_resnet", "r2plus1d_r{depth}", "R(2+1)D ResNet-{depth}",
+                                _DEPTH_WIDTH, small={"depth": 14, "width": 8}),
+    "r2plus1d_18": Backbone("r2plus1d:r2plus1d_18", "r2plus1d_18", "R(2+1)D-18 (torchvision)",
+                            small={"norm_group_rule": "largest_divisor"}),
+    # ir-CSN (pytorchvideo's create_csn): depthwise 3x3x3 bottlenecks; the model zoo's is R101 32x2
+    "csn_resnet": Backbone("csn:csn_resnet", "csn_r{depth}", "ir-CSN ResNet-{depth}", _DEPTH_WIDTH,
                            small={"depth": 14, "width": 8}),
 }
 
