@@ -4,8 +4,8 @@ A :class:`Setting` is everything that makes two runs different experiments, read
 by :func:`run_setting`:
 
 * the network (:class:`Row`): architecture and depth, width, norm and its groups and group rule (for norms that use
-  groups), the initialization (``scratch``, or the 2D ImageNet source and the hash of its weights), the number of classes and the
-  stem's max-pool padding;
+  groups), the initialization (``scratch``, or the 2D ImageNet source and the hash of its weights), the number of
+  classes and the stem's max-pool padding;
 * how it was trained and tested (:class:`Recipe`, part of the row): learning rate per clip, epochs, schedule,
   warmup, optimizer, weight decays, zero-init, dropout, precision, the norm's own options, augmentation, test views;
 * what a step sees (:class:`Column`): clips per device, devices x nodes (``world_size``, once a run has logged it),
@@ -22,11 +22,12 @@ SyncBN over groups of k processes (``model.net.norm_sync_group`` = k > 0) is the
 comparisons alike: its statistics pool k x batch clips, another experiment than ``syncbn`` over all devices.
 ``-g`` appears only for norms that use groups and a group count other than 32 or a group rule other than
 ``divide`` (``-g32ld``: ``largest_divisor``, ``videonorm.models.norm.schemes.GROUP_RULES``), ``-w`` only for widths
-other than 64 (and only for backbones that read the width), ``-ra`` only for repeated augmentation (``data.repeat_aug`` > 1), ``-in1k`` only for runs initialized from a
-2D ImageNet model, ``-s`` only for seeds other than 0, so seed repeats never share a directory. The device count is
-not in the name (``devices: auto`` is only resolved when the run starts); two runs that differ only in it or in
-their 2D source share a name, and the CLI refuses to let one overwrite the other. Neither is the recipe: two runs of
-one name with different recipes are never averaged, and ``videonorm demo`` names a run of another recipe apart.
+other than 64, ``-ra`` only for repeated augmentation (``data.repeat_aug`` > 1), ``-in1k`` only for runs initialized
+from a 2D ImageNet model, ``-s`` only for seeds other than 0, so seed repeats never share a directory. The device
+count is not in the name (``devices: auto`` is only resolved when the run starts); two runs that differ only in it
+or in their 2D source share a name, and the CLI refuses to let one overwrite the other. Neither is the recipe: two
+runs of one name with different recipes are never averaged, and ``videonorm demo`` names a run of another recipe
+apart.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ pytorchvideo's ``create_csn``: bottleneck blocks whose 3x3x3 convolution is dept
 Module names are pytorchvideo's (``blocks.0`` stem, ``blocks.1..4`` res2..res5, ``blocks.5`` head), so its model
 zoo's ``CSN_32x2_R101.pyth`` (hub ``csn_r101``: 32 frames at stride 2, 22.21M parameters with 400 classes) loads
 with ``strict=True`` into the BN model with ``depth`` 101. 3x7x7 stem with a 1x3x3 max-pool (the hub model's),
-temporal stride 2 in res3..res5. Reads ``depth`` (50 or 101; 14 and 26 shallow, ``videonorm.models.stages``) and
+temporal stride 2 in res3..res5. Reads ``depth`` (50 or 101; 14 and 26 shallow, ``videonorm.models.resnet``) and
 ``width`` (stem channels, 64). The head pools adaptively (any T, H, W) instead of pytorchvideo's fixed kernel and
 returns logits. No 2D ImageNet source has its depthwise 3x3x3 layers: ``model.pretrained_2d`` is refused.
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch.nn as nn
 from pytorchvideo.models.csn import create_csn
 
-from videonorm.models.stages import built_depth, keep_first_blocks
+from videonorm.models import resnet
 
 
 def csn_resnet(spec, norm) -> nn.Module:
@@ -23,17 +23,4 @@ def csn_resnet(spec, norm) -> nn.Module:
     Raises:
         ValueError: unsupported depth, a width below 1.
     """
-    model = create_csn(
-        model_depth=built_depth(spec),
-        model_num_class=spec.num_classes,
-        dropout_rate=spec.dropout,
-        norm=norm,
-        activation=norm.activation(),  # a norm-act layer is its own activation
-        stem_dim_out=spec.width,
-        stem_pool=nn.MaxPool3d,
-        head_pool=nn.AdaptiveAvgPool3d,
-        head_output_size=(1, 1, 1),
-        head_activation=None,  # logits
-    )
-    keep_first_blocks(model, spec.depth)
-    return model
+    return resnet.build(create_csn, spec, norm, stem_pool=nn.MaxPool3d)

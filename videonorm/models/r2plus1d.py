@@ -7,7 +7,7 @@ frames at stride 4, 28.11M parameters with 400 classes): module names are pytorc
 ``blocks.1..4`` res2..res5, ``blocks.5`` head), so ``R2PLUS1D_16x4_R50.pyth`` (hub ``r2plus1d_r50``) loads with
 ``strict=True`` into the BN model. 1x7x7 stem without pooling; conv_b is (2+1)D with its inner norm
 (``conv_b.norm``); temporal stride 2 in res4 and res5. Reads ``depth`` (50 or 101; 14 and 26 shallow,
-``videonorm.models.stages``) and ``width`` (stem channels, 64).
+``videonorm.models.resnet``) and ``width`` (stem channels, 64).
 
 ``r2plus1d_18``: torchvision's ``r2plus1d_18`` (basic blocks, 31.5M parameters with 400 classes, 16 x 112^2
 clips), its ``BatchNorm3d`` layers replaced by the scheme's and, for norm-act schemes, the ReLU after each
@@ -29,7 +29,7 @@ import torch.nn as nn
 from pytorchvideo.models.r2plus1d import create_r2plus1d
 from torchvision.models.video import r2plus1d_18 as torchvision_r2plus1d_18
 
-from videonorm.models.stages import built_depth, keep_first_blocks
+from videonorm.models import resnet
 
 
 def r2plus1d_resnet(spec, norm) -> nn.Module:
@@ -38,19 +38,7 @@ def r2plus1d_resnet(spec, norm) -> nn.Module:
     Raises:
         ValueError: unsupported depth, a width below 1.
     """
-    model = create_r2plus1d(
-        model_depth=built_depth(spec),
-        model_num_class=spec.num_classes,
-        dropout_rate=spec.dropout,
-        norm=norm,
-        activation=norm.activation(),  # a norm-act layer is its own activation
-        stem_dim_out=spec.width,
-        head_pool=nn.AdaptiveAvgPool3d,
-        head_output_size=(1, 1, 1),
-        head_activation=None,  # logits (pytorchvideo's default is a softmax)
-    )
-    keep_first_blocks(model, spec.depth)
-    return model
+    return resnet.build(create_r2plus1d, spec, norm)
 
 
 class DropoutLinear(nn.Linear):

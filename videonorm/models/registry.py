@@ -79,7 +79,7 @@ BACKBONES: dict[str, Backbone] = {
                                     _DEPTH_WIDTH, small=_SLOWFAST_SMALL),
     "slowfast_4x16_resnet": Backbone("slowfast:slowfast", "slowfast_4x16_r{depth}", "SlowFast 4x16 ResNet-{depth}",
                                      _DEPTH_WIDTH, small=_SLOWFAST_SMALL),
-    # R(2+1)D: pytorchvideo's bottleneck R50 16x4, and torchvision's R(2+1)D-18 (fixed widths; videonorm.models.r2plus1d)
+    # R(2+1)D: pytorchvideo's bottleneck R50 16x4, and torchvision's R(2+1)D-18 (fixed widths)
     "r2plus1d_resnet": Backbone("r2plus1d:r2plus1d_resnet", "r2plus1d_r{depth}", "R(2+1)D ResNet-{depth}",
                                 _DEPTH_WIDTH, small={"depth": 14, "width": 8}),
     "r2plus1d_18": Backbone("r2plus1d:r2plus1d_18", "r2plus1d_18", "R(2+1)D-18 (torchvision)",

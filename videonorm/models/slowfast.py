@@ -15,7 +15,7 @@ every other backbone and the pretrained checkpoints see the frames they were tra
     8x8      4      8            32           7x1x1, temporal stride 4      1/8
     4x16     8      4            32           5x1x1, temporal stride 8      1/8
 
-Reads ``depth`` (50; 14 and 26 are the shallow variants of ``videonorm.models.stages``) and ``width`` (the slow
+Reads ``depth`` (50; 14 and 26 are the shallow variants of ``videonorm.models.resnet``) and ``width`` (the slow
 stem's channels, 64 in the paper, a multiple of 8: the fast pathway has width / 8). Norms: every norm layer is the
 scheme's, the lateral connections' included (conv, norm, activation). Batch statistics differ between the
 pathways: a fast-pathway BN pools alpha x more frames per clip over 8 x fewer channels than the slow one (README).
@@ -31,7 +31,7 @@ import torch
 import torch.nn as nn
 from pytorchvideo.models.slowfast import create_slowfast
 
-from videonorm.models.stages import built_depth, keep_first_blocks
+from videonorm.models.resnet import built_depth, keep_first_blocks
 
 BETA_INV = 8  # slow / fast channel ratio (the paper's beta = 1/8)
 # registry name -> (alpha: fast / slow frame ratio, temporal kernel of the lateral convolutions)
@@ -67,7 +67,7 @@ class SlowFast(nn.Module):
         if frames % self.alpha:
             # the lateral convolutions (temporal stride alpha) would give the slow pathway another frame count
             raise ValueError(f"{self.name}: the clip's {frames} frames are not a multiple of alpha = {self.alpha} "
-                             f"(the fast pathway's clip; the slow pathway takes every alpha-th)")
+                             f"(the fast pathway's clip; the slow pathway takes {frames} // alpha of its frames)")
         pathways = [x.index_select(2, slow_frames(frames, self.alpha).to(x.device)), x]
         for block in self.blocks:
             pathways = block(pathways)
@@ -75,8 +75,8 @@ class SlowFast(nn.Module):
 
 
 def slowfast(spec, norm) -> nn.Module:
-    """The variant ``spec.arch`` names (registry entries ``slowfast_8x8_resnet``, ``slowfast_4x16_resnet``), for ``(N, 3, T, H, W)`` fast clips (T a multiple of alpha) returning
-    ``(N, num_classes)`` logits.
+    """The variant ``spec.arch`` names (registry entries ``slowfast_8x8_resnet``, ``slowfast_4x16_resnet``), for
+    ``(N, 3, T, H, W)`` fast clips (T a multiple of alpha) returning ``(N, num_classes)`` logits.
 
     Raises:
         ValueError: a depth other than 14, 26 or 50, a width that is not a positive multiple of 8.

@@ -1,5 +1,6 @@
-"""ResNet depth and width of the bottleneck backbones built on pytorchvideo's ResNet stages (I3D/C2D, SlowFast,
-R(2+1)D, CSN): which depths exist, and how a shallow variant is cut from R50.
+"""The bottleneck ResNets built with pytorchvideo's builders (I3D/C2D, SlowFast, R(2+1)D, CSN): which depths exist,
+how a shallow variant is cut from R50, and the arguments ``create_resnet``, ``create_r2plus1d`` and ``create_csn``
+share (:func:`build`).
 
 50 and 101 are the papers' depths. 14 and 26 are shallow variants for CPU runs and tests: the same stem, stages,
 strides and widths with 1 and 2 bottleneck blocks per stage (timm's resnet14t / resnet26 stage depths), built as
@@ -10,7 +11,8 @@ channels, so small values give tiny models.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch.nn as nn
 from pytorchvideo.models.resnet import ResStage
@@ -53,3 +55,34 @@ def keep_first_blocks(model: nn.Module, depth: int) -> None:
     for stage in model.modules():
         if isinstance(stage, ResStage):
             stage.res_blocks = nn.ModuleList(list(stage.res_blocks)[:keep])
+
+
+def build(builder: Callable[..., nn.Module], spec, norm, **options: Any) -> nn.Module:
+    """A pytorchvideo ResNet-family network (``create_resnet``, ``create_r2plus1d``, ``create_csn``) of the spec's
+    depth, width, classes and dropout, every norm ``norm``'s with ``norm.activation()`` after it, and a head that
+    pools adaptively (any T, H, W; pytorchvideo's fixed ``AvgPool3d`` kernels fit one input size) and returns
+    logits (no softmax); a shallow depth is cut from R50.
+
+    Args:
+        builder: the pytorchvideo builder.
+        spec: a :class:`~videonorm.models.spec.ModelSpec`.
+        norm: its resolved norm scheme.
+        **options: the backbone's own arguments of ``builder`` (layouts, stem).
+
+    Raises:
+        ValueError: unsupported depth, a width below 1.
+    """
+    model = builder(
+        model_depth=built_depth(spec),
+        model_num_class=spec.num_classes,
+        dropout_rate=spec.dropout,
+        norm=norm,
+        activation=norm.activation(),  # a norm-act layer is its own activation
+        stem_dim_out=spec.width,
+        head_pool=nn.AdaptiveAvgPool3d,
+        head_output_size=(1, 1, 1),
+        head_activation=None,
+        **options,
+    )
+    keep_first_blocks(model, spec.depth)
+    return model
