@@ -34,6 +34,7 @@ def _slowfast_4x16() -> nn.Module:
 # arch, spec fields, the reference network (400 classes), the zoo's parameters (M), the clip (frames, size) and the
 # multiply-adds per clip (G) there. Zoos: pytorchvideo's (Kinetics-400 table), torchvision's for R(2+1)D-18.
 FULL_SIZE = [
+    ("c2d_resnet", {}, hub.c2d_r50, 24.33, (8, 224), 32.70),  # its names; pytorchvideo's also pools time after res2
     ("x3d_xs", {}, hub.x3d_xs, 3.79, (4, 160), 0.61),
     ("x3d_s", {}, hub.x3d_s, 3.79, (13, 160), 1.96),
     ("x3d_m", {}, hub.x3d_m, 3.79, (16, 224), 4.73),

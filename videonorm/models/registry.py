@@ -5,7 +5,8 @@ and makes every norm layer with ``norm`` (a resolved :class:`~videonorm.models.n
 and ``norm.activation()`` after it), and returns a network mapping ``(N, 3, T, H, W)`` clips to
 ``(N, num_classes)`` logits. :func:`build_model` does the rest for every backbone alike: norm-act layers at the
 ends of residual branches, the scheme's own post-build step, weight init and zero-init. Adding a backbone is one
-builder in its own file and one entry in ``BACKBONES``.
+builder in its own file and one entry in ``BACKBONES``. Variants of one network that differ in fixed sizes (X3D-XS
+to L, SlowFast 8x8 and 4x16) are entries sharing a builder, which reads ``spec.arch``.
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ class Backbone:
         uses: the spec fields it reads beyond ``COMMON_FIELDS``; another field set away from its default is an
             error (nothing a user asks for is silently ignored).
         inflate: a 2D ImageNet ResNet inflates into it (``model.pretrained_2d``; ``videonorm.models.inflate``).
-        small: spec fields of a small instance whose channel counts are multiples of 8 (every norm's groups of 4
-            fit): what the tests that run over every backbone build, with clips of 8 frames at 64 x 64.
+        small: spec fields of a small instance where every norm's groups of 4 fit (channel counts multiples of 4,
+            or the ``largest_divisor`` group rule for fixed widths): what the tests that run over every backbone
+            build, with clips of 8 frames at 32 x 32.
     """
 
     builder: str
