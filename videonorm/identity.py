@@ -3,9 +3,9 @@
 A :class:`Setting` is everything that makes two runs different experiments, read from a run's flattened config
 by :func:`run_setting`:
 
-* the network (:class:`Row`): architecture and depth, width, norm and its groups (for norms that use groups), the
-  initialization (``scratch``, or the 2D ImageNet source and the hash of its weights), the number of classes and the
-  stem's max-pool padding;
+* the network (:class:`Row`): architecture and depth, width, norm and its groups and group rule (for norms that use
+  groups), the initialization (``scratch``, or the 2D ImageNet source and the hash of its weights), the number of
+  classes and the stem's max-pool padding;
 * how it was trained and tested (:class:`Recipe`, part of the row): learning rate per clip, epochs, schedule,
   warmup, optimizer, weight decays, zero-init, dropout, precision, the norm's own options, augmentation, test views;
 * what a step sees (:class:`Column`): clips per device, devices x nodes (``world_size``, once a run has logged it),
@@ -16,16 +16,18 @@ any of these never are. The dataset is the remaining part of a run's identity; `
 (``dataset.hash``) separately and compares runs of one dataset copy only. The CLI names runs from the same
 definition (:func:`run_name`), and the W&B config carries every key it reads.
 
-Run name: ``{arch}-{norm}[-g{groups}][-w{width}]-b{batch}-{frames}x{rate}[-ra{k}][-in1k][-s{seed}]``, for example
+Run name: ``{arch}-{norm}[-g{groups}[ld]][-w{width}]-b{batch}-{frames}x{rate}[-ra{k}][-in1k][-s{seed}]``, for example
 ``i3d_r50-gn-b4-32x2-in1k`` (the paper's GN, 4 clips per device, 32 frames at stride 2, ImageNet-initialized).
 SyncBN over groups of k processes (``model.net.norm_sync_group`` = k > 0) is the norm ``syncbn-k{k}`` in names and
 comparisons alike: its statistics pool k x batch clips, another experiment than ``syncbn`` over all devices.
-``-g`` appears only for norms that use groups and a group count other than 32, ``-w`` only for widths other than
-64, ``-ra`` only for repeated augmentation (``data.repeat_aug`` > 1), ``-in1k`` only for runs initialized from a
-2D ImageNet model, ``-s`` only for seeds other than 0, so seed repeats never share a directory. The device count is
-not in the name (``devices: auto`` is only resolved when the run starts); two runs that differ only in it or in
-their 2D source share a name, and the CLI refuses to let one overwrite the other. Neither is the recipe: two runs of
-one name with different recipes are never averaged, and ``videonorm demo`` names a run of another recipe apart.
+``-g`` appears only for norms that use groups and a group count other than 32 or a group rule other than
+``divide`` (``-g32ld``: ``largest_divisor``, ``videonorm.models.norm.schemes.GROUP_RULES``), ``-w`` only for widths
+other than 64, ``-ra`` only for repeated augmentation (``data.repeat_aug`` > 1), ``-in1k`` only for runs initialized
+from a 2D ImageNet model, ``-s`` only for seeds other than 0, so seed repeats never share a directory. The device
+count is not in the name (``devices: auto`` is only resolved when the run starts); two runs that differ only in it
+or in their 2D source share a name, and the CLI refuses to let one overwrite the other. Neither is the recipe: two
+runs of one name with different recipes are never averaged, and ``videonorm demo`` names a run of another recipe
+apart.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from videonorm.models.norm.schemes import SCHEMES
+from videonorm.models.norm.schemes import GROUP_RULES, SCHEMES
 from videonorm.models.registry import BACKBONES
 from videonorm.models.spec import CONFIG_PREFIX, DEFAULTS, ModelSpec
 
@@ -86,8 +88,9 @@ def run_name(setting: Setting, seed: int | bool | None = 0) -> str:
     """
     row, col = setting.row, setting.column
     parts = [arch_token(row.arch, row.depth if row.depth is not None else 0), row.norm]
-    if row.norm_groups is not None and row.norm_groups != DEFAULTS.norm_groups:
-        parts.append(f"g{row.norm_groups}")
+    rule = GROUP_RULES.get(row.norm_group_rule or DEFAULTS.norm_group_rule, row.norm_group_rule)
+    if row.norm_groups is not None and (row.norm_groups != DEFAULTS.norm_groups or rule):
+        parts.append(f"g{row.norm_groups}{rule}")
     if row.width is not None and row.width != DEFAULTS.width:
         parts.append(f"w{row.width}")
     parts += [f"b{col.batch_size}", f"{col.num_frames}x{col.sampling_rate}"]
@@ -260,6 +263,7 @@ class Row:
     width: int | None
     norm: str
     norm_groups: int | None  # None for norms that do not use groups
+    norm_group_rule: str | None = None  # how G fits widths it does not divide (None for norms without groups)
     arch: str = DEFAULTS.arch
     init: str = SCRATCH  # "scratch", or "<2D source> <hash>" (see init_text)
     num_classes: int | None = None  # the classifier's outputs (None: not in the config)
@@ -268,8 +272,12 @@ class Row:
 
     @property
     def label(self) -> str:
-        """``GN (G=32)``, ``BN``."""
-        return self.norm.upper() + (f" (G={self.norm_groups})" if self.norm_groups is not None else "")
+        """``GN (G=32)``, ``GN (G=32, largest divisor)``, ``BN``."""
+        if self.norm_groups is None:
+            return self.norm.upper()
+        rule = self.norm_group_rule or DEFAULTS.norm_group_rule
+        suffix = "" if rule == DEFAULTS.norm_group_rule else f", {rule.replace('_', ' ')}"
+        return f"{self.norm.upper()} (G={self.norm_groups}{suffix})"
 
     @property
     def network(self) -> str:
@@ -281,6 +289,8 @@ class Row:
             name = self.arch.replace("_resnet", "").upper() + f" ResNet-{depth}" if "resnet" in self.arch \
                 else f"{self.arch}-{depth}"
         init = "from scratch" if self.init == SCRATCH else f"ImageNet init ({self.init})"
+        if self.arch in BACKBONES and "width" not in BACKBONES[self.arch].uses:
+            return f"{name}, {init}"  # a fixed-width network (X3D): the config's width is the unused default
         return f"{name}, width {self.width if self.width is not None else '?'}, {init}"
 
 
@@ -355,6 +365,7 @@ def run_setting(config: Mapping[str, Any]) -> Setting:
         width=_int_or_none(net.get("width")),
         norm=norm_token(norm, _int_or_none(net.get("norm_sync_group"))),
         norm_groups=groups if groups is not None and _uses_groups(norm) else None,
+        norm_group_rule=str(net.get("norm_group_rule") or DEFAULTS.norm_group_rule) if _uses_groups(norm) else None,
         arch=str(net.get("arch") or DEFAULTS.arch),
         init=init_text(config),
         num_classes=_int_or_none(net.get("num_classes")),

@@ -51,6 +51,7 @@ import torch.nn.functional as F
 
 from videonorm.bench.common import Row, machine_info, median, report
 from videonorm.models import BACKBONES, NORM_NAMES, ModelSpec, build_model, num_parameters
+from videonorm.models.norm.schemes import GROUP_RULES
 from videonorm.models.spec import DEFAULTS
 
 STEP_COLUMNS = [
@@ -261,6 +262,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=2, help="clips per step")
     parser.add_argument("--norms", default=",".join(NORM_NAMES), help="norms to compare")
     parser.add_argument("--groups", type=int, help="GN groups (default: 32, or gcd(32, width) for narrow models)")
+    parser.add_argument("--group-rule", default=DEFAULTS.norm_group_rule, choices=sorted(GROUP_RULES),
+                        help="model.net.norm_group_rule: largest_divisor for widths G does not divide (X3D, SlowFast)")
     parser.add_argument("--classes", type=int, default=400)
     parser.add_argument("--steps", type=int, default=5, help="timed steps per configuration")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps first")
@@ -286,7 +289,7 @@ def _choices(text: str, allowed: Sequence[str], what: str) -> list[str]:
 def model_spec(args: argparse.Namespace) -> ModelSpec:
     """The network the options describe (its norm is set per measured scheme)."""
     return ModelSpec(arch=args.arch, depth=args.depth, width=args.width, num_classes=args.classes,
-                     norm_groups=args.groups or math.gcd(32, args.width))
+                     norm_groups=args.groups or math.gcd(32, args.width), norm_group_rule=args.group_rule)
 
 
 def _build(args, norm: str, precision: str, memory_format: str, device: torch.device) -> _Run:

@@ -35,17 +35,12 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Sequence
 
 import torch.nn as nn
-from pytorchvideo.models.head import create_res_basic_head
-from pytorchvideo.models.resnet import ResStage, create_resnet
+from pytorchvideo.models.resnet import create_resnet
 
-# Bottleneck blocks per stage (res2..res5). 50 and 101 are the paper's; 14 and 26 are shallow variants with the same
-# stem, stages, strides and widths (timm's resnet14t / resnet26 stage depths) for the CPU demo: a quarter and half of
-# R50's blocks.
-STAGE_DEPTHS = {14: (1, 1, 1, 1), 26: (2, 2, 2, 2), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
-_PYTORCHVIDEO_DEPTHS = (50, 101)  # what create_resnet builds; shallower layouts keep the first blocks of R50's stages
+from videonorm.models import resnet
 
 
 @dataclass(frozen=True)
@@ -82,12 +77,6 @@ def _max_pool(
     return nn.MaxPool3d(kernel_size, stride=stride, padding=(0, *spatial))
 
 
-def _head(**kwargs: Any) -> nn.Module:
-    # Adaptive pooling instead of pytorchvideo's fixed AvgPool3d(4, 7, 7): any T >= 8, H, W >= 64 work.
-    kwargs.update(pool=nn.AdaptiveAvgPool3d, output_size=(1, 1, 1), activation=None)
-    return create_res_basic_head(**kwargs)
-
-
 def i3d_resnet(spec, norm) -> nn.Module:
     """The Non-local paper's 32-frame I3D ResNet (module docstring); registry entry ``i3d_resnet``."""
     return _resnet(spec, norm, LAYOUTS["i3d"])
@@ -103,31 +92,21 @@ def _resnet(spec, norm, layout: _Arch) -> nn.Module:
 
     Reads ``depth`` (50 or 101, the paper's layouts; 14 / 26 shallow variants: 1 / 2 blocks per stage), ``width``
     (stem channels, 64 in the paper; stage i has `width * 2**i` bottleneck channels and `4 * width * 2**i`
-    outputs, so small values give tiny CPU models), ``stem_pool_padding`` (1: torchvision, 56 x 56 at res2 for
-    224 input; 0: the Non-local code, 55 x 55), ``num_classes`` and ``dropout`` of the spec
-    (:class:`videonorm.models.spec.ModelSpec`); every norm layer is ``norm``'s.
+    outputs, so small values give tiny CPU models; ``videonorm.models.resnet``), ``stem_pool_padding`` (1:
+    torchvision, 56 x 56 at res2 for 224 input; 0: the Non-local code, 55 x 55), ``num_classes`` and ``dropout``
+    of the spec (:class:`videonorm.models.spec.ModelSpec`); every norm layer is ``norm``'s.
 
     Raises:
         ValueError: unsupported depth, a width below 1, a stem pool padding other than 0 or 1.
     """
-    depth, width = spec.depth, spec.width
-    if depth not in STAGE_DEPTHS:
-        raise ValueError(f"unsupported depth {depth}; supported: {sorted(STAGE_DEPTHS)}")
-    if width < 1:
-        raise ValueError(f"width must be positive, got {width}")
+    built = resnet.built_depth(spec)
     if spec.stem_pool_padding not in (0, 1):
         raise ValueError(f"stem_pool_padding must be 0 or 1, got {spec.stem_pool_padding}")
-    built = depth if depth in _PYTORCHVIDEO_DEPTHS else 50
     stage_kernels = [
-        [(t, 1, 1) for t in (pattern * n)[:n]] for pattern, n in zip(layout.conv_a_t, STAGE_DEPTHS[built])
+        [(t, 1, 1) for t in (pattern * n)[:n]] for pattern, n in zip(layout.conv_a_t, resnet.STAGE_DEPTHS[built])
     ]
-    model = create_resnet(
-        model_depth=built,
-        model_num_class=spec.num_classes,
-        dropout_rate=spec.dropout,
-        norm=norm,
-        activation=norm.activation(),  # a norm-act layer is its own activation
-        stem_dim_out=width,
+    return resnet.build(
+        create_resnet, spec, norm,
         stem_conv_kernel_size=layout.stem_kernel,
         stem_conv_stride=layout.stem_stride,
         stem_pool=functools.partial(_max_pool, spatial_padding=spec.stem_pool_padding),
@@ -136,10 +115,4 @@ def _resnet(spec, norm, layout: _Arch) -> nn.Module:
         stage1_pool=_max_pool,
         stage1_pool_kernel_size=(layout.res2_pool_t, 1, 1),
         stage_conv_a_kernel_size=stage_kernels,
-        head=_head,
     )
-    if built != depth:  # a shallow variant: each stage keeps its first blocks (the first one does the striding)
-        stages = [block for block in model.blocks if isinstance(block, ResStage)]
-        for stage, blocks in zip(stages, STAGE_DEPTHS[depth]):
-            stage.res_blocks = nn.ModuleList(list(stage.res_blocks)[:blocks])
-    return model

@@ -5,7 +5,8 @@ and makes every norm layer with ``norm`` (a resolved :class:`~videonorm.models.n
 and ``norm.activation()`` after it), and returns a network mapping ``(N, 3, T, H, W)`` clips to
 ``(N, num_classes)`` logits. :func:`build_model` does the rest for every backbone alike: norm-act layers at the
 ends of residual branches, the scheme's own post-build step, weight init and zero-init. Adding a backbone is one
-builder in its own file and one entry in ``BACKBONES``.
+builder in its own file and one entry in ``BACKBONES``. Variants of one network that differ in fixed sizes (X3D-XS
+to L, SlowFast 8x8 and 4x16) are entries sharing a builder, which reads ``spec.arch``.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from typing import Any
 from videonorm.models.spec import DEFAULTS, ModelSpec
 
 # Fields every backbone honours; the others are read only by the backbones that list them in ``uses``.
-COMMON_FIELDS = ("arch", "norm", "norm_groups", "norm_sync_group", "norm_options", "num_classes", "dropout",
-                 "zero_init_residual", "head_init_std")
+COMMON_FIELDS = ("arch", "norm", "norm_groups", "norm_group_rule", "norm_sync_group", "norm_options", "num_classes",
+                 "dropout", "zero_init_residual", "head_init_std")
 
 
 @dataclass(frozen=True)
@@ -34,8 +35,9 @@ class Backbone:
         uses: the spec fields it reads beyond ``COMMON_FIELDS``; another field set away from its default is an
             error (nothing a user asks for is silently ignored).
         inflate: a 2D ImageNet ResNet inflates into it (``model.pretrained_2d``; ``videonorm.models.inflate``).
-        small: spec fields of a small instance whose channel counts are multiples of 8 (every norm's groups of 4
-            fit): what the tests that run over every backbone build, with clips of 8 frames at 64 x 64.
+        small: spec fields of a small instance where every norm's groups of 4 fit (channel counts multiples of 4,
+            or the ``largest_divisor`` group rule for fixed widths): what the tests that run over every backbone
+            build, with clips of 8 frames at 32 x 32.
     """
 
     builder: str
@@ -60,11 +62,32 @@ class Backbone:
 
 
 _RESNET = ("depth", "width", "stem_pool_padding")
+_DEPTH_WIDTH = ("depth", "width")
+_X3D_SMALL = {"norm_group_rule": "largest_divisor"}  # X3D-XS is small; no G > 6 divides all its widths
+_SLOWFAST_SMALL = {"depth": 14, "width": 32}  # the fast pathway has width / 8 channels: 4 in the stem
 BACKBONES: dict[str, Backbone] = {
     # the paper's (Non-local) I3D, and its 2D baseline (no temporal kernels)
     "i3d_resnet": Backbone("i3d:i3d_resnet", "i3d_r{depth}", "I3D ResNet-{depth}", _RESNET, inflate=True,
                            small={"depth": 14, "width": 8}),
     "c2d_resnet": Backbone("i3d:c2d_resnet", "c2d_r{depth}", "C2D ResNet-{depth}", _RESNET, inflate=True,
+                           small={"depth": 14, "width": 8}),
+    # X3D (pytorchvideo's create_x3d): XS, S and M are one network fed different clips (videonorm.models.x3d)
+    "x3d_xs": Backbone("x3d:x3d", "x3d_xs", "X3D-XS", small=_X3D_SMALL),
+    "x3d_s": Backbone("x3d:x3d", "x3d_s", "X3D-S", small=_X3D_SMALL),
+    "x3d_m": Backbone("x3d:x3d", "x3d_m", "X3D-M", small=_X3D_SMALL),
+    "x3d_l": Backbone("x3d:x3d", "x3d_l", "X3D-L", small=_X3D_SMALL),
+    # SlowFast R50 (pytorchvideo's create_slowfast), one clip in: the slow pathway's frames are picked inside
+    "slowfast_8x8_resnet": Backbone("slowfast:slowfast", "slowfast_8x8_r{depth}", "SlowFast 8x8 ResNet-{depth}",
+                                    _DEPTH_WIDTH, small=_SLOWFAST_SMALL),
+    "slowfast_4x16_resnet": Backbone("slowfast:slowfast", "slowfast_4x16_r{depth}", "SlowFast 4x16 ResNet-{depth}",
+                                     _DEPTH_WIDTH, small=_SLOWFAST_SMALL),
+    # R(2+1)D: pytorchvideo's bottleneck R50 16x4, and torchvision's R(2+1)D-18 (fixed widths)
+    "r2plus1d_resnet": Backbone("r2plus1d:r2plus1d_resnet", "r2plus1d_r{depth}", "R(2+1)D ResNet-{depth}",
+                                _DEPTH_WIDTH, small={"depth": 14, "width": 8}),
+    "r2plus1d_18": Backbone("r2plus1d:r2plus1d_18", "r2plus1d_18", "R(2+1)D-18 (torchvision)",
+                            small={"norm_group_rule": "largest_divisor"}),
+    # ir-CSN (pytorchvideo's create_csn): depthwise 3x3x3 bottlenecks; the model zoo's is R101 32x2
+    "csn_resnet": Backbone("csn:csn_resnet", "csn_r{depth}", "ir-CSN ResNet-{depth}", _DEPTH_WIDTH,
                            small={"depth": 14, "width": 8}),
 }
 

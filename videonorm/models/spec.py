@@ -29,6 +29,10 @@ class ModelSpec:
         width: Stem width (64 in the paper; stage i has ``width * 2**i`` bottleneck channels).
         norm: Norm scheme name (``videonorm.models.norm.NORM_NAMES``); ``syncbn`` is the only way SyncBN is used.
         norm_groups: Group count G for the schemes built with groups (``gn``, ``gn_ws``, ``evonorm_s0``).
+        norm_group_rule: How those schemes fit G to a layer whose channels it does not divide
+            (``videonorm.models.norm.schemes.GROUP_RULES``): ``"divide"`` (an error naming the layers: the paper's
+            networks, every width a multiple of 32) or ``"largest_divisor"`` (each layer gets the largest divisor
+            of its channels <= G: X3D's 24/54-channel layers, SlowFast's 8-channel fast stem).
         norm_sync_group: ``syncbn`` only: processes whose batches each statistic pools, in groups of consecutive
             ranks (0: all processes; 1: per-device BN); must divide the number of processes.
         norm_options: Overrides of the norm scheme's paper options, e.g. ``{"warmup_steps": 500}`` for ``brn``
@@ -46,6 +50,7 @@ class ModelSpec:
     width: int = 64
     norm: str = "bn"
     norm_groups: int = 32
+    norm_group_rule: str = "divide"
     norm_sync_group: int = 0
     norm_options: dict[str, float] | None = None
     num_classes: int = 400

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from videonorm.models.norm.schemes import SCHEMES, Scheme, get_scheme, resolve_options
+from videonorm.models.norm.schemes import GROUP_RULES, SCHEMES, Scheme, get_scheme, group_count, resolve_options
 
 
 @functools.cache
@@ -53,14 +53,16 @@ class Norm:
         groups: G for the schemes built with ``norm_groups`` (unused by the others: ``ln`` is G = 1, ``in`` G = C).
         sync_group: for ``syncbn``, the processes each statistic pools (0: all of them).
         options: overrides of the scheme's paper options (``resolve_options``).
+        group_rule: how a grouped scheme fits ``groups`` to a layer it does not divide (``GROUP_RULES``):
+            ``"divide"`` (an error naming the layers) or ``"largest_divisor"`` (the largest divisor <= G).
 
     Raises:
-        ValueError: unknown ``name`` or option, a group count that is not a positive integer for a grouped
-            scheme, a negative ``sync_group``.
+        ValueError: unknown ``name``, option or ``group_rule``, a group count that is not a positive integer for a
+            grouped scheme, a negative ``sync_group``.
     """
 
     def __init__(self, name: str, groups: int = 32, sync_group: int = 0,
-                 options: Mapping[str, float] | None = None) -> None:
+                 options: Mapping[str, float] | None = None, group_rule: str = "divide") -> None:
         self.name, self.scheme = name, get_scheme(name)
         settings = resolve_options(name, options)
         self.layer_options = {k: settings[k] for k in self.scheme.options}
@@ -70,7 +72,9 @@ class Norm:
         if self.scheme.sync and (not isinstance(sync_group, int) or sync_group < 0):
             raise ValueError(f"norm {name!r}: sync_group must be an integer >= 0 (0: all processes), got "
                              f"{sync_group!r}")
-        self.groups, self.sync_group = groups, sync_group
+        if group_rule not in GROUP_RULES:
+            raise ValueError(f"unknown norm_group_rule {group_rule!r}; allowed: {', '.join(GROUP_RULES)}")
+        self.groups, self.sync_group, self.group_rule = groups, sync_group, group_rule
 
     @property
     def norm_act(self) -> bool:
@@ -87,8 +91,11 @@ class Norm:
         return _load(self.scheme.layer)
 
     def groups_for(self, channels: int) -> int | None:
-        """The group count of a layer over ``channels`` channels (None: the scheme has no groups)."""
-        return {"G": self.groups, "1": 1, "C": channels, None: None}[self.scheme.groups]
+        """The group count of a layer over ``channels`` channels (None: the scheme has no groups); for grouped
+        schemes, ``norm_groups`` fitted by the group rule (``videonorm.models.norm.schemes.group_count``)."""
+        if self.scheme.groups == "G":
+            return group_count(channels, self.groups, self.group_rule)
+        return {"1": 1, "C": channels, None: None}[self.scheme.groups]
 
     def make(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, apply_act: bool = True,
              defer_errors: bool = False) -> nn.Module:
@@ -142,7 +149,9 @@ class Norm:
             more = f" (and {len(paths) - 1} more layers: {', '.join(paths[1:4])}{', ...' if len(paths) > 4 else ''})"
             raise ValueError(f"norm {self.name!r}: {self.groups} groups do not divide {unbuilt[0][1].num_features} "
                              f"channels of layer {paths[0]}{more if len(paths) > 1 else ''}; group counts that "
-                             f"divide every norm layer's channels: {_divisors(math.gcd(*channels))}")
+                             f"divide every norm layer's channels: {_divisors(math.gcd(*channels))}; or "
+                             f"model.net.norm_group_rule largest_divisor (each layer: the largest divisor of its "
+                             f"channels <= {self.groups})")
         if self.scheme.conv is not None:
             conv = _load(self.scheme.conv)
             for parent in list(model.modules()):
@@ -154,13 +163,13 @@ class Norm:
 
     def __repr__(self) -> str:
         return (f"Norm({self.name!r}, groups={self.groups}, sync_group={self.sync_group}, "
-                f"options={ {**self.layer_options, **self.conv_options} })")
+                f"options={ {**self.layer_options, **self.conv_options} }, group_rule={self.group_rule!r})")
 
 
 def resolve(spec: Any) -> Norm:
     """The norm of a :class:`~videonorm.models.spec.ModelSpec` (its ``norm``, ``norm_groups``,
-    ``norm_sync_group`` and ``norm_options``), resolved once."""
-    return Norm(spec.norm, spec.norm_groups, spec.norm_sync_group, spec.norm_options)
+    ``norm_sync_group``, ``norm_options`` and ``norm_group_rule``), resolved once."""
+    return Norm(spec.norm, spec.norm_groups, spec.norm_sync_group, spec.norm_options, spec.norm_group_rule)
 
 
 def _layer_types(keep=lambda scheme: True) -> tuple[type[nn.Module], ...]:
@@ -259,10 +268,11 @@ class _SingleClipWarning:
         handles.clear()
 
 
-def norm_layer(name: str, groups: int = 32, *, sync_group: int = 0, options: Mapping[str, float] | None = None):
+def norm_layer(name: str, groups: int = 32, *, sync_group: int = 0, options: Mapping[str, float] | None = None,
+               group_rule: str = "divide"):
     """``Norm(name, ...).make``: a constructor ``make(num_features, eps=1e-5, momentum=0.1, apply_act=True)`` of one
     scheme's layers, for code that builds layers one by one (tests, other builders)."""
-    return Norm(name, groups, sync_group, options).make
+    return Norm(name, groups, sync_group, options, group_rule).make
 
 
 __all__ = ["Norm", "Scheme", "bn_modules", "is_norm", "norm_layer", "norm_types", "resolve"]

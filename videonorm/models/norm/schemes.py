@@ -20,7 +20,7 @@ layers and finishes the built model. Semantics on a video tensor ``(N, C, T, H, 
 Adding a scheme: its layer class in ``batch.py``, ``group.py`` or ``norm_act.py`` (with ``reset_parameters``), and
 one ``Scheme`` entry below. Weight decay groups and weight init (``is_norm``), precise BN (``bn_modules``), run
 identity (``uses_groups``, ``uses_sync_group``), 2D initialization, the single-clip warning, the benchmarks and the
-model tests all follow from the entry.
+model tests all follow from the entry. ``GROUP_RULES`` says how a grouped scheme fits G to widths it does not divide.
 """
 
 from __future__ import annotations
@@ -132,6 +132,35 @@ def uses_sync_group(name: str) -> bool:
         ValueError: unknown ``name``.
     """
     return get_scheme(name).sync
+
+
+# How a grouped scheme (``groups="G"``) picks the group count of a layer over C channels from G = norm_groups
+# (``model.net.norm_group_rule``; part of a run's identity). "divide": G itself, and a G that does not divide some
+# layer's channels is an error naming those layers (the paper's networks: every width a multiple of 32).
+# "largest_divisor": the largest divisor of C that is <= G, per layer, for networks whose widths G does not divide
+# (X3D's 24/48/54/108/...; SlowFast's 8-channel fast stem): with G = 32, 24 channels get 24 groups (one channel
+# each: IN there), 54 get 27, 96 get 32. Layers G divides get G either way. The value is the run-name suffix of
+# the group count (``-g32ld``; "divide" adds none).
+GROUP_RULES: dict[str, str] = {"divide": "", "largest_divisor": "ld"}
+
+
+def group_count(channels: int, groups: int, rule: str = "divide") -> int:
+    """The group count a layer over ``channels`` channels gets from ``groups`` under ``rule`` (``GROUP_RULES``).
+
+    Args:
+        channels: C.
+        groups: G (``norm_groups``).
+        rule: ``"divide"`` (G, whether or not it divides C) or ``"largest_divisor"`` (the largest divisor of C
+            that is <= G).
+
+    Raises:
+        ValueError: unknown ``rule``.
+    """
+    if rule not in GROUP_RULES:
+        raise ValueError(f"unknown norm_group_rule {rule!r}; allowed: {', '.join(GROUP_RULES)}")
+    if rule == "divide":
+        return groups
+    return max(d for d in range(1, min(groups, channels) + 1) if channels % d == 0)
 
 
 def resolve_options(name: str, options: Mapping[str, float] | None = None) -> dict[str, float]:
