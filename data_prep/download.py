@@ -52,6 +52,7 @@ from data_prep.parallel import parallel_map
 from data_prep.raw import SOURCE_EXTS, RawSource, index_sources, section_name
 from data_prep.report import DONE, SKIPPED, Outcome, Summary, attempt, report_path
 from data_prep.runner import run_step
+from videonorm.commands import float_in, int_in
 from videonorm.files import partial_path, remove_stale_partials
 
 DEFAULT_FORMAT = "bv*[height<=480][ext=mp4]/bv*[height<=480]/b[height<=480]/bv*/b"
@@ -347,27 +348,28 @@ def configure(parser: argparse.ArgumentParser) -> None:
     """Add ``download``'s arguments to ``parser``."""
     parser.add_argument("annotations", type=Path, help="Kinetics annotation CSV")
     parser.add_argument("--out", type=Path, required=True, help="raw folder for full source videos")
-    parser.add_argument("--jobs", type=int, default=4, help="parallel downloads")
-    add_section_arguments(parser)
-    parser.add_argument("--yt-dlp", dest="yt_dlp", default="yt-dlp", help="yt-dlp executable")
-    parser.add_argument("--retries", type=int, default=3, help="retries after rate limits and unknown errors")
-    parser.add_argument("--backoff", type=float, default=30.0, help="first retry pause (s); doubles each retry")
-    parser.add_argument("--format", default=DEFAULT_FORMAT, help="yt-dlp format selector")
-    parser.add_argument("--yt-dlp-args", dest="yt_dlp_args", default="", help="extra yt-dlp arguments (one string)")
+    parser.add_argument("--jobs", type=int_in(1), default=4, help="parallel downloads")
+    add_yt_dlp_arguments(parser)
     parser.add_argument("--retry-failed", action="store_true", help="retry ids that failed permanently before")
     parser.add_argument("--split", choices=("train", "validate", "test"), help="only rows of this split")
     parser.add_argument("--skip-bad-rows", action="store_true",
                         help="skip malformed CSV rows (listed) instead of stopping")
 
 
-def add_section_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    """``--margin`` and ``--whole-videos`` (shared by ``download`` and ``prepare --download``)."""
-    parser.add_argument("--margin", type=int, default=2, help="seconds fetched before and after each segment")
+def add_yt_dlp_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """How videos are fetched (shared by ``download`` and ``prepare --download``): sections, yt-dlp and its calls."""
+    parser.add_argument("--margin", type=int_in(0), default=2, help="seconds fetched before and after each segment")
     parser.add_argument("--whole-videos", action="store_true", help="fetch whole videos instead of sections")
+    parser.add_argument("--yt-dlp", dest="yt_dlp", default="yt-dlp", help="yt-dlp executable")
+    parser.add_argument("--retries", type=int_in(0), default=3, help="retries after rate limits and unknown errors")
+    parser.add_argument("--backoff", type=float_in(0), default=30.0,
+                        help="first retry pause (s); doubles each retry")
+    parser.add_argument("--format", default=DEFAULT_FORMAT, help="yt-dlp format selector")
+    parser.add_argument("--yt-dlp-args", dest="yt_dlp_args", default="", help="extra yt-dlp arguments (one string)")
 
 
 def settings_from(args: argparse.Namespace) -> DownloadSettings:
-    """DownloadSettings from parsed ``configure`` options."""
+    """DownloadSettings from parsed :func:`add_yt_dlp_arguments` options."""
     return DownloadSettings(executable=args.yt_dlp, format=args.format, retries=args.retries,
                             backoff=args.backoff, extra_args=tuple(shlex.split(args.yt_dlp_args)),
                             margin=args.margin, whole_videos=args.whole_videos)

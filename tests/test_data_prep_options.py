@@ -1,0 +1,113 @@
+"""kinetics-prep refuses a number out of its range while it parses the command line: exit status 2, one error line
+naming the option and the valid range, nothing created. Each step gets real inputs, so an option that slipped
+through would run the step (and create its output)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from data_prep import cli
+from data_prep.synth import make_dataset
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> dict[str, Path]:
+    """A tiny synthetic release (one class, one 32x24 source of 2 s), a manifest of its source and a folder to write."""
+    root = tmp_path_factory.mktemp("options")
+    data = make_dataset(root / "release", num_classes=1, per_class=1, val_fraction=0, sizes=((32, 24),),
+                        source_seconds=(2.0, 2.0), segment_seconds=(1,))
+    (source,) = data.raw_dir.iterdir()
+    manifest = data.root / "sources.txt"
+    manifest.write_text(f"raw/{source.name} 0\n")
+    return {"annotations": data.annotations_dir, "csv": data.csvs["train"], "raw": data.raw_dir,
+            "manifest": manifest}
+
+
+def _argv(step: str, inputs: dict[str, Path], out: Path) -> list[str]:
+    """A command line on which ``step`` runs (and writes ``out``)."""
+    return {
+        "trim": ["trim", str(inputs["csv"]), "--raw", str(inputs["raw"]), "--out", str(out)],
+        "resize": ["resize", str(inputs["raw"]), "--out", str(out)],
+        "prepare": ["prepare", str(inputs["annotations"]), "--raw", str(inputs["raw"]), "--out", str(out)],
+        # /bin/false as yt-dlp: every call fails at once, so a download that started would finish quickly
+        "download": ["download", str(inputs["csv"]), "--out", str(out), "--yt-dlp", shutil.which("false")],
+        "verify": ["verify", str(inputs["manifest"])],
+        "synth": ["synth", str(out), "--classes", "1", "--per-class", "1"],
+    }[step]
+
+
+WHOLE = "a whole number"
+# (step, option, value, the range the error names)
+CASES = [
+    ("trim", "--short-side", "-5", f"{WHOLE} >= 0"),
+    ("trim", "--gop", "-1", f"{WHOLE} >= 0"),
+    ("trim", "--crf", "99", f"{WHOLE} from 0 to 51"),  # x264 would clip it to 51 (8-bit) without a word
+    ("trim", "--crf", "-1", f"{WHOLE} from 0 to 51"),
+    ("trim", "--crf", "20.5", f"{WHOLE} from 0 to 51"),
+    ("trim", "--min-duration", "-1", "a number >= 0"),
+    ("trim", "--min-duration", "nan", "a number >= 0"),
+    ("trim", "--jobs", "0", f"{WHOLE} >= 1"),
+    ("resize", "--short-side", "-5", f"{WHOLE} >= 0"),
+    ("resize", "--jobs", "0", f"{WHOLE} >= 1"),
+    ("prepare", "--crf", "52", f"{WHOLE} from 0 to 51"),
+    ("prepare", "--jobs", "-2", f"{WHOLE} >= 1"),
+    ("prepare", "--download-jobs", "0", f"{WHOLE} >= 1"),
+    ("prepare", "--retries", "-1", f"{WHOLE} >= 0"),
+    ("prepare", "--backoff", "-1", "a number >= 0"),
+    ("prepare", "--margin", "-1", f"{WHOLE} >= 0"),
+    ("download", "--jobs", "0", f"{WHOLE} >= 1"),
+    ("download", "--retries", "-1", f"{WHOLE} >= 0"),  # today: every video fails with AssertionError
+    ("download", "--backoff", "-1", "a number >= 0"),  # today: every retried video fails in time.sleep
+    ("download", "--backoff", "inf", "a number >= 0"),
+    ("download", "--margin", "-1", f"{WHOLE} >= 0"),
+    ("verify", "--jobs", "0", f"{WHOLE} >= 1"),
+    ("synth", "--classes", "0", f"{WHOLE} from 1 to 16"),
+    ("synth", "--classes", "17", f"{WHOLE} from 1 to 16"),
+    ("synth", "--per-class", "0", f"{WHOLE} >= 1"),
+    ("synth", "--seed", "-1", f"{WHOLE} >= 0"),  # today: a traceback from numpy
+    ("synth", "--val-fraction", "1", "a number >= 0 and < 1"),
+    ("synth", "--test-fraction", "-0.1", "a number >= 0 and < 1"),
+    ("synth", "--speed", "0", "a number > 0"),
+    ("synth", "--jobs", "0", f"{WHOLE} >= 1"),
+]
+
+
+@pytest.mark.parametrize(("step", "option", "value", "valid"), CASES)
+def test_out_of_range_option_is_refused_before_anything_is_made(inputs, tmp_path, capsys, step, option, value,
+                                                                valid):
+    work = tmp_path / "work"
+    work.mkdir()
+    before = sorted(inputs["raw"].parent.rglob("*"))
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([*_argv(step, inputs, work / "out"), option, value])
+    assert exit_info.value.code == 2
+    named = {"--val-fraction": "--val-fraction/--split-fraction"}.get(option, option)  # argparse names the alias too
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"kinetics-prep {step}: error: argument {named}: {value!r} is not {valid}")
+    assert list(work.iterdir()) == [] and sorted(inputs["raw"].parent.rglob("*")) == before
+
+
+def test_bad_preset_is_refused_with_the_list(inputs, tmp_path, capsys):
+    # today every video fails ("x264 [error]: invalid preset") and the step exits 0
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([*_argv("trim", inputs, tmp_path / "out"), "--preset", "fastest"])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert "argument --preset: invalid choice: 'fastest'" in error and "ultrafast" in error and "placebo" in error
+    assert not (tmp_path / "out").exists()
+
+
+def test_trim_short_side_minus_five_as_a_program(inputs, tmp_path):
+    """The issue's case, as a user runs it: before, trim finished (exit 0) and kept the source size."""
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, "-m", "data_prep", *_argv("trim", inputs, out), "--short-side", "-5"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines()[-1] == ("kinetics-prep trim: error: argument --short-side: '-5' is not a whole "
+                                              "number >= 0")
+    assert result.stdout == "" and list(tmp_path.iterdir()) == []
