@@ -53,6 +53,7 @@ from tqdm import tqdm
 
 from data_prep.annotations import Segment, read_annotations
 from data_prep.errors import InputError, ItemError
+from data_prep.outputs import check_output_folder
 from data_prep.parallel import parallel_map
 from data_prep.process_group import ProcessGroups
 from data_prep.raw import SOURCE_EXTS, RawSource, index_sources, section_name
@@ -332,6 +333,7 @@ def download(annotations: Path | str, out_dir: Path | str, settings: DownloadSet
         The summary (report written to ``out_dir.download-failures.csv``).
     """
     out_dir = Path(out_dir)
+    check_output_folder(out_dir)
     segments = [s for s in read_annotations(annotations, skip_bad_rows=skip_bad_rows).segments
                 if split is None or s.split == split]
     videos = wanted(segments, settings)

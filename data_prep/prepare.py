@@ -43,6 +43,7 @@ from data_prep.download import settings_from as download_settings_from
 from data_prep.encode_options import add_encode_arguments, settings_from
 from data_prep.errors import InputError
 from data_prep.manifest import build_manifest, check_labels, write_classes
+from data_prep.outputs import check_output_folder
 from data_prep.report import FAILED, FLAGGED, Summary
 from data_prep.resize import resize, video_files
 from data_prep.runner import run_step
@@ -138,6 +139,9 @@ def prepare(annotations_dir: Path | str, out_dir: Path | str, *, raw_dir: Path |
         raise InputError("pass exactly one of --raw (trim full sources) or --trimmed (resize CVDF files)")
     if download_settings is not None and raw_dir is None:
         raise InputError("--download needs --raw (where the sources go)")
+    check_output_folder(out_dir)
+    if download_settings is not None:
+        check_output_folder(raw_dir, "--raw")
     unknown = [s for s in splits if s not in SPLITS]
     if unknown or not splits:
         raise InputError(f"unknown split(s) {unknown} (choose from {', '.join(SPLITS)})")

@@ -43,6 +43,7 @@ import av
 import numpy as np
 
 from data_prep.errors import InputError
+from data_prep.outputs import check_output_folder
 from data_prep.parallel import parallel_map
 from data_prep.report import SKIPPED, Outcome, Summary, attempt
 from data_prep.runner import run_step
@@ -343,6 +344,7 @@ def make_dataset(out_dir: Path | str, num_classes: int = 4, per_class: int = 8, 
     if any(w % 2 or h % 2 for w, h in sizes):
         raise InputError(f"sizes must be even (yuv420p): {list(sizes)}")
     root = Path(out_dir)
+    check_output_folder(root, "output folder")
     annotations_dir, raw_dir = root / "annotations", root / "raw"
     if speed <= 0:
         raise InputError(f"--speed must be > 0, got {speed}")

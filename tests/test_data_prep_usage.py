@@ -1,6 +1,7 @@
-"""kinetics-prep refuses a number out of its range while it parses the command line: exit status 2, one error line
-naming the option and the valid range, nothing created. Each step gets real inputs, so an option that slipped
-through would run the step (and create its output)."""
+"""kinetics-prep refuses a bad command line before any work, with exit status 2, one error line and nothing created:
+a number out of its range (named with the valid range, while the command line is parsed), an output of the wrong
+kind (a file where a folder goes, a folder where a file goes). Each step gets real inputs, so a bad command line
+that slipped through would run the step (and create its output)."""
 
 from __future__ import annotations
 
@@ -111,3 +112,52 @@ def test_trim_short_side_minus_five_as_a_program(inputs, tmp_path):
     assert result.stderr.splitlines()[-1] == ("kinetics-prep trim: error: argument --short-side: '-5' is not a whole "
                                               "number >= 0")
     assert result.stdout == "" and list(tmp_path.iterdir()) == []
+
+
+# --- outputs of the wrong kind (issue 24 item 14) --------------------------------------------------------------
+
+def _snapshot(folder: Path) -> dict[str, bytes | None]:
+    return {str(p.relative_to(folder)): p.read_bytes() if p.is_file() else None for p in sorted(folder.rglob("*"))}
+
+
+@pytest.mark.parametrize("step", ["trim", "resize", "prepare", "download", "synth"])
+def test_out_that_is_a_file_is_one_line_naming_it(inputs, tmp_path, capsys, step):
+    # before: a FileExistsError (NotADirectoryError for synth) traceback, exit status 1
+    out = tmp_path / "out"
+    out.write_text("my notes\n")
+    before = _snapshot(tmp_path), _snapshot(inputs["raw"].parent)
+    assert cli.main(_argv(step, inputs, out)) == 2
+    what = "output folder" if step == "synth" else "--out"
+    assert capsys.readouterr().err == f"kinetics-prep: error: {what} {out}: is a file, not a folder\n"
+    assert (_snapshot(tmp_path), _snapshot(inputs["raw"].parent)) == before
+
+
+def test_prepare_download_raw_that_is_a_file(inputs, tmp_path, capsys):
+    raw = tmp_path / "raw"
+    raw.write_text("")
+    argv = ["prepare", str(inputs["annotations"]), "--raw", str(raw), "--out", str(tmp_path / "dataset"), "--download",
+            "--yt-dlp", shutil.which("false")]
+    assert cli.main(argv) == 2
+    assert capsys.readouterr().err == f"kinetics-prep: error: --raw {raw}: is a file, not a folder\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["raw"]
+
+
+def test_out_below_a_file_names_the_file(inputs, tmp_path, capsys):
+    (tmp_path / "notes").write_text("")
+    out = tmp_path / "notes" / "videos"
+    assert cli.main(_argv("trim", inputs, out)) == 2
+    assert capsys.readouterr().err == f"kinetics-prep: error: --out {out}: {tmp_path / 'notes'} is a file, not a folder\n"
+
+
+def test_manifest_out_must_be_a_file(inputs, tmp_path, capsys):
+    # before: classes.txt and the .missing.csv were written beside the folder, then an IsADirectoryError traceback
+    folder = tmp_path / "dataset"
+    folder.mkdir()
+    argv = ["manifest", str(inputs["csv"]), "--videos", str(inputs["raw"]), "--root", str(inputs["raw"].parent)]
+    assert cli.main([*argv, "--out", str(folder)]) == 2
+    assert capsys.readouterr().err == f"kinetics-prep: error: --out {folder}: is a folder, not a file\n"
+    (tmp_path / "notes").write_text("")
+    assert cli.main([*argv, "--out", str(tmp_path / "notes" / "train.txt")]) == 2
+    assert capsys.readouterr().err == (f"kinetics-prep: error: --out {tmp_path / 'notes' / 'train.txt'}: "
+                                       f"{tmp_path / 'notes'} is a file, not a folder\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dataset", "notes"] and not list(folder.iterdir())
