@@ -333,7 +333,7 @@ def download(annotations: Path | str, out_dir: Path | str, settings: DownloadSet
         The summary (report written to ``out_dir.download-failures.csv``).
     """
     out_dir = Path(out_dir)
-    check_output_folder(out_dir)
+    check_output_folder(out_dir, beside=True)  # the report and the archive go beside it
     segments = [s for s in read_annotations(annotations, skip_bad_rows=skip_bad_rows).segments
                 if split is None or s.split == split]
     videos = wanted(segments, settings)

@@ -141,7 +141,7 @@ def prepare(annotations_dir: Path | str, out_dir: Path | str, *, raw_dir: Path |
         raise InputError("--download needs --raw (where the sources go)")
     check_output_folder(out_dir)
     if download_settings is not None:
-        check_output_folder(raw_dir, "--raw")
+        check_output_folder(raw_dir, "--raw", beside=True)
     unknown = [s for s in splits if s not in SPLITS]
     if unknown or not splits:
         raise InputError(f"unknown split(s) {unknown} (choose from {', '.join(SPLITS)})")

@@ -58,7 +58,7 @@ def resize(videos_dir: Path | str, out_dir: Path | str, settings: EncodeSettings
         The summary (report written to ``out_dir.resize-failures.csv``).
     """
     videos_dir, out_dir = Path(videos_dir), Path(out_dir)
-    check_output_folder(out_dir)
+    check_output_folder(out_dir, beside=True)  # the report and the records go beside it
     if sources is None:
         sources = video_files(videos_dir)
     if out_dir.resolve() == videos_dir.resolve():

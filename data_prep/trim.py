@@ -59,7 +59,7 @@ def trim(annotations: Path | str, raw_dir: Path | str, out_dir: Path | str,
         The summary (report already written to ``out_dir.trim-failures.csv``).
     """
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
-    check_output_folder(out_dir)
+    check_output_folder(out_dir, beside=True)  # the report and the records go beside it
     segments = [s for s in read_annotations(annotations, skip_bad_rows=skip_bad_rows).segments
                 if split is None or s.split == split]
     sources = index_sources(raw_dir)

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from data_prep.errors import InputError, ItemError
+from data_prep.outputs import check_output_file
 from data_prep.parallel import parallel_map
 from data_prep.report import FAILED, Outcome, Summary, attempt
 from data_prep.runner import run_step
@@ -151,6 +152,7 @@ def verify(
     manifest = Path(manifest)
     root = Path(root) if root is not None else manifest.parent
     entries = read_manifest(manifest, allow_duplicates=allow_duplicates)
+    check_output_file(manifest, "MANIFEST")  # MANIFEST.bad.csv goes beside it; --drop rewrites it
     remove_stale_partials(manifest.parent)
     unique = list({entry.path: entry for entry in entries}.values())  # a repeated video is checked and counted once
     summary = check_entries(unique, root, manifest.with_name(manifest.name + ".bad.csv"), jobs, decoder)

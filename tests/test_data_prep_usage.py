@@ -1,10 +1,12 @@
 """kinetics-prep refuses a bad command line before any work, with exit status 2, one error line and nothing created:
 a number out of its range (named with the valid range, while the command line is parsed), an output of the wrong
-kind (a file where a folder goes, a folder where a file goes). Each step gets real inputs, so a bad command line
-that slipped through would run the step (and create its output)."""
+kind (a file where a folder goes, a folder where a file goes), an output where nothing can be written (read-only).
+Each step gets real inputs, so a bad command line that slipped through would run the step (and create its
+output)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -39,6 +41,8 @@ def _argv(step: str, inputs: dict[str, Path], out: Path) -> list[str]:
         "download": ["download", str(inputs["csv"]), "--out", str(out), "--yt-dlp", shutil.which("false")],
         "verify": ["verify", str(inputs["manifest"])],
         "synth": ["synth", str(out), "--classes", "1", "--per-class", "1"],
+        "manifest": ["manifest", str(inputs["csv"]), "--videos", str(inputs["raw"]), "--root",
+                     str(inputs["raw"].parent), "--out", str(out)],
     }[step]
 
 
@@ -161,3 +165,98 @@ def test_manifest_out_must_be_a_file(inputs, tmp_path, capsys):
     assert capsys.readouterr().err == (f"kinetics-prep: error: --out {tmp_path / 'notes' / 'train.txt'}: "
                                        f"{tmp_path / 'notes'} is a file, not a folder\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dataset", "notes"] and not list(folder.iterdir())
+
+
+# --- outputs where nothing can be written (issue 24 item 13) ----------------------------------------------------
+
+@pytest.fixture
+def read_only():
+    """``(lock, prefix)``: ``lock(folder)`` makes a folder read-only for the processes run as ``prefix + command``.
+
+    Mode 0o555; root passes over modes (CAP_DAC_OVERRIDE), so as root the command runs without that capability
+    (``setpriv``), like any user.
+    """
+    locked: list[Path] = []
+
+    def lock(folder: Path) -> Path:
+        folder.mkdir(exist_ok=True)
+        folder.chmod(0o555)
+        locked.append(folder)
+        return folder
+
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        prefix = [setpriv, "--inh-caps=-all", "--bounding-set=-dac_override,-dac_read_search", "--"] if setpriv else []
+        if not prefix or subprocess.run([*prefix, "true"], capture_output=True).returncode != 0:
+            pytest.skip("root without setpriv: cannot run a command that read-only modes stop")
+    try:
+        yield lock, prefix
+    finally:
+        for folder in locked:
+            folder.chmod(0o755)
+
+
+def _run(prefix: list[str], argv: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run([*prefix, sys.executable, "-m", "data_prep", *argv], capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.mark.parametrize("step", ["trim", "resize", "prepare", "download", "synth", "manifest"])
+def test_out_in_a_read_only_folder_is_one_line_before_any_work(inputs, tmp_path, read_only, step):
+    # before: trim, resize and download failed every video ("error") and exited 0; the others ended in a traceback
+    lock, prefix = read_only
+    locked = lock(tmp_path / "locked")
+    out = locked / ("train.txt" if step == "manifest" else "out")
+    before = _snapshot(tmp_path), _snapshot(inputs["raw"].parent)
+    result = _run(prefix, _argv(step, inputs, out))
+    what = "output folder" if step == "synth" else "--out"
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == f"kinetics-prep: error: {what} {out}: cannot write in {locked} (Permission denied)\n"
+    assert (_snapshot(tmp_path), _snapshot(inputs["raw"].parent)) == before
+
+
+@pytest.mark.parametrize("step", ["trim", "download"])
+def test_read_only_out_and_read_only_place_of_its_report(inputs, tmp_path, read_only, step):
+    lock, prefix = read_only
+    out = lock(tmp_path / "out")
+    result = _run(prefix, _argv(step, inputs, out))
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == f"kinetics-prep: error: --out {out}: cannot write there (Permission denied)\n"
+    # the folder takes files, the one that holds it (where the report goes) does not
+    out.chmod(0o755)
+    (out / "kept.txt").write_text("")
+    lock(tmp_path)
+    result = _run(prefix, _argv(step, inputs, out))
+    assert result.returncode == 2
+    assert result.stderr == (f"kinetics-prep: error: --out {out}: cannot write beside it in {tmp_path}, where its "
+                             "report goes (Permission denied)\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"] and [p.name for p in out.iterdir()] == ["kept.txt"]
+
+
+def test_verify_of_a_manifest_in_a_read_only_folder(inputs, tmp_path, read_only):
+    # before: every video was decoded, then writing MANIFEST.bad.csv failed with a traceback
+    lock, prefix = read_only
+    folder = tmp_path / "dataset"
+    folder.mkdir()
+    manifest = folder / "sources.txt"
+    shutil.copy(inputs["manifest"], manifest)
+    lock(folder)
+    result = _run(prefix, ["verify", str(manifest), "--root", str(inputs["raw"].parent)])
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == f"kinetics-prep: error: MANIFEST {manifest}: cannot write in {folder} (Permission denied)\n"
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() != 0 or shutil.which("mount") is None,
+                    reason="mounting a read-only filesystem needs root")
+def test_trim_into_a_read_only_filesystem(inputs, tmp_path, capsys):
+    out = tmp_path / "mounted"
+    out.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(out)]).returncode != 0:
+        pytest.skip("mount refused here")
+    try:
+        assert cli.main(_argv("trim", inputs, out)) == 2
+        assert capsys.readouterr().err == f"kinetics-prep: error: --out {out}: cannot write there (Read-only file system)\n"
+    finally:
+        subprocess.run(["umount", str(out)], check=False)
+    assert [p.name for p in tmp_path.iterdir()] == ["mounted"]
