@@ -31,8 +31,8 @@ retries), ``other`` (retried with the same backoff) and ``timeout``: a call that
 ``--timeout`` seconds is killed with its children (yt-dlp runs in a process group of its own, see
 :mod:`data_prep.process_group`; so is it when the step is interrupted) and not retried in this run (a hung
 call would hold a worker ``--timeout`` seconds per try), but on the next run like ``other``. They are listed in
-``RAW_DIR.download-failures.csv``, and each timeout is said when it happens. The default format takes video only (no ffmpeg merge needed; ``trim``
-drops audio by default), at most 480p (``trim`` scales to a 256 short side).
+``RAW_DIR.download-failures.csv``, and each timeout is said when it happens. The default format takes video only
+(no ffmpeg merge needed; ``trim`` drops audio by default), at most 480p (``trim`` scales to a 256 short side).
 """
 
 from __future__ import annotations

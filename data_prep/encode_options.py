@@ -16,7 +16,8 @@ def add_encode_arguments(parser: argparse.ArgumentParser) -> None:
     """Encoder and parallelism options shared by ``trim``, ``resize`` and ``prepare``."""
     parser.add_argument("--short-side", type=int_in(0), default=256,
                         help="output short side in pixels; 0 keeps the size")
-    parser.add_argument("--gop", type=int_in(0), default=16, help="frames between key frames; 0 = libx264 default (250)")
+    parser.add_argument("--gop", type=int_in(0), default=16,
+                        help="frames between key frames; 0 = libx264 default (250)")
     # x264 clips the rate factor to 0..51 at 8 bits (QP_BD_OFFSET = 0): 99 would silently encode as 51
     parser.add_argument("--crf", type=int_in(0, 51), default=23, help="libx264 quality, 0-51 (lower = better, bigger)")
     parser.add_argument("--preset", default="fast", choices=X264_PRESETS, metavar="PRESET",

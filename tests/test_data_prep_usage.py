@@ -150,7 +150,8 @@ def test_out_below_a_file_names_the_file(inputs, tmp_path, capsys):
     (tmp_path / "notes").write_text("")
     out = tmp_path / "notes" / "videos"
     assert cli.main(_argv("trim", inputs, out)) == 2
-    assert capsys.readouterr().err == f"kinetics-prep: error: --out {out}: {tmp_path / 'notes'} is a file, not a folder\n"
+    notes = tmp_path / "notes"
+    assert capsys.readouterr().err == f"kinetics-prep: error: --out {out}: {notes} is a file, not a folder\n"
 
 
 def test_manifest_out_must_be_a_file(inputs, tmp_path, capsys):
@@ -256,7 +257,8 @@ def test_trim_into_a_read_only_filesystem(inputs, tmp_path, capsys):
         pytest.skip("mount refused here")
     try:
         assert cli.main(_argv("trim", inputs, out)) == 2
-        assert capsys.readouterr().err == f"kinetics-prep: error: --out {out}: cannot write there (Read-only file system)\n"
+        assert capsys.readouterr().err == (f"kinetics-prep: error: --out {out}: cannot write there "
+                                           "(Read-only file system)\n")
     finally:
         subprocess.run(["umount", str(out)], check=False)
     assert [p.name for p in tmp_path.iterdir()] == ["mounted"]
