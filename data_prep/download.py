@@ -3,8 +3,8 @@
 Usage::
 
     kinetics-prep download ANNOTATIONS.csv --out RAW_DIR [--jobs 4] [--margin 2] [--whole-videos]
-        [--yt-dlp PATH] [--retries 3] [--backoff 30] [--format FMT] [--yt-dlp-args "--cookies cookies.txt"]
-        [--retry-failed]
+        [--yt-dlp PATH] [--retries 3] [--backoff 30] [--timeout 300] [--format FMT]
+        [--yt-dlp-args "--cookies cookies.txt"] [--retry-failed]
 
 Needs yt-dlp (``pip install 'videonorm[download]'``) and, for sections, ffmpeg (yt-dlp cuts with it); yt-dlp
 runs as a subprocess, so ``--yt-dlp`` can name any compatible executable.
@@ -27,9 +27,12 @@ its segments, or when it is in the archive and has no file there.
 Failures are classified from yt-dlp's error output: ``removed``, ``private``, ``unavailable`` (geo/age/
 members-only; permanent, not retried and, on later runs, not tried again unless ``--retry-failed``),
 ``rate_limited`` (HTTP 429 / bot check: every worker pauses for ``backoff * 2**attempt`` seconds, then
-retries) and ``other`` (retried with the same backoff). They are listed in
-``RAW_DIR.download-failures.csv``. The default format takes video only (no ffmpeg merge needed; ``trim``
-drops audio by default), at most 480p (``trim`` scales to a 256 short side).
+retries), ``other`` (retried with the same backoff) and ``timeout``: a call that gives no result within
+``--timeout`` seconds is killed with its children (yt-dlp runs in a process group of its own, see
+:mod:`data_prep.process_group`; so is it when the step is interrupted) and not retried in this run (a hung
+call would hold a worker ``--timeout`` seconds per try), but on the next run like ``other``. They are listed in
+``RAW_DIR.download-failures.csv``, and each timeout is said when it happens. The default format takes video only
+(no ffmpeg merge needed; ``trim`` drops audio by default), at most 480p (``trim`` scales to a 256 short side).
 """
 
 from __future__ import annotations
@@ -39,23 +42,33 @@ import functools
 import os
 import shlex
 import shutil
-import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from tqdm import tqdm
+
 from data_prep.annotations import Segment, read_annotations
 from data_prep.errors import InputError, ItemError
+from data_prep.outputs import check_output_folder
 from data_prep.parallel import parallel_map
+from data_prep.process_group import ProcessGroups
 from data_prep.raw import SOURCE_EXTS, RawSource, index_sources, section_name
 from data_prep.report import DONE, SKIPPED, Outcome, Summary, attempt, report_path
 from data_prep.runner import run_step
+from videonorm.commands import float_in, int_in
 from videonorm.files import partial_path, remove_stale_partials
 
 DEFAULT_FORMAT = "bv*[height<=480][ext=mp4]/bv*[height<=480]/b[height<=480]/bv*/b"
 PERMANENT = ("removed", "private", "unavailable")
+TIMEOUT = "timeout"
+# A 10 s Kinetics segment with 2 s margins is a 14 s section: at 480p a few MB, and a handful of requests to
+# YouTube before it; seconds, or tens of seconds on a slow line. A call silent for 5 minutes is hung, not slow;
+# a false timeout costs a retry on the next run, a hang costs this long per try. Whole videos may want more.
+DEFAULT_TIMEOUT = 300.0
 # Checked in order; the first reason with a matching (lower-cased) phrase wins.
 _PATTERNS = (
     ("rate_limited", ("http error 429", "too many requests", "rate-limit", "rate limit",
@@ -112,10 +125,10 @@ class RateGate:
         with self._lock:
             self._resume_at = max(self._resume_at, time.monotonic() + seconds)
 
-    def wait(self) -> None:
-        """Sleep until the pause is over."""
+    def wait(self, sleep: Callable[[float], None] = time.sleep) -> None:
+        """Sleep (with ``sleep``) until the pause is over."""
         while (delay := self._resume_at - time.monotonic()) > 0:
-            time.sleep(delay)
+            sleep(delay)
 
 
 @dataclass(frozen=True)
@@ -128,7 +141,7 @@ class DownloadSettings:
         retries: extra attempts after a rate-limited or ``other`` failure.
         backoff: first pause in seconds; doubles with every retry.
         extra_args: more yt-dlp arguments (cookies, proxy, ...).
-        timeout: seconds before one yt-dlp call is abandoned.
+        timeout: seconds before one yt-dlp call is killed, with its children (a ``timeout`` failure).
         margin: seconds fetched before and after the annotated segments.
         whole_videos: fetch whole videos instead of sections.
     """
@@ -138,7 +151,7 @@ class DownloadSettings:
     retries: int = 3
     backoff: float = 30.0
     extra_args: tuple[str, ...] = ()
-    timeout: float = 1800.0
+    timeout: float = DEFAULT_TIMEOUT
     margin: int = 2
     whole_videos: bool = False
 
@@ -205,21 +218,27 @@ def read_archive(path: Path) -> set[str]:
     return ids
 
 
-def _run_yt_dlp(want: Wanted, folder: Path, settings: DownloadSettings) -> tuple[int, str]:
+def _run_yt_dlp(want: Wanted, folder: Path, settings: DownloadSettings,
+                groups: ProcessGroups) -> tuple[int | None, str]:
     cmd = [settings.executable, "-f", settings.format, "--no-playlist", "--no-progress"]
     if want.section is not None:
         start, end = want.section
         cmd += ["--download-sections", f"*{start}-{end}", "--downloader-args", "ffmpeg_o:-copyts"]
     cmd += ["-o", str(folder / f"{want.stem}.%(ext)s"), *settings.extra_args, "--",
             f"https://www.youtube.com/watch?v={want.youtube_id}"]
-    try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=settings.timeout)
-    except subprocess.TimeoutExpired:
-        return -1, f"ERROR: yt-dlp timed out after {settings.timeout:g} s"
+    done = groups.run(cmd, settings.timeout)
     return done.returncode, done.stderr
 
 
-def _try_once(want: Wanted, out_dir: Path, settings: DownloadSettings) -> Path | tuple[str, str]:
+def _timed_out(settings: DownloadSettings, stderr: str) -> tuple[str, str]:
+    """The ``timeout`` failure: how long, and the last thing yt-dlp said."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    last = f"; its last line: {lines[-1]}" if lines else "; it wrote nothing"
+    return TIMEOUT, f"no result within {settings.timeout:g} s (--timeout): killed with its children{last}"
+
+
+def _try_once(want: Wanted, out_dir: Path, settings: DownloadSettings,
+              groups: ProcessGroups) -> Path | tuple[str, str]:
     """One yt-dlp call in a temporary folder; the finished file is renamed into ``out_dir``.
 
     Returns:
@@ -232,7 +251,9 @@ def _try_once(want: Wanted, out_dir: Path, settings: DownloadSettings) -> Path |
     try:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
-        code, stderr = _run_yt_dlp(want, tmp, settings)
+        code, stderr = _run_yt_dlp(want, tmp, settings, groups)
+        if code is None:
+            return _timed_out(settings, stderr)
         if code != 0:
             if _NEEDS_FFMPEG in stderr:
                 raise InputError("yt-dlp needs ffmpeg to download sections: install ffmpeg (e.g. apt-get install "
@@ -248,7 +269,8 @@ def _try_once(want: Wanted, out_dir: Path, settings: DownloadSettings) -> Path |
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def download_one(want: Wanted, out_dir: Path, settings: DownloadSettings, gate: RateGate) -> Path:
+def download_one(want: Wanted, out_dir: Path, settings: DownloadSettings, gate: RateGate,
+                 groups: ProcessGroups) -> Path:
     """Download one video (or its section) into ``out_dir`` with retries and backoff.
 
     Args:
@@ -256,6 +278,7 @@ def download_one(want: Wanted, out_dir: Path, settings: DownloadSettings, gate: 
         out_dir: raw folder.
         settings: yt-dlp call settings.
         gate: pause shared by all threads.
+        groups: runs yt-dlp (and ends it when the step stops).
 
     Returns:
         The downloaded file.
@@ -264,23 +287,27 @@ def download_one(want: Wanted, out_dir: Path, settings: DownloadSettings, gate: 
         ItemError: classified failure (see :func:`classify`).
     """
     for attempt_no in range(settings.retries + 1):
-        gate.wait()
-        result = _try_once(want, out_dir, settings)
+        gate.wait(groups.sleep)
+        result = _try_once(want, out_dir, settings, groups)
         if isinstance(result, Path):
             return result
         reason, message = result
-        if reason in PERMANENT or attempt_no == settings.retries:
+        if reason in PERMANENT or reason == TIMEOUT or attempt_no == settings.retries:
             raise ItemError(reason, message)
         delay = settings.backoff * 2**attempt_no
         if reason == "rate_limited":
             gate.pause(delay)  # everyone waits: hammering a rate limit only extends it
         else:
-            time.sleep(delay)
+            groups.sleep(delay)
     raise AssertionError("unreachable")
 
 
-def _download_item(out_dir: Path, settings: DownloadSettings, gate: RateGate, want: Wanted) -> Outcome:
-    return attempt(want.youtube_id, {}, functools.partial(download_one, want, out_dir, settings, gate))
+def _download_item(out_dir: Path, settings: DownloadSettings, gate: RateGate, groups: ProcessGroups,
+                   want: Wanted) -> Outcome:
+    outcome = attempt(want.youtube_id, {}, functools.partial(download_one, want, out_dir, settings, gate, groups))
+    if outcome.reason == TIMEOUT:  # said at once: a stall of several minutes gets its explanation
+        tqdm.write(f"download: {want.youtube_id}: {outcome.message}", file=sys.stderr)
+    return outcome
 
 
 def _held(files: list[RawSource], want: Wanted) -> bool:
@@ -306,6 +333,7 @@ def download(annotations: Path | str, out_dir: Path | str, settings: DownloadSet
         The summary (report written to ``out_dir.download-failures.csv``).
     """
     out_dir = Path(out_dir)
+    check_output_folder(out_dir, beside=True)  # the report and the archive go beside it
     segments = [s for s in read_annotations(annotations, skip_bad_rows=skip_bad_rows).segments
                 if split is None or s.split == split]
     videos = wanted(segments, settings)
@@ -330,7 +358,10 @@ def download(annotations: Path | str, out_dir: Path | str, settings: DownloadSet
             summary.keep_previous(want.youtube_id)  # known dead: asking again only feeds the rate limiter
         else:
             todo.append(want)
-    work = functools.partial(_download_item, out_dir, settings, RateGate())
+    groups = ProcessGroups()
+    work = functools.partial(_download_item, out_dir, settings, RateGate(), groups)
+    print(f"download: {len(todo)} video(s) to fetch, {min(jobs, len(todo))} at a time ({len(videos) - len(todo)} "
+          f"there or known); a yt-dlp call is stopped after {settings.timeout:g} s (--timeout)", file=sys.stderr)
     try:
         with archive.open("a", encoding="utf-8") as record:
             for outcome in parallel_map(work, todo, jobs=jobs, desc="download", threads=True, unit="video"):
@@ -339,6 +370,7 @@ def download(annotations: Path | str, out_dir: Path | str, settings: DownloadSet
                     record.write(f"youtube {outcome.key}\n")
                     record.flush()
     finally:
+        groups.stop()  # Ctrl-C or kill: every yt-dlp still running is ended with its children
         summary.write()
     return summary
 
@@ -347,30 +379,34 @@ def configure(parser: argparse.ArgumentParser) -> None:
     """Add ``download``'s arguments to ``parser``."""
     parser.add_argument("annotations", type=Path, help="Kinetics annotation CSV")
     parser.add_argument("--out", type=Path, required=True, help="raw folder for full source videos")
-    parser.add_argument("--jobs", type=int, default=4, help="parallel downloads")
-    add_section_arguments(parser)
-    parser.add_argument("--yt-dlp", dest="yt_dlp", default="yt-dlp", help="yt-dlp executable")
-    parser.add_argument("--retries", type=int, default=3, help="retries after rate limits and unknown errors")
-    parser.add_argument("--backoff", type=float, default=30.0, help="first retry pause (s); doubles each retry")
-    parser.add_argument("--format", default=DEFAULT_FORMAT, help="yt-dlp format selector")
-    parser.add_argument("--yt-dlp-args", dest="yt_dlp_args", default="", help="extra yt-dlp arguments (one string)")
+    parser.add_argument("--jobs", type=int_in(1), default=4, help="parallel downloads")
+    add_yt_dlp_arguments(parser)
     parser.add_argument("--retry-failed", action="store_true", help="retry ids that failed permanently before")
     parser.add_argument("--split", choices=("train", "validate", "test"), help="only rows of this split")
     parser.add_argument("--skip-bad-rows", action="store_true",
                         help="skip malformed CSV rows (listed) instead of stopping")
 
 
-def add_section_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    """``--margin`` and ``--whole-videos`` (shared by ``download`` and ``prepare --download``)."""
-    parser.add_argument("--margin", type=int, default=2, help="seconds fetched before and after each segment")
+def add_yt_dlp_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """How videos are fetched (shared by ``download`` and ``prepare --download``): sections, yt-dlp and its calls."""
+    parser.add_argument("--margin", type=int_in(0), default=2, help="seconds fetched before and after each segment")
     parser.add_argument("--whole-videos", action="store_true", help="fetch whole videos instead of sections")
+    parser.add_argument("--yt-dlp", dest="yt_dlp", default="yt-dlp", help="yt-dlp executable")
+    parser.add_argument("--retries", type=int_in(0), default=3, help="retries after rate limits and unknown errors")
+    parser.add_argument("--backoff", type=float_in(0), default=30.0,
+                        help="first retry pause (s); doubles each retry")
+    parser.add_argument("--timeout", type=float_in(0, include_low=False), default=DEFAULT_TIMEOUT,
+                        help="seconds before a yt-dlp call is killed with its children and the video listed as "
+                             "'timeout' (retried on the next run; default %(default)g: a 14 s section takes seconds)")
+    parser.add_argument("--format", default=DEFAULT_FORMAT, help="yt-dlp format selector")
+    parser.add_argument("--yt-dlp-args", dest="yt_dlp_args", default="", help="extra yt-dlp arguments (one string)")
 
 
 def settings_from(args: argparse.Namespace) -> DownloadSettings:
-    """DownloadSettings from parsed ``configure`` options."""
+    """DownloadSettings from parsed :func:`add_yt_dlp_arguments` options."""
     return DownloadSettings(executable=args.yt_dlp, format=args.format, retries=args.retries,
                             backoff=args.backoff, extra_args=tuple(shlex.split(args.yt_dlp_args)),
-                            margin=args.margin, whole_videos=args.whole_videos)
+                            timeout=args.timeout, margin=args.margin, whole_videos=args.whole_videos)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from data_prep.annotations import SEGMENT_COLUMNS, Segment, read_annotations
 from data_prep.errors import InputError
+from data_prep.outputs import check_output_file
 from data_prep.report import DONE, FAILED, Outcome, Summary, read_report, report_path
 from data_prep.runner import run_step
 from videonorm.data.manifest import CLASSES_FILE, ManifestEntry, classes_text, manifest_text, read_classes
@@ -142,6 +143,7 @@ def write_manifest(annotations: Path | str, videos_dir: Path | str, out: Path | 
         The summary: ``done`` = lines written, ``failed`` = segments without video.
     """
     out = Path(out)
+    check_output_file(out)
     ann = read_annotations(annotations, skip_bad_rows=skip_bad_rows)
     segments = [s for s in ann.segments if split is None or s.split == split]
     if classes_file is not None:

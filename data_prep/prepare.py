@@ -38,16 +38,19 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from data_prep.annotations import SEGMENT_COLUMNS, SPLITS, Segment, find_split_csv, read_annotations
-from data_prep.download import DownloadSettings, add_section_arguments, download
+from data_prep.download import DownloadSettings, add_yt_dlp_arguments, download
+from data_prep.download import settings_from as download_settings_from
 from data_prep.encode_options import add_encode_arguments, settings_from
 from data_prep.errors import InputError
 from data_prep.manifest import build_manifest, check_labels, write_classes
+from data_prep.outputs import check_output_folder
 from data_prep.report import FAILED, FLAGGED, Summary
 from data_prep.resize import resize, video_files
 from data_prep.runner import run_step
 from data_prep.trim import trim
 from data_prep.verify import check_entries
 from data_prep.writer import EncodeSettings
+from videonorm.commands import int_in
 from videonorm.data.manifest import CLASSES_FILE, manifest_text, read_classes
 from videonorm.files import remove_stale_partials, write_text_atomic
 
@@ -136,6 +139,9 @@ def prepare(annotations_dir: Path | str, out_dir: Path | str, *, raw_dir: Path |
         raise InputError("pass exactly one of --raw (trim full sources) or --trimmed (resize CVDF files)")
     if download_settings is not None and raw_dir is None:
         raise InputError("--download needs --raw (where the sources go)")
+    check_output_folder(out_dir)
+    if download_settings is not None:
+        check_output_folder(raw_dir, "--raw", beside=True)
     unknown = [s for s in splits if s not in SPLITS]
     if unknown or not splits:
         raise InputError(f"unknown split(s) {unknown} (choose from {', '.join(SPLITS)})")
@@ -223,18 +229,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_encode_arguments(parser)
     group = parser.add_argument_group("download (trim route)")
     group.add_argument("--download", action="store_true", help="download missing sources with yt-dlp first")
-    add_section_arguments(group)
-    group.add_argument("--download-jobs", type=int, default=4, help="parallel downloads")
-    group.add_argument("--yt-dlp", dest="yt_dlp", default="yt-dlp", help="yt-dlp executable")
-    group.add_argument("--retries", type=int, default=3, help="download retries after rate limits")
-    group.add_argument("--backoff", type=float, default=30.0, help="first retry pause (s)")
+    group.add_argument("--download-jobs", type=int_in(1), default=4, help="parallel downloads")
+    add_yt_dlp_arguments(group)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``prepare`` from parsed arguments; prints the final table."""
-    download_settings = (DownloadSettings(executable=args.yt_dlp, retries=args.retries, backoff=args.backoff,
-                                          margin=args.margin, whole_videos=args.whole_videos)
-                         if args.download else None)
+    download_settings = download_settings_from(args) if args.download else None
     splits = [s.strip() for s in args.splits.split(",") if s.strip()]
     results = prepare(args.annotations, args.out, raw_dir=args.raw, trimmed_dir=args.trimmed, splits=splits,
                       settings=settings_from(args), min_duration=args.min_duration, jobs=args.jobs,

@@ -21,6 +21,7 @@ from pathlib import Path
 from data_prep.encode_jobs import EncodeJob, encode_all, remove_interrupted
 from data_prep.encode_options import add_encode_arguments, settings_from
 from data_prep.errors import InputError
+from data_prep.outputs import check_output_folder
 from data_prep.raw import SOURCE_EXTS
 from data_prep.report import Summary, report_path
 from data_prep.runner import run_step
@@ -57,6 +58,7 @@ def resize(videos_dir: Path | str, out_dir: Path | str, settings: EncodeSettings
         The summary (report written to ``out_dir.resize-failures.csv``).
     """
     videos_dir, out_dir = Path(videos_dir), Path(out_dir)
+    check_output_folder(out_dir, beside=True)  # the report and the records go beside it
     if sources is None:
         sources = video_files(videos_dir)
     if out_dir.resolve() == videos_dir.resolve():

@@ -43,9 +43,11 @@ import av
 import numpy as np
 
 from data_prep.errors import InputError
+from data_prep.outputs import check_output_folder
 from data_prep.parallel import parallel_map
 from data_prep.report import SKIPPED, Outcome, Summary, attempt
 from data_prep.runner import run_step
+from videonorm.commands import float_in, int_in
 from videonorm.files import atomic_path, csv_text, remove_stale_partials, write_text_atomic
 
 
@@ -342,6 +344,7 @@ def make_dataset(out_dir: Path | str, num_classes: int = 4, per_class: int = 8, 
     if any(w % 2 or h % 2 for w, h in sizes):
         raise InputError(f"sizes must be even (yuv420p): {list(sizes)}")
     root = Path(out_dir)
+    check_output_folder(root, "output folder")
     annotations_dir, raw_dir = root / "annotations", root / "raw"
     if speed <= 0:
         raise InputError(f"--speed must be > 0, got {speed}")
@@ -372,15 +375,18 @@ def make_dataset(out_dir: Path | str, num_classes: int = 4, per_class: int = 8, 
 def configure(parser: argparse.ArgumentParser) -> None:
     """Add ``synth``'s arguments to ``parser``."""
     parser.add_argument("out", type=Path, help="output folder (annotations/ and raw/ are written inside)")
-    parser.add_argument("--classes", type=int, default=4, help=f"number of motion classes (1..{len(CLASS_NAMES)})")
-    parser.add_argument("--per-class", type=int, default=8, help="videos per class (train + validate + test)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed")
-    parser.add_argument("--val-fraction", "--split-fraction", dest="val_fraction", type=float, default=0.25,
+    parser.add_argument("--classes", type=int_in(1, len(CLASS_NAMES)), default=4,
+                        help=f"number of motion classes (1..{len(CLASS_NAMES)})")
+    parser.add_argument("--per-class", type=int_in(1), default=8, help="videos per class (train + validate + test)")
+    parser.add_argument("--seed", type=int_in(0), default=0, help="random seed (numpy's generators take >= 0)")
+    fraction = float_in(0, 1, include_high=False)
+    parser.add_argument("--val-fraction", "--split-fraction", dest="val_fraction", type=fraction, default=0.25,
                         help="share of each class in the validate split")
-    parser.add_argument("--test-fraction", type=float, default=0.0,
+    parser.add_argument("--test-fraction", type=fraction, default=0.0,
                         help="share of each class in a test split (0: none; like Kinetics-400's labelled test split)")
-    parser.add_argument("--speed", type=float, default=1.0, help="multiply every class's motion speed")
-    parser.add_argument("--jobs", type=int, default=1, help="parallel worker processes")
+    parser.add_argument("--speed", type=float_in(0, include_low=False), default=1.0,
+                        help="multiply every class's motion speed")
+    parser.add_argument("--jobs", type=int_in(1), default=1, help="parallel worker processes")
 
 
 def run(args: argparse.Namespace) -> int:

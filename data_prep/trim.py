@@ -33,6 +33,7 @@ from pathlib import Path
 from data_prep.annotations import SEGMENT_COLUMNS, read_annotations
 from data_prep.encode_jobs import EncodeJob, encode_all, remove_interrupted
 from data_prep.encode_options import add_encode_arguments, settings_from
+from data_prep.outputs import check_output_folder
 from data_prep.raw import index_sources, source_for
 from data_prep.report import FAILED, Outcome, Summary, read_report, report_path
 from data_prep.runner import run_step
@@ -58,6 +59,7 @@ def trim(annotations: Path | str, raw_dir: Path | str, out_dir: Path | str,
         The summary (report already written to ``out_dir.trim-failures.csv``).
     """
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
+    check_output_folder(out_dir, beside=True)  # the report and the records go beside it
     segments = [s for s in read_annotations(annotations, skip_bad_rows=skip_bad_rows).segments
                 if split is None or s.split == split]
     sources = index_sources(raw_dir)

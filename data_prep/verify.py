@@ -30,9 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from data_prep.errors import InputError, ItemError
+from data_prep.outputs import check_output_file
 from data_prep.parallel import parallel_map
 from data_prep.report import FAILED, Outcome, Summary, attempt
 from data_prep.runner import run_step
+from videonorm.commands import int_in
 from videonorm.data.decoders import BACKENDS, DEFAULT_BACKEND
 from videonorm.data.manifest import ManifestEntry, manifest_text, read_manifest
 from videonorm.files import atomic_path, remove_stale_partials, write_text_atomic
@@ -150,6 +152,7 @@ def verify(
     manifest = Path(manifest)
     root = Path(root) if root is not None else manifest.parent
     entries = read_manifest(manifest, allow_duplicates=allow_duplicates)
+    check_output_file(manifest, "MANIFEST")  # MANIFEST.bad.csv goes beside it; --drop rewrites it
     remove_stale_partials(manifest.parent)
     unique = list({entry.path: entry for entry in entries}.values())  # a repeated video is checked and counted once
     summary = check_entries(unique, root, manifest.with_name(manifest.name + ".bad.csv"), jobs, decoder)
@@ -165,7 +168,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     """Add ``verify``'s arguments to ``parser``."""
     parser.add_argument("manifest", type=Path, help="manifest file (relative/path.mp4 <label> lines)")
     parser.add_argument("--root", type=Path, help="dataset root (default: the manifest's folder)")
-    parser.add_argument("--jobs", type=int, default=1, help="parallel worker processes")
+    parser.add_argument("--jobs", type=int_in(1), default=1, help="parallel worker processes")
     parser.add_argument("--drop", action="store_true",
                         help="rewrite MANIFEST without bad lines (previous version kept as MANIFEST.orig)")
     parser.add_argument("--decoder", default=DEFAULT_BACKEND, choices=BACKENDS,

@@ -6,8 +6,11 @@ import csv
 import json
 import os
 import shutil
+import signal
 import stat
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import av
@@ -17,6 +20,7 @@ from data_prep import cli
 from data_prep.download import DownloadSettings, classify, download, resolve_executable
 from data_prep.errors import InputError
 from data_prep.synth import render, write_video
+from tests.processes import alive, wait_for
 from videonorm.files import PARTIAL_TAG
 
 # A stand-in for yt-dlp: same command line, behaviour chosen per id in $FAKE_YTDLP_DIR/behaviour.json,
@@ -48,6 +52,15 @@ errors = {{
 }}
 if behaviour.startswith("once_"):  # fail the first time only
     behaviour = behaviour[5:] if calls == 1 else "ok"
+if behaviour == "hang":  # a stalled download: yt-dlp waits on its ffmpeg, which never ends
+    import subprocess
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
+    pids = state / f"hang-{{youtube_id}}-{{os.getpid()}}"
+    pids.with_suffix(".tmp").write_text(f"{{os.getpid()}} {{child.pid}}")
+    os.replace(pids.with_suffix(".tmp"), pids.with_suffix(".pids"))
+    print("[download] Destination: stalled.mp4", file=sys.stderr, flush=True)
+    child.wait()
+    sys.exit(0)
 if behaviour in errors:
     Path(template.replace("%(ext)s", "mp4.part")).write_bytes(b"half")  # yt-dlp leaves .part files
     print("WARNING: something harmless", file=sys.stderr)
@@ -267,3 +280,72 @@ def test_sections_without_ffmpeg_stop_with_a_clear_error(fake, tmp_path, capsys)
                      "--yt-dlp", fake["exe"], "--retries", "0"])
     assert code == 2
     assert "yt-dlp needs ffmpeg to download sections" in capsys.readouterr().err
+
+
+# --- issue 24 item 12: a hung yt-dlp costs --timeout once, is listed as such, and leaves no process behind -------
+
+def _hung_pids(fake_dir: Path) -> list[int]:
+    """Pids of the hung fake yt-dlp calls and of the child each started."""
+    return [int(pid) for f in sorted(fake_dir.glob("hang-*.pids")) for pid in f.read_text().split()]
+
+
+def _kill_all(pids: list[int]) -> None:
+    for pid in pids:  # a failing run must not leave an hour of sleepers behind
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc to check the children")
+def test_hung_yt_dlp_is_killed_with_its_child_listed_as_timeout_and_retried_next_run(fake, tmp_path, capsys):
+    fake["configure"]({"hangAAAAAAA": "hang"})
+    csv_path = annotations(tmp_path / "a.csv", ["okAAAAAAAAA", "hangAAAAAAA"])
+    raw = tmp_path / "raw"
+    argv = ["download", str(csv_path), "--out", str(raw), "--yt-dlp", fake["exe"], "--whole-videos",
+            "--timeout", "2", "--retries", "3", "--backoff", "0", "--jobs", "2"]
+    state = Path(os.environ["FAKE_YTDLP_DIR"])
+    try:
+        started = time.monotonic()
+        assert cli.main(argv) == 0
+        elapsed = time.monotonic() - started
+        pids = _hung_pids(state)
+        assert len(pids) == 2  # one call (not retried in this run) and its child
+        assert wait_for(lambda: not any(alive(pid) for pid in pids), timeout=5), "yt-dlp or its child survived"
+    finally:
+        _kill_all(_hung_pids(state))
+    assert elapsed < 2 * 2  # one --timeout, not one per retry
+    assert [c["id"] for c in fake["calls"]()].count("hangAAAAAAA") == 1
+    with (tmp_path / "raw.download-failures.csv").open() as f:
+        (row,) = list(csv.DictReader(f))
+    assert (row["youtube_id"], row["status"], row["reason"]) == ("hangAAAAAAA", "failed", "timeout")
+    assert row["message"] == ("no result within 2 s (--timeout): killed with its children; its last line: "
+                              "[download] Destination: stalled.mp4")
+    out, err = capsys.readouterr()
+    assert "download: 1 done, 0 skipped, 1 failed (timeout 1)" in out
+    assert "download: 2 video(s) to fetch, 2 at a time (0 there or known); a yt-dlp call is stopped after 2 s" in err
+    assert f"download: hangAAAAAAA: {row['message']}" in err  # said when it happened, not only at the end
+    # a timeout is not a permanent failure: the next run asks again
+    fake["configure"]({})
+    assert cli.main(argv) == 0
+    assert [c["id"] for c in fake["calls"]()].count("hangAAAAAAA") == 2 and (raw / "hangAAAAAAA.mp4").is_file()
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc to check the children")
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_sigterm_of_download_ends_every_yt_dlp_with_its_children(fake, tmp_path, jobs):
+    ids = ["hangAAAAAAA", "hangBBBBBBB"]
+    fake["configure"]({i: "hang" for i in ids})
+    state = Path(os.environ["FAKE_YTDLP_DIR"])
+    cmd = [sys.executable, "-m", "data_prep", "download", str(annotations(tmp_path / "a.csv", ids)), "--out",
+           str(tmp_path / "raw"), "--yt-dlp", fake["exe"], "--whole-videos", "--timeout", "600", "--jobs", str(jobs)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_for(lambda: len(_hung_pids(state)) == 2 * jobs, timeout=60)  # every worker in a hung call
+        pids = _hung_pids(state)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 130  # not after --timeout: the calls are ended, not waited on
+        assert wait_for(lambda: not any(alive(pid) for pid in pids), timeout=5), "yt-dlp or its child survived"
+        assert "interrupted" in proc.stderr.read().splitlines()[-1]
+    finally:
+        proc.kill()
+        proc.wait()
+        _kill_all(_hung_pids(state))

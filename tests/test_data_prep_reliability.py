@@ -10,7 +10,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from data_prep.synth import render
 from data_prep.synth import write_video as write_synth
 from data_prep.trim import trim
 from data_prep.writer import EncodeSettings
+from tests.processes import alive, children, cmdline, wait_for
 from tests.videos import frame_index, index_frame, write_truncated_video, write_video
 from tests.videos import write_annotations as write_rows
 from videonorm.files import PARTIAL_TAG
@@ -169,15 +169,6 @@ def test_window_past_the_end_and_late_video_are_flagged_with_their_cause(tmp_pat
 
 # --- item 9: flags of videos finished before a kill survive it -----------------------------------------------
 
-def _wait_for(predicate, timeout: float = 60.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return False
-
-
 def test_flags_survive_a_killed_trim(tmp_path):
     raw = tmp_path / "raw"
     raw.mkdir()
@@ -191,7 +182,7 @@ def test_flags_survive_a_killed_trim(tmp_path):
            "--short-side", "120", "--preset", "veryslow", "--jobs", "1"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        assert _wait_for(lambda: (out / "shortAAAAAA_000000_000010.mp4").exists())
+        assert wait_for(lambda: (out / "shortAAAAAA_000000_000010.mp4").exists())
     finally:
         proc.kill()
         proc.wait()
@@ -205,34 +196,6 @@ def test_flags_survive_a_killed_trim(tmp_path):
 
 
 # --- item 11: workers die with their parent ------------------------------------------------------------------
-
-def _children(pid: int) -> set[int]:
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                status = (entry / "status").read_text()
-            except OSError:
-                continue
-            if f"\nPPid:\t{pid}\n" in status:
-                found.add(int(entry.name))
-    return found
-
-
-def _cmdline(pid: int) -> bytes:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return b""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")  # a zombie has exited (its new parent may be slow to reap it)
-
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc to find the workers")
 def test_sigkill_of_trim_with_workers_leaves_no_orphans(tmp_path):
@@ -248,17 +211,17 @@ def test_sigkill_of_trim_with_workers_leaves_no_orphans(tmp_path):
     workers: set[int] = set()
     try:
         # the pool's workers are at work once partial outputs appear
-        assert _wait_for(lambda: out.is_dir() and len([p for p in out.iterdir() if PARTIAL_TAG in p.name]) >= 2)
+        assert wait_for(lambda: out.is_dir() and len([p for p in out.iterdir() if PARTIAL_TAG in p.name]) >= 2)
         # the pool's workers (not multiprocessing's resource tracker, which exits after them)
-        workers = {pid for pid in _children(proc.pid) if _alive(pid) and b"spawn_main" in _cmdline(pid)}
+        workers = {pid for pid in children(proc.pid) if alive(pid) and b"spawn_main" in cmdline(pid)}
         assert len(workers) >= 2
         proc.kill()
         proc.wait()
-        assert _wait_for(lambda: not any(_alive(pid) for pid in workers), timeout=10), "orphaned workers"
+        assert wait_for(lambda: not any(alive(pid) for pid in workers), timeout=10), "orphaned workers"
     finally:
         proc.kill()
         for pid in workers:  # a failing run must not leave them behind
-            if _alive(pid):
+            if alive(pid):
                 os.kill(pid, signal.SIGKILL)
     summary = trim(csv_path, raw, out, EncodeSettings(short_side=120, preset="ultrafast"))
     assert summary.count("failed") == 0 and len(list(out.glob("*.mp4"))) == 4

@@ -1,4 +1,5 @@
-"""One way to dispatch a subcommand, for ``videonorm``, ``videonorm bench`` and ``kinetics-prep``.
+"""One way to dispatch a subcommand, for ``videonorm``, ``videonorm bench`` and ``kinetics-prep``, and the argparse
+types that refuse a number out of its range while the command line is parsed.
 
 Every command module exposes ``configure(parser)`` (adds its options; may set the parser's ``description`` and
 ``epilog``, which default to the module's docstring) and ``run(args) -> int`` (the exit status). A program lists
@@ -11,7 +12,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 
@@ -39,6 +41,63 @@ class Command:
     def summary(self) -> str:
         """The one-line help."""
         return self.help if self.help is not None else (self.load().__doc__ or "").strip().splitlines()[0]
+
+
+def _range_text(kind: str, low: float, high: float | None, include_low: bool, include_high: bool) -> str:
+    """``a whole number from 0 to 51``, ``a number > 0``, ``a number >= 0 and < 1``."""
+    if high is not None and include_low and include_high:
+        return f"{kind} from {low:g} to {high:g}"
+    text = f"{kind} {'>=' if include_low else '>'} {low:g}"
+    return text if high is None else f"{text} and {'<=' if include_high else '<'} {high:g}"
+
+
+def int_in(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse ``type=`` that takes a whole number from ``low`` to ``high`` (both included; no upper bound if
+    None) and refuses anything else with a message naming the range (``'-5' is not a whole number >= 0``).
+
+    Args:
+        low: The smallest value accepted.
+        high: The largest value accepted (None: no upper bound).
+    """
+    text = _range_text("a whole number", low, high, True, True)
+
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            number = None
+        if number is None or number < low or (high is not None and number > high):
+            raise argparse.ArgumentTypeError(f"{value!r} is not {text}")
+        return number
+
+    return parse
+
+
+def float_in(low: float, high: float | None = None, *, include_low: bool = True,
+             include_high: bool = True) -> Callable[[str], float]:
+    """An argparse ``type=`` that takes a finite number in a range and refuses anything else (NaN, inf, out of range)
+    with a message naming the range (``'0' is not a number > 0``).
+
+    Args:
+        low: The lower bound.
+        high: The upper bound (None: none).
+        include_low: Whether ``low`` itself is accepted.
+        include_high: Whether ``high`` itself is accepted.
+    """
+    text = _range_text("a number", low, high, include_low, include_high)
+
+    def parse(value: str) -> float:
+        try:
+            number = float(value)
+        except ValueError:
+            number = math.nan
+        above = number >= low if include_low else number > low
+        below = high is None or (number <= high if include_high else number < high)
+        if not (math.isfinite(number) and above and below):
+            raise argparse.ArgumentTypeError(f"{value!r} is not {text}")
+        return number
+
+    return parse
 
 
 def command_parser(prog: str, module: ModuleType) -> argparse.ArgumentParser:
